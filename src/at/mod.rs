@@ -1,0 +1,1 @@
+//! AT command engine, 3GPP TS 27.007 and TS 27.005.

@@ -1,0 +1,21 @@
+//! smsgate: a daemon that drives GSM/LTE USB modems with AT commands and
+//! relays SMS to and from a local message bus.
+//!
+//! The module tree mirrors the pipeline described in `DESIGN.md`:
+//!
+//! * [`pdu`]: the 3GPP TS 23.040 / 23.038 codec (SMS-DELIVER, SMS-SUBMIT,
+//!   SMS-STATUS-REPORT, GSM 7-bit, UCS-2, UDH, multipart splitting and
+//!   reassembly). Pure: bytes in, values out.
+//! * [`at`]: the AT command engine (3GPP TS 27.007 / 27.005): a pure digester
+//!   that frames a byte stream into responses, prompts and unsolicited result
+//!   codes, typed commands, and an async link that keeps one command in flight.
+//! * [`hardware`]: modem profiles (`hardware/*.toml`): USB ids, AT interface,
+//!   init commands and quirks, shared by the daemon and the simulator.
+//! * [`sim`]: a simulated GSM network of modems speaking AT over
+//!   pseudo-terminals, with vendor quirks and fault injection; used by tests,
+//!   benchmarks and the demo, never by production code paths.
+
+pub mod at;
+pub mod hardware;
+pub mod pdu;
+pub mod sim;

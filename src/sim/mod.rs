@@ -1,0 +1,1 @@
+//! A simulated GSM network of modems that speak AT over pseudo-terminals.
