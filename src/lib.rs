@@ -16,6 +16,7 @@
 //!   benchmarks and the demo, never by production code paths.
 
 pub mod at;
+pub mod cli;
 pub mod hardware;
 pub mod pdu;
 pub mod sim;

@@ -1,8 +1,9 @@
-//! The `smsgate` binary: a thin command-line front end over the library.
+//! The `smsgate` binary: a thin dispatcher over [`smsgate::cli`].
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use smsgate::cli;
 
 /// smsgate: relay SMS between USB GSM/LTE modems and a local message bus.
 #[derive(Debug, Parser)]
@@ -14,10 +15,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    // Subcommands are added by each layer (pdu, sim, ...).
+    /// Decode and encode SMS PDUs (3GPP TS 23.040).
+    Pdu(cli::pdu::PduArgs),
+    /// Run simulated modems on pseudo-terminals, or control them (`sim ctl`).
+    Sim(cli::sim::SimArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Pdu(args) => cli::pdu::run(args),
+        Command::Sim(args) => cli::sim::run(args),
+    }
 }

@@ -1,0 +1,32 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// The real-world corpus (`../shared/corpus`, or `$SMSGATE_CORPUS`), or
+/// `None` after printing a visible notice that `what` is skipped.
+pub fn corpus(what: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("SMSGATE_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED: {what}: corpus not found at {} (set SMSGATE_CORPUS)",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// Whether an outside program is on PATH; prints a visible notice if not.
+pub fn have_program(name: &str, what: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+        .unwrap_or(false);
+    if !found {
+        eprintln!("SKIPPED: {what}: `{name}` is not installed");
+    }
+    found
+}
