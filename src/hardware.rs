@@ -165,7 +165,11 @@ pub fn builtin() -> Result<Vec<Profile>, ProfileError> {
 /// The built-in profile with this id.
 pub fn builtin_profile(id: &str) -> Result<Profile, ProfileError> {
     let all = builtin()?;
-    let known = all.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ");
+    let known = all
+        .iter()
+        .map(|p| p.id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     all.iter()
         .find(|p| p.id == id)
         .cloned()
