@@ -14,7 +14,8 @@ use super::gsm7::{self, NationalLanguage, Tables};
 use super::status::Status;
 use super::time::{Timestamp, ValidityPeriod};
 use super::tpdu::{Deliver, StatusReport, Submit};
-use super::ud::{header_septets, ucs2_bytes, Body, UserData, MAX_OCTETS, MAX_SEPTETS};
+use super::ucs2;
+use super::ud::{header_septets, Body, UserData, MAX_OCTETS, MAX_SEPTETS};
 use super::udh::{Ie, Ports, Udh};
 
 /// Most parts one message may have (the concat IE counts in one octet).
@@ -125,62 +126,30 @@ struct Split {
     texts: Vec<String>,
 }
 
-/// Picks the tables for `text`: the default alphabet when it suffices, else
-/// the allowed national single shift alone, then locking plus single shift,
-/// whichever needs fewest septets. `None` when no choice encodes every
-/// character.
-fn choose_tables(text: &str, allowed: &[NationalLanguage]) -> Option<Tables> {
-    let count =
-        |t: Tables| -> Option<usize> { text.chars().map(|c| gsm7::char_septets(c, t)).sum() };
-    let default = Tables::default();
-    if count(default).is_some() {
-        return Some(default);
-    }
-    let mut best: Option<(usize, Tables)> = None;
-    for &lang in allowed {
-        for t in [
-            Tables {
-                locking: NationalLanguage::Default,
-                single: lang,
-            },
-            Tables {
-                locking: lang,
-                single: lang,
-            },
-        ] {
-            if let Some(n) = count(t) {
-                if best.map_or(true, |(b, _)| n < b) {
-                    best = Some((n, t));
-                }
-            }
-        }
-    }
-    best.map(|(_, t)| t)
-}
-
 /// Octets the national language elements take for `tables`.
 fn shift_ie_octets(tables: Tables) -> usize {
     3 * (usize::from(tables.locking != NationalLanguage::Default)
         + usize::from(tables.single != NationalLanguage::Default))
 }
 
-/// Greedy split of `items` (each a cost and a text piece) into chunks of at
-/// most `cap`.
-fn chunk_chars(text: &str, cap: usize, cost: impl Fn(char) -> usize) -> Vec<String> {
+/// Cuts `text` into pieces of at most `cap` units, where `prefix` gives the
+/// byte length of the longest prefix that fits (whole characters only, so
+/// escapes and surrogate pairs stay together).
+fn chunks(text: &str, cap: usize, prefix: impl Fn(&str, usize) -> usize) -> Vec<String> {
     let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut used = 0;
-    for c in text.chars() {
-        let n = cost(c);
-        if used + n > cap && !cur.is_empty() {
-            out.push(std::mem::take(&mut cur));
-            used = 0;
-        }
-        cur.push(c);
-        used += n;
+    let mut rest = text;
+    while !rest.is_empty() {
+        // A cap below the widest character would stall; take one char then.
+        let n = match prefix(rest, cap) {
+            0 => rest.chars().next().map_or(rest.len(), char::len_utf8),
+            n => n,
+        };
+        let (head, tail) = rest.split_at(n);
+        out.push(head.to_owned());
+        rest = tail;
     }
-    if !cur.is_empty() || out.is_empty() {
-        out.push(cur);
+    if out.is_empty() {
+        out.push(String::new());
     }
     out
 }
@@ -214,26 +183,26 @@ fn split_text(
     let tables = if force_ucs2 {
         None
     } else {
-        choose_tables(text, allowed)
+        gsm7::best_tables(text, allowed)
     };
     let chunks = match tables {
         Some(t) => {
             let fixed = shift_ie_octets(t) + extra_hdr;
-            let cost = |c| gsm7::char_septets(c, t).unwrap_or(2);
-            let total: usize = text.chars().map(cost).sum();
+            let total = gsm7::septet_count(text, t).unwrap_or(usize::MAX);
             if total <= septet_cap(fixed) {
                 vec![text.to_owned()]
             } else {
-                chunk_chars(text, septet_cap(fixed + concat_ie), cost)
+                // best_tables guarantees every character encodes.
+                chunks(text, septet_cap(fixed + concat_ie), |s, n| {
+                    gsm7::prefix_len(s, t, n).unwrap_or(s.len())
+                })
             }
         }
         None => {
-            let units = |c: char| c.len_utf16() * 2;
-            let total: usize = text.chars().map(units).sum();
-            if total <= octet_cap(extra_hdr) {
+            if ucs2::unit_count(text) * 2 <= octet_cap(extra_hdr) {
                 vec![text.to_owned()]
             } else {
-                chunk_chars(text, octet_cap(extra_hdr + concat_ie) / 2 * 2, units)
+                chunks(text, octet_cap(extra_hdr + concat_ie) / 2, ucs2::prefix_len)
             }
         }
     };
@@ -249,7 +218,7 @@ fn split_text(
             Some(t) => {
                 gsm7::encode(chunk, t).map_err(|e| PduError::encode("text", e.to_string()))?
             }
-            None => ucs2_bytes(chunk),
+            None => ucs2::encode(chunk),
         });
     }
     Ok(Split {

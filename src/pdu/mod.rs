@@ -21,9 +21,11 @@ pub mod encode;
 pub mod error;
 pub mod gsm7;
 pub mod json;
+pub mod reassembly;
 pub mod status;
 pub mod time;
 pub mod tpdu;
+pub mod ucs2;
 pub mod ud;
 pub mod udh;
 

@@ -12,7 +12,7 @@ use super::error::{
 use super::gsm7::Tables;
 use super::status::Status;
 use super::time::{parse_timestamp, parse_validity, Timestamp, ValidityFormat, ValidityPeriod};
-use super::ud::{encode_user_data, parse_user_data, ucs2_bytes, Body, Payload, UserData};
+use super::ud::{encode_user_data, parse_user_data, Body, Payload, UserData};
 
 /// Which way a TPDU travels. TP-MTI only makes sense with it: MTI 0 is an
 /// SMS-DELIVER from the network but an SMS-DELIVER-REPORT from a phone
@@ -455,7 +455,7 @@ fn encode_ud(dcs: Dcs, ud: &UserData, out: &mut Vec<u8>) -> Result<(), PduError>
                 .map_err(|e| PduError::encode("text", e.to_string()))?;
             encode_user_data(header, Payload::Septets(&septets), out);
         }
-        Body::Text(t) => encode_user_data(header, Payload::Octets(&ucs2_bytes(t)), out),
+        Body::Text(t) => encode_user_data(header, Payload::Octets(&super::ucs2::encode(t)), out),
         Body::Data(d) => encode_user_data(header, Payload::Octets(d), out),
     }
     Ok(())

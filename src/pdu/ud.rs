@@ -5,6 +5,7 @@
 use super::dcs::{Alphabet, Dcs};
 use super::error::{fail, octet, take_field, Field, PResult, Reason};
 use super::gsm7::{self, Tables};
+use super::ucs2;
 use super::udh::{parse_ies, Udh};
 
 /// Most septets in one TP-UD (140 octets), TS 23.040 §9.2.3.16.
@@ -51,25 +52,6 @@ pub fn header_septets(header_octets: usize) -> (usize, u8) {
     let bits = header_octets * 8;
     let septets = bits.div_ceil(7);
     (septets, (septets * 7 - bits) as u8)
-}
-
-/// Decodes UCS-2 octets as UTF-16BE.
-fn ucs2_text(octets: &[u8]) -> String {
-    // Placeholder until the ucs2 module lands: unpaired surrogates and an odd
-    // trailing octet become U+FFFD.
-    let units = octets.chunks(2).map(|c| match c {
-        [a, b] => u16::from_be_bytes([*a, *b]),
-        _ => 0xFFFD,
-    });
-    char::decode_utf16(units)
-        .map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER))
-        .collect()
-}
-
-/// Encodes text as UCS-2 (UTF-16BE, surrogate pairs for characters beyond
-/// the BMP).
-pub fn ucs2_bytes(text: &str) -> Vec<u8> {
-    text.encode_utf16().flat_map(u16::to_be_bytes).collect()
 }
 
 /// Splits off the header of `ud` when `udhi` is set. Returns the header, the
@@ -151,7 +133,7 @@ pub fn parse_user_data(
                 }
             }
         } else if dcs.alphabet == Alphabet::Ucs2 && !dcs.compressed {
-            Body::Text(ucs2_text(after_header))
+            Body::Text(ucs2::decode_lossy(after_header))
         } else {
             Body::Data(after_header.to_vec())
         };

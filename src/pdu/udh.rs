@@ -331,7 +331,7 @@ mod tests {
 
     #[test]
     fn unknown_and_misshapen_elements_are_carried() {
-        let u = parse("0A0400000000000301AABB").unwrap();
+        let u = parse("0A04000000000002AABB").unwrap();
         assert_eq!(u.ies.len(), 2);
         assert_eq!(
             u.ies[0],
@@ -345,7 +345,7 @@ mod tests {
             u.ies[1],
             Ie::Other {
                 iei: 0x00,
-                data: vec![0x01, 0xAA, 0xBB]
+                data: vec![0xAA, 0xBB]
             }
         );
         assert_eq!(u.concat(), None);
