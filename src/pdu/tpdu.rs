@@ -313,6 +313,11 @@ fn parse_status_report(tables: Tables) -> impl Fn(&[u8]) -> PResult<'_, StatusRe
             user_data: None,
         };
         // TP-PI and what it announces are optional (TS 23.040 §9.2.3.27).
+        // Reports read from SIM storage come padded with 0xFF to the record
+        // size (TS 31.102 EF-SMSR); all-0xFF after TP-ST is padding, not a PI.
+        if i.iter().all(|&b| b == 0xFF) {
+            return Ok((&i[i.len()..], report));
+        }
         if let Ok((rest, pi)) = octet(Field::ParameterIndicator)(i) {
             report.parameter_indicator = Some(pi);
             i = rest;
