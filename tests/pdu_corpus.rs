@@ -791,7 +791,7 @@ fn corpus_field_vectors() {
                     };
                     parsed.is_ok_and(|(rest, a)| {
                         a.is_some_and(|a| a.to_string() == v)
-                            && consumed.is_none_or_eq(bytes.len() - rest)
+                            && consumed.map_or(true, |n| n == bytes.len() - rest)
                     })
                 };
                 let enc_ok = !encode || {
@@ -852,7 +852,7 @@ fn corpus_field_vectors() {
             }
             "udh_ie" | "udh_ies" => match parse_ies(&bytes) {
                 Ok((_, udh)) => {
-                    let c_ok = value.get("concat").is_none_or_with(|c| {
+                    let c_ok = value.get("concat").map_or(true, |c| {
                         udh.concat().is_some_and(|got| {
                             c["ref"].as_u64() == Some(u64::from(got.reference))
                                 && c["parts"].as_u64() == Some(u64::from(got.total))
@@ -860,7 +860,7 @@ fn corpus_field_vectors() {
                                 && c["ref_bits"].as_u64() == Some(if got.wide { 16 } else { 8 })
                         })
                     });
-                    let p_ok = value.get("ports").is_none_or_with(|p| {
+                    let p_ok = value.get("ports").map_or(true, |p| {
                         udh.ports().is_some_and(|got| {
                             p["dst"].as_u64() == Some(u64::from(got.dst))
                                 && p["src"].as_u64() == Some(u64::from(got.src))
@@ -898,22 +898,4 @@ fn corpus_field_vectors() {
         failures.len()
     );
     assert!(failures.is_empty());
-}
-
-/// Small helpers that keep the MSRV (no `Option::is_none_or`).
-trait OptExt<T> {
-    fn is_none_or_eq(&self, v: T) -> bool;
-}
-impl<T: PartialEq + Copy> OptExt<T> for Option<T> {
-    fn is_none_or_eq(&self, v: T) -> bool {
-        self.map_or(true, |x| x == v)
-    }
-}
-trait OptWith<'a> {
-    fn is_none_or_with(self, f: impl FnOnce(&'a Value) -> bool) -> bool;
-}
-impl<'a> OptWith<'a> for Option<&'a Value> {
-    fn is_none_or_with(self, f: impl FnOnce(&'a Value) -> bool) -> bool {
-        self.map_or(true, f)
-    }
 }
