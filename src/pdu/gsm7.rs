@@ -282,23 +282,38 @@ impl Code {
     }
 }
 
-/// The locking table wins over the single shift: it costs one septet, not
-/// two (so CR, LF and space always come from the basic table).
-fn lookup(ch: char, tables: Tables) -> Option<Code> {
-    let lock = reverse(
-        &LOCKING_REVERSE,
-        tables.locking,
-        NationalLanguage::locking_table,
-    );
-    if let Some(s) = lock.and_then(|r| r.get(ch)) {
-        return Some(Code::Locking(s));
+/// The reverse tables for one [`Tables`] pair, fetched once per call so
+/// the per-character work is one or two array/binary-search lookups.
+#[derive(Clone, Copy)]
+struct Lookup {
+    locking: Option<&'static Reverse>,
+    single: Option<&'static Reverse>,
+}
+
+impl Lookup {
+    fn new(tables: Tables) -> Self {
+        Self {
+            locking: reverse(
+                &LOCKING_REVERSE,
+                tables.locking,
+                NationalLanguage::locking_table,
+            ),
+            single: reverse(
+                &SHIFT_REVERSE,
+                tables.single,
+                NationalLanguage::single_shift_table,
+            ),
+        }
     }
-    let shift = reverse(
-        &SHIFT_REVERSE,
-        tables.single,
-        NationalLanguage::single_shift_table,
-    );
-    shift.and_then(|r| r.get(ch)).map(Code::Shifted)
+
+    /// The locking table wins over the single shift: it costs one septet,
+    /// not two (so CR, LF and space always come from the basic table).
+    fn code(self, ch: char) -> Option<Code> {
+        if let Some(s) = self.locking.and_then(|r| r.get(ch)) {
+            return Some(Code::Locking(s));
+        }
+        self.single.and_then(|r| r.get(ch)).map(Code::Shifted)
+    }
 }
 
 fn table_char(table: &Table, septet: u8) -> Option<char> {
@@ -336,9 +351,11 @@ pub fn decode(septets: &[u8], tables: Tables) -> String {
 /// Encodes text into septets, using the escape + single-shift table for
 /// characters the locking table lacks.
 pub fn encode(text: &str, tables: Tables) -> Result<Vec<u8>, Unencodable> {
+    let lookup = Lookup::new(tables);
     let mut out = Vec::with_capacity(text.len());
     for (index, ch) in text.chars().enumerate() {
-        lookup(ch, tables)
+        lookup
+            .code(ch)
             .ok_or(Unencodable { ch, index })?
             .write(&mut out);
     }
@@ -351,8 +368,9 @@ pub fn encode(text: &str, tables: Tables) -> Result<Vec<u8>, Unencodable> {
 pub fn encode_discarding(text: &str, tables: Tables) -> (Vec<u8>, Vec<Unencodable>) {
     let mut out = Vec::with_capacity(text.len());
     let mut dropped = Vec::new();
+    let lookup = Lookup::new(tables);
     for (index, ch) in text.chars().enumerate() {
-        match lookup(ch, tables) {
+        match lookup.code(ch) {
             Some(code) => code.write(&mut out),
             None => dropped.push(Unencodable { ch, index }),
         }
@@ -363,13 +381,16 @@ pub fn encode_discarding(text: &str, tables: Tables) -> (Vec<u8>, Vec<Unencodabl
 /// How many septets `c` takes with `tables` (1, or 2 with the escape), or
 /// `None` when it cannot be encoded.
 pub fn char_septets(c: char, tables: Tables) -> Option<usize> {
-    lookup(c, tables).map(Code::septets)
+    Lookup::new(tables).code(c).map(Code::septets)
 }
 
 /// How many septets `text` takes with `tables`, or `None` when some
 /// character cannot be encoded.
 pub fn septet_count(text: &str, tables: Tables) -> Option<usize> {
-    text.chars().map(|c| char_septets(c, tables)).sum()
+    let lookup = Lookup::new(tables);
+    text.chars()
+        .map(|c| lookup.code(c).map(Code::septets))
+        .sum()
 }
 
 /// The byte length of the longest prefix of `text` that fits in
@@ -377,9 +398,13 @@ pub fn septet_count(text: &str, tables: Tables) -> Option<usize> {
 /// character and its escape are counted together; this is the split point
 /// for a part of a concatenated message (TS 23.040 §9.2.3.24.1).
 pub fn prefix_len(text: &str, tables: Tables, max_septets: usize) -> Result<usize, Unencodable> {
+    let lookup = Lookup::new(tables);
     let mut used = 0usize;
     for (index, (offset, ch)) in text.char_indices().enumerate() {
-        let n = char_septets(ch, tables).ok_or(Unencodable { ch, index })?;
+        let n = lookup
+            .code(ch)
+            .map(Code::septets)
+            .ok_or(Unencodable { ch, index })?;
         if used + n > max_septets {
             return Ok(offset);
         }
