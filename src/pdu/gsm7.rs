@@ -786,6 +786,57 @@ mod tests {
         }
 
         #[test]
+        fn best_tables_result_encodes_the_text(
+            text in proptest::collection::vec(
+                proptest::sample::select(
+                    alphabet(TURKISH).into_iter()
+                        .chain(alphabet(Tables { locking: NationalLanguage::Hindi, single: NationalLanguage::Spanish }))
+                        .chain(['世', '😀'])
+                        .collect::<Vec<char>>()),
+                0..40),
+            allowed in proptest::sample::subsequence(NationalLanguage::ALL.to_vec(), 0..=14),
+        ) {
+            let text: String = text.into_iter().collect();
+            match best_tables(&text, &allowed) {
+                Some(t) => {
+                    prop_assert!(encode(&text, t).is_ok());
+                    if encode(&text, DEFAULT).is_ok() {
+                        prop_assert_eq!(t, DEFAULT);
+                    }
+                    prop_assert!(t == DEFAULT || allowed.contains(&t.locking) || allowed.contains(&t.single));
+                }
+                None => {
+                    let mut langs = allowed.clone();
+                    langs.push(NationalLanguage::Default);
+                    for &locking in &langs {
+                        for &single in &langs {
+                            let t = Tables { locking, single };
+                            prop_assert!(encode(&text, t).is_err(), "{:?} encodes it", t);
+                        }
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn prefix_fits_and_keeps_whole_characters(
+            text in proptest::collection::vec(proptest::sample::select(alphabet(DEFAULT)), 0..60),
+            max in 0usize..80,
+        ) {
+            let text: String = text.into_iter().collect();
+            let cut = prefix_len(&text, DEFAULT, max).unwrap();
+            let (head, tail) = text.split_at(cut);
+            let used = septet_count(head, DEFAULT).unwrap();
+            prop_assert!(used <= max);
+            if let Some(next) = tail.chars().next() {
+                prop_assert!(used + char_septets(next, DEFAULT).unwrap() > max);
+            }
+            let mut septets = encode(head, DEFAULT).unwrap();
+            septets.extend(encode(tail, DEFAULT).unwrap());
+            prop_assert_eq!(decode(&septets, DEFAULT), text);
+        }
+
+        #[test]
         fn decode_never_panics(septets in proptest::collection::vec(any::<u8>(), 0..300), tables in any_tables()) {
             let text = decode(&septets, tables);
             prop_assert!(text.chars().count() <= septets.len());
