@@ -11,6 +11,18 @@
 //! lists the missing parts, so nothing received is ever dropped silently.
 //! At most [`ReassemblyConfig::max_groups`] groups are pending: a new group
 //! beyond the cap first pushes out the oldest one, again as a [`Partial`].
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use smsgate::pdu::reassembly::{PartKey, Pushed, Reassembler, ReassemblyConfig};
+//!
+//! let mut r = Reassembler::new(ReassemblyConfig::default());
+//! let key = PartKey { modem: "m0".into(), sender: "+4912345".into(), reference: 7, total: 2 };
+//! let now = Instant::now();
+//! assert!(matches!(r.push(key.clone(), 2, "world", now), Ok(Pushed::Pending { have: 1, .. })));
+//! assert_eq!(r.push(key, 1, "hello ", now), Ok(Pushed::Complete(vec!["hello ", "world"])));
+//! assert!(r.expire(now + Duration::from_secs(86_400)).is_empty());
+//! ```
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
