@@ -1300,6 +1300,7 @@ impl AtCommand for DeleteMessage {
 pub struct SendMessage {
     pdu: String,
     tpdu_len: usize,
+    timeout: Duration,
 }
 
 impl SendMessage {
@@ -1321,7 +1322,14 @@ impl SendMessage {
         Ok(SendMessage {
             pdu: pdu.to_ascii_uppercase(),
             tpdu_len,
+            timeout: LONG_TIMEOUT,
         })
+    }
+
+    /// Overrides the [`LONG_TIMEOUT`] (a hardware profile may know better).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// The PDU written after the prompt.
@@ -1336,7 +1344,7 @@ impl AtCommand for SendMessage {
         format!("AT+CMGS={}", self.tpdu_len)
     }
     fn timeout(&self) -> Duration {
-        LONG_TIMEOUT
+        self.timeout
     }
     fn in_flight(&self) -> InFlight {
         InFlight::for_command(&self.text()).with_prompt(self.pdu.clone())
