@@ -1442,6 +1442,55 @@ impl AtCommand for Raw {
     }
 }
 
+/// `AT+CLAC`: the commands the modem supports (27.007 §8.37). Accepts one
+/// `+CLAC:` line with a comma list, or one command per line without
+/// prefix (ZTE, Huawei).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SupportedCommands;
+impl AtCommand for SupportedCommands {
+    type Response = Vec<String>;
+    fn text(&self) -> String {
+        "AT+CLAC".into()
+    }
+    fn parse(&self, lines: &[String]) -> Result<Vec<String>, ParseError> {
+        Ok(lines
+            .iter()
+            .flat_map(|l| after_prefix(l, "+CLAC:").unwrap_or(l).split(','))
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+            .collect())
+    }
+}
+
+/// Parses a text-mode time stamp `yy/MM/dd,hh:mm:ss±zz` (27.005 §3.1,
+/// the `<scts>`/`<dt>` of text mode; `zz` in quarters of an hour, 3GPP TS
+/// 23.040 §9.2.3.11). Years are 2000-based. `None` if malformed.
+pub fn text_timestamp(s: &str) -> Option<time::OffsetDateTime> {
+    let s = s.trim().trim_matches('"');
+    let (date, rest) = s.split_once(',')?;
+    let mut d = date.split('/').map(|x| x.trim().parse::<u16>().ok());
+    let (yy, mo, dd) = (d.next()??, d.next()??, d.next()??);
+    let split = rest.find(['+', '-']);
+    let (clock, zone) = match split {
+        Some(i) => (rest.get(..i)?, rest.get(i..)?),
+        None => (rest, "+0"),
+    };
+    let mut c = clock.split(':').map(|x| x.trim().parse::<u8>().ok());
+    let (h, mi, sec) = (c.next()??, c.next()??, c.next()??);
+    let quarters: i32 = zone.parse().ok()?;
+    let year = if yy < 100 {
+        2000 + i32::from(yy)
+    } else {
+        i32::from(yy)
+    };
+    let month = time::Month::try_from(u8::try_from(mo).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(year, month, u8::try_from(dd).ok()?).ok()?;
+    let clock = time::Time::from_hms(h, mi, sec).ok()?;
+    let offset = time::UtcOffset::from_whole_seconds(quarters.checked_mul(15 * 60)?).ok()?;
+    Some(time::PrimitiveDateTime::new(date, clock).assume_offset(offset))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1586,6 +1635,19 @@ mod tests {
         );
         assert_eq!(decode_ucs2_hex("002B0031"), Some("+1".into()));
         assert_eq!(decode_ucs2_hex("+79168999100"), None);
+        let t = text_timestamp("13/04/29,19:58:00+04").unwrap();
+        assert_eq!(
+            (t.year(), t.hour(), t.offset().whole_hours()),
+            (2013, 19, 1)
+        );
+        assert!(text_timestamp("2009/8/18,19:11:45").is_some());
+        assert!(text_timestamp("99/99/99,1:2:3").is_none());
+        assert_eq!(
+            SupportedCommands
+                .parse(&l(&["+CLAC:&C,D,\\S", "^DTMF"]))
+                .unwrap(),
+            vec!["&C", "D", "\\S", "^DTMF"]
+        );
     }
 
     #[test]
