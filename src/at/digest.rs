@@ -625,6 +625,54 @@ mod tests {
         assert_eq!(d.buffered(), 0);
     }
 
+    proptest::proptest! {
+        /// Arbitrary bytes in arbitrary chunks: no panic, bounded memory,
+        /// and splitting never changes the events.
+        #[test]
+        fn never_panics_and_stays_bounded(
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..3 * MAX_LINE),
+            cut in 0usize..3 * MAX_LINE,
+            mode in 0u8..3,
+        ) {
+            let start = |d: &mut Digester| match mode {
+                0 => {}
+                1 => d.start(cmd("AT+CMGL=4")),
+                _ => d.start(cmd("AT+CMGS=5").with_prompt("00AB")),
+            };
+            let mut whole = Digester::new();
+            start(&mut whole);
+            let a = whole.feed(&data);
+            proptest::prop_assert!(whole.buffered() <= 2 * MAX_LINE);
+            let mut split = Digester::new();
+            start(&mut split);
+            let (x, y) = data.split_at(cut.min(data.len()));
+            let mut b = split.feed(x);
+            proptest::prop_assert!(split.buffered() <= 2 * MAX_LINE);
+            b.extend(split.feed(y));
+            proptest::prop_assert_eq!(a, b);
+        }
+
+        /// Lines made of AT-ish tokens, to reach the classifier often.
+        #[test]
+        fn at_like_input_never_panics(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "OK", "ERROR", "+CMTI: \"SM\",1", "+CMT: ,23", "+CDS:25", "0791AB",
+                    "> ", ">", "+CME ERROR: ", "+CMS ERROR: 3", "\r", "\n", "\r\n",
+                    "+CMGL: 1,1,,5", "+CMGR: ,,5 0791", "AT+CMGL=4", "\0", "\x1a", "MODEM ERROR: 9",
+                ]),
+                0..64,
+            ),
+        ) {
+            let mut d = Digester::new();
+            d.start(cmd("AT+CMGL=4"));
+            for p in parts {
+                let _ = d.feed(p.as_bytes());
+            }
+            proptest::prop_assert!(d.buffered() <= 2 * MAX_LINE);
+        }
+    }
+
     #[test]
     fn prefixes_from_command() {
         assert_eq!(cmd("AT+CMGR=1").prefixes, vec!["+CMGR:"]);
