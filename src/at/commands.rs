@@ -85,6 +85,31 @@ pub trait AtCommand {
     fn parse(&self, lines: &[String]) -> Result<Self::Response, ParseError>;
 }
 
+/// A command whose only answer is the final `OK` (a setting or an
+/// action); implementing this gives the [`AtCommand`] for free.
+pub trait SetCommand {
+    /// The command line without the terminating CR.
+    fn line(&self) -> String;
+
+    /// How long the link waits for the final result code.
+    fn max_wait(&self) -> Duration {
+        DEFAULT_TIMEOUT
+    }
+}
+
+impl<T: SetCommand> AtCommand for T {
+    type Response = ();
+    fn text(&self) -> String {
+        self.line()
+    }
+    fn timeout(&self) -> Duration {
+        self.max_wait()
+    }
+    fn parse(&self, _: &[String]) -> Result<(), ParseError> {
+        Ok(())
+    }
+}
+
 /// Lines after their `prefix`, in order.
 fn prefixed<'a>(lines: &'a [String], prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     lines.iter().filter_map(move |l| after_prefix(l, prefix))
@@ -108,13 +133,9 @@ macro_rules! simple_command {
         $(#[$m])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
         pub struct $name;
-        impl AtCommand for $name {
-            type Response = ();
-            fn text(&self) -> String {
+        impl SetCommand for $name {
+            fn line(&self) -> String {
                 $text.to_string()
-            }
-            fn parse(&self, _: &[String]) -> Result<(), ParseError> {
-                Ok(())
             }
         }
     };
@@ -366,19 +387,15 @@ impl EnterPin {
     }
 }
 
-impl AtCommand for EnterPin {
-    type Response = ();
-    fn text(&self) -> String {
+impl SetCommand for EnterPin {
+    fn line(&self) -> String {
         match &self.new_pin {
             Some(n) => format!("AT+CPIN={},{}", quote(&self.pin), quote(n)),
             None => format!("AT+CPIN={}", quote(&self.pin)),
         }
     }
-    fn timeout(&self) -> Duration {
+    fn max_wait(&self) -> Duration {
         Duration::from_secs(20)
-    }
-    fn parse(&self, _: &[String]) -> Result<(), ParseError> {
-        Ok(())
     }
 }
 
@@ -496,13 +513,9 @@ pub struct SetRegistrationReports {
     pub mode: u8,
 }
 
-impl AtCommand for SetRegistrationReports {
-    type Response = ();
-    fn text(&self) -> String {
+impl SetCommand for SetRegistrationReports {
+    fn line(&self) -> String {
         format!("AT{}={}", reg_prefix(self.kind), self.mode)
-    }
-    fn parse(&self, _: &[String]) -> Result<(), ParseError> {
-        Ok(())
     }
 }
 
@@ -588,13 +601,9 @@ impl AtCommand for OperatorQuery {
 /// (27.007 §7.3); 0 long, 1 short, 2 numeric (MCC+MNC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SetOperatorFormat(pub u8);
-impl AtCommand for SetOperatorFormat {
-    type Response = ();
-    fn text(&self) -> String {
+impl SetCommand for SetOperatorFormat {
+    fn line(&self) -> String {
         format!("AT+COPS=3,{}", self.0)
-    }
-    fn parse(&self, _: &[String]) -> Result<(), ParseError> {
-        Ok(())
     }
 }
 
@@ -700,14 +709,10 @@ impl AtCommand for SmscQuery {
 /// `AT+CSCA=<sca>[,<tosca>]`: set the SMSC (27.005 §3.3.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetSmsc(pub String);
-impl AtCommand for SetSmsc {
-    type Response = ();
-    fn text(&self) -> String {
+impl SetCommand for SetSmsc {
+    fn line(&self) -> String {
         let ton = if self.0.starts_with('+') { 145 } else { 129 };
         format!("AT+CSCA={},{ton}", quote(&self.0))
-    }
-    fn parse(&self, _: &[String]) -> Result<(), ParseError> {
-        Ok(())
     }
 }
 
@@ -719,26 +724,18 @@ pub struct MessageFormat {
     /// true for text mode (the daemon always uses PDU mode).
     pub text: bool,
 }
-impl AtCommand for MessageFormat {
-    type Response = ();
-    fn text(&self) -> String {
+impl SetCommand for MessageFormat {
+    fn line(&self) -> String {
         format!("AT+CMGF={}", u8::from(self.text))
-    }
-    fn parse(&self, _: &[String]) -> Result<(), ParseError> {
-        Ok(())
     }
 }
 
 /// `AT+CSCS=<chset>`: TE character set (27.007 §5.5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetCharset(pub String);
-impl AtCommand for SetCharset {
-    type Response = ();
-    fn text(&self) -> String {
+impl SetCommand for SetCharset {
+    fn line(&self) -> String {
         format!("AT+CSCS={}", quote(&self.0))
-    }
-    fn parse(&self, _: &[String]) -> Result<(), ParseError> {
-        Ok(())
     }
 }
 
@@ -982,16 +979,12 @@ pub struct SetCnmi {
     /// `<bfr>`.
     pub bfr: u8,
 }
-impl AtCommand for SetCnmi {
-    type Response = ();
-    fn text(&self) -> String {
+impl SetCommand for SetCnmi {
+    fn line(&self) -> String {
         format!(
             "AT+CNMI={},{},{},{},{}",
             self.mode, self.mt, self.bm, self.ds, self.bfr
         )
-    }
-    fn parse(&self, _: &[String]) -> Result<(), ParseError> {
-        Ok(())
     }
 }
 
@@ -1019,13 +1012,9 @@ impl AtCommand for SelectMessageService {
 /// `+CSMS=1`). Positive acknowledgement in PDU mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AckMessage;
-impl AtCommand for AckMessage {
-    type Response = ();
-    fn text(&self) -> String {
+impl SetCommand for AckMessage {
+    fn line(&self) -> String {
         "AT+CNMA".into()
-    }
-    fn parse(&self, _: &[String]) -> Result<(), ParseError> {
-        Ok(())
     }
 }
 
@@ -1278,19 +1267,15 @@ pub struct DeleteMessage {
     /// `<delflag>` (1 read, 2 read+sent, 3 +unsent, 4 all), if any.
     pub flag: Option<u8>,
 }
-impl AtCommand for DeleteMessage {
-    type Response = ();
-    fn text(&self) -> String {
+impl SetCommand for DeleteMessage {
+    fn line(&self) -> String {
         match self.flag {
             Some(f) => format!("AT+CMGD={},{f}", self.index),
             None => format!("AT+CMGD={}", self.index),
         }
     }
-    fn timeout(&self) -> Duration {
+    fn max_wait(&self) -> Duration {
         Duration::from_secs(25)
-    }
-    fn parse(&self, _: &[String]) -> Result<(), ParseError> {
-        Ok(())
     }
 }
 
@@ -1369,20 +1354,16 @@ pub struct SetFunctionality {
     /// `<rst>` = 1: reset before setting.
     pub reset: bool,
 }
-impl AtCommand for SetFunctionality {
-    type Response = ();
-    fn text(&self) -> String {
+impl SetCommand for SetFunctionality {
+    fn line(&self) -> String {
         if self.reset {
             format!("AT+CFUN={},1", self.fun)
         } else {
             format!("AT+CFUN={}", self.fun)
         }
     }
-    fn timeout(&self) -> Duration {
+    fn max_wait(&self) -> Duration {
         Duration::from_secs(30)
-    }
-    fn parse(&self, _: &[String]) -> Result<(), ParseError> {
-        Ok(())
     }
 }
 
@@ -1390,13 +1371,9 @@ impl AtCommand for SetFunctionality {
 /// (27.007 §9.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReportErrors(pub u8);
-impl AtCommand for ReportErrors {
-    type Response = ();
-    fn text(&self) -> String {
+impl SetCommand for ReportErrors {
+    fn line(&self) -> String {
         format!("AT+CMEE={}", self.0)
-    }
-    fn parse(&self, _: &[String]) -> Result<(), ParseError> {
-        Ok(())
     }
 }
 
