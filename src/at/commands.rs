@@ -105,6 +105,11 @@ impl<T: SetCommand> AtCommand for T {
     fn timeout(&self) -> Duration {
         self.max_wait()
     }
+    /// No answer lines are expected, so a `+CREG:` or `+CPIN:` arriving
+    /// while `AT+CREG=2` or `AT+CPIN="..."` is in flight stays a URC.
+    fn in_flight(&self) -> InFlight {
+        InFlight::for_command(&self.line()).with_prefixes(&[])
+    }
     fn parse(&self, _: &[String]) -> Result<(), ParseError> {
         Ok(())
     }

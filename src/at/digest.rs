@@ -212,6 +212,10 @@ impl Digester {
         self.skip_space = false;
         if let Some(len) = self.overflow.take() {
             out.push(Event::Overflow { len });
+            // The over-long line was the PDU a pending header waited for.
+            if let Some(header) = self.urc_header.take() {
+                out.push(Event::MissingPdu(header));
+            }
             return;
         }
         if self.buf.is_empty() {
@@ -623,6 +627,16 @@ mod tests {
             vec![Event::Overflow { len: MAX_LINE * 3 }, line("X"), OK]
         );
         assert_eq!(d.buffered(), 0);
+        let mut input = b"+CMT: ,23\r\n".to_vec();
+        input.extend(vec![b'0'; MAX_LINE + 1]);
+        input.extend_from_slice(b"\r\n");
+        assert_eq!(
+            Digester::new().feed(&input),
+            vec![
+                Event::Overflow { len: MAX_LINE + 1 },
+                Event::MissingPdu("+CMT: ,23".into())
+            ]
+        );
     }
 
     proptest::proptest! {
