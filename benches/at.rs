@@ -36,7 +36,9 @@ fn bench(c: &mut Criterion) {
                         }
                     }
                 }
-                ListMessages(MessageStat::All).parse(&lines).map(|v| v.len())
+                ListMessages(MessageStat::All)
+                    .parse(&lines)
+                    .map(|v| v.len())
             })
         });
     }
