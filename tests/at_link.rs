@@ -180,7 +180,9 @@ async fn pty_urc_during_response_and_creg_not_urc() {
 #[tokio::test]
 async fn pty_prompt_handshake_with_pdu() {
     let (host, mut modem) = pty_pair();
-    let link = Link::spawn(host, config("pty2"));
+    let mut cfg = config("pty2");
+    cfg.prompt_delay = Duration::from_millis(10);
+    let link = Link::spawn(host, cfg);
     let pdu = "0011000B916407281553F80000AA0AE8329BFD4697D9EC37";
     let want_pdu = pdu.to_string();
     let peer = tokio::spawn(async move {

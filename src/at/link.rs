@@ -81,6 +81,9 @@ pub struct LinkConfig {
     pub write_timeout: Duration,
     /// Response lines kept per command; more are dropped with a warning.
     pub max_lines: usize,
+    /// Pause between the `> ` prompt and writing the PDU, for modems that
+    /// drop bytes written right after the prompt (a hardware profile quirk).
+    pub prompt_delay: Duration,
 }
 
 impl LinkConfig {
@@ -93,6 +96,7 @@ impl LinkConfig {
             ok_grace: Duration::from_millis(500),
             write_timeout: Duration::from_secs(5),
             max_lines: 4096,
+            prompt_delay: Duration::ZERO,
         }
     }
 }
@@ -385,6 +389,9 @@ impl Task {
                         .and_then(|a| a.req.in_flight.payload.clone());
                     let Some(payload) = payload else { continue };
                     debug!(modem = %modem, "prompt, writing PDU");
+                    if !self.config.prompt_delay.is_zero() {
+                        tokio::time::sleep(self.config.prompt_delay).await;
+                    }
                     let mut bytes = payload.into_bytes();
                     bytes.push(0x1A);
                     if let Err(WriteFail::Closed) = self.write(wr, &bytes).await {
