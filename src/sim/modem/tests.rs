@@ -619,28 +619,46 @@ fn faults_hang_and_cms_error() {
 
 #[test]
 fn cfun_reset_reboots_with_profile_urcs() {
-    for (profile, urcs) in [
-        ("generic", ""),
+    // (profile, URCs at the end of the boot, URCs once SMS is ready)
+    let table = [
+        ("generic", "", ""),
+        (
+            "huawei",
+            "\r\n^SIMST:1\r\n\r\n^SRVST:2\r\n\r\n^MODE:5,4\r\n",
+            "",
+        ),
         (
             "quectel",
-            "\r\nRDY\r\n\r\n+CFUN: 1\r\n\r\n+CPIN: READY\r\n\r\n+QIND: SMS DONE\r\n\r\n+QIND: PB DONE\r\n",
+            "\r\nRDY\r\n\r\n+CFUN: 1\r\n\r\n+CPIN: READY\r\n",
+            "\r\n+QIND: SMS DONE\r\n\r\n+QIND: PB DONE\r\n",
         ),
         (
             "simcom",
-            "\r\nRDY\r\n\r\n+CFUN: 1\r\n\r\n+CPIN: READY\r\n\r\nSMS Ready\r\n\r\nPB DONE\r\n",
+            "\r\nRDY\r\n\r\n+CFUN: 1\r\n\r\n+CPIN: READY\r\n",
+            "\r\nSMS Ready\r\n\r\nPB DONE\r\n",
         ),
-    ] {
+    ];
+    for (profile, boot, ready) in table {
         let mut d = Dte::new(profile).quiet_echo();
+        d.at("AT+CMEE=1");
         assert_eq!(d.at("AT+CFUN=1,1"), OK, "{profile}");
         assert!(d.m.is_rebooting(d.now));
         assert_eq!(d.at("AT"), "", "{profile}: silent while booting");
         d.advance(Duration::from_secs(1));
         assert_eq!(d.read(), "");
-        let wake = d.m.next_wakeup().unwrap();
-        d.now = wake;
-        assert_eq!(d.read(), urcs, "{profile}");
+        d.now = d.m.next_wakeup().unwrap();
+        assert_eq!(d.read(), boot, "{profile}");
         // Volatile settings are back to their defaults: echo on.
-        assert_eq!(d.at("AT"), "AT\r\r\nOK\r\n", "{profile}");
+        assert_eq!(d.at("ATE0"), "ATE0\r\r\nOK\r\n", "{profile}");
+        d.at("AT+CMEE=1");
+        if !ready.is_empty() {
+            // SMS is not usable until the module has read the SIM.
+            assert_eq!(d.at("AT+CPMS?"), "\r\n+CMS ERROR: 314\r\n", "{profile}");
+            assert_eq!(d.m.receive(&deliver(), d.now), Err(ReceiveError::NotReady));
+            d.now = d.m.next_wakeup().unwrap();
+            assert_eq!(d.read(), ready, "{profile}");
+        }
+        assert!(d.at("AT+CPMS?").starts_with("\r\n+CPMS: "), "{profile}");
     }
 }
 
