@@ -1015,7 +1015,7 @@ impl SimModem {
         let body = line.get(2..).unwrap_or("");
         let mut answer = Vec::new();
         let mut delay = Duration::ZERO;
-        let mut after_ok: Option<exec::After> = None;
+        let mut after_ok: Vec<exec::After> = Vec::new();
         let result = match cmdline::parse(body) {
             Err(cmdline::Syntax) => Err(Fail::Error),
             Ok(cmds) => {
@@ -1027,7 +1027,7 @@ impl SimModem {
                     match r {
                         Ok(exec::Flow::Next) => {}
                         Ok(exec::Flow::Delay(d)) => delay += d,
-                        Ok(exec::Flow::Then(a)) => after_ok = Some(a),
+                        Ok(exec::Flow::Then(a)) => after_ok.push(a),
                         Ok(exec::Flow::Prompt(kind)) => {
                             let due = self.reply_due(now);
                             answer.extend_from_slice(b"\r\n> ");
@@ -1053,7 +1053,7 @@ impl SimModem {
         let due = self.reply_due(now) + delay;
         self.queue(due, answer);
         if result.is_ok() {
-            if let Some(a) = after_ok {
+            for a in after_ok {
                 self.after(a, due);
             }
         }
