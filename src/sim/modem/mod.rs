@@ -371,7 +371,7 @@ impl SimModem {
     /// Bytes the DTE wrote.
     pub fn input(&mut self, bytes: &[u8], now: Instant) {
         self.tick(now);
-        if self.faults.hang || self.silent(now) {
+        if self.faults.hang || self.booting() {
             tracing::trace!(modem = %self.id.number, n = bytes.len(), "input swallowed (hung or rebooting)");
             return;
         }
@@ -586,6 +586,12 @@ impl SimModem {
         }
     }
 
+    /// A reboot is under way (or accepted and about to start): no new input
+    /// is taken and nothing new is said until the boot is over.
+    fn booting(&self) -> bool {
+        matches!(self.power, Power::Booting { .. })
+    }
+
     /// Rebooting and past the moment the reboot started.
     fn silent(&self, now: Instant) -> bool {
         matches!(self.power, Power::Booting { from, .. } if now >= from)
@@ -599,10 +605,7 @@ impl SimModem {
     }
 
     fn check_can_receive(&self, tpdu: &[u8], now: Instant) -> Result<(), ReceiveError> {
-        if self.faults.hang
-            || self.silent(now)
-            || !self.registered()
-            || self.sms_busy_until.is_some()
+        if self.faults.hang || self.booting() || !self.registered() || self.sms_busy_until.is_some()
         {
             return Err(ReceiveError::NotReady);
         }
@@ -669,7 +672,7 @@ impl SimModem {
                 self.finish_boot(now);
             }
         }
-        if self.faults.hang || self.silent(now) {
+        if self.faults.hang || self.booting() {
             return;
         }
         if self.sms_busy_until.is_some_and(|t| now >= t) {
@@ -851,7 +854,7 @@ impl SimModem {
     /// One unsolicited result code of several lines (`+CMT: ,<len>` and its
     /// PDU), framed as one block.
     fn urc_block(&mut self, lines: Vec<String>, now: Instant) {
-        if lines.is_empty() || self.faults.hang || self.silent(now) {
+        if lines.is_empty() || self.faults.hang || self.booting() {
             return;
         }
         let bytes = self.frame_urc(&lines);

@@ -942,3 +942,19 @@ fn pin_then_chained_commands_run_every_follow_up() {
     // Both the PIN's ready work and +CFUN's registration check happen.
     assert_eq!(d.at("AT+CPIN=1234;+CFUN=1"), "\r\nOK\r\n\r\n+CREG: 1\r\n");
 }
+
+#[test]
+fn nothing_is_taken_or_said_between_cfun_reset_and_boot() {
+    let mut d = Dte::with("quectel", identity(), Duration::from_millis(300));
+    d.at("ATE0");
+    d.advance(Duration::from_millis(300));
+    d.read();
+    assert_eq!(d.at("AT+CFUN=1,1"), "");
+    // Typed before the OK went out: swallowed, never answered.
+    assert_eq!(d.at("AT+CSQ"), "");
+    assert_eq!(d.m.receive(&deliver(), d.now), Err(ReceiveError::NotReady));
+    d.advance(Duration::from_millis(300));
+    assert_eq!(d.read(), OK);
+    d.advance(Duration::from_secs(8));
+    assert!(d.read().starts_with("\r\nRDY\r\n"));
+}
