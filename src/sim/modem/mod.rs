@@ -431,7 +431,7 @@ impl SimModem {
     /// as `+CNMI` says.
     pub fn receive(&mut self, tpdu: &[u8], now: Instant) -> Result<(), ReceiveError> {
         self.tick(now);
-        self.check_can_receive(tpdu, now)?;
+        self.check_can_receive(tpdu)?;
         let class = peek::deliver_class(tpdu);
         let msg = Stored {
             stat: Stat::RecUnread,
@@ -476,7 +476,7 @@ impl SimModem {
     /// `+CDS`, `+CDSI` or nothing, as `+CNMI` `<ds>` says.
     pub fn receive_status_report(&mut self, tpdu: &[u8], now: Instant) -> Result<(), ReceiveError> {
         self.tick(now);
-        self.check_can_receive(tpdu, now)?;
+        self.check_can_receive(tpdu)?;
         let msg = Stored {
             stat: Stat::RecUnread,
             smsc: peek::smsc_field(&self.id.smsc),
@@ -604,7 +604,7 @@ impl SimModem {
             && self.set.cops_mode != 2
     }
 
-    fn check_can_receive(&self, tpdu: &[u8], now: Instant) -> Result<(), ReceiveError> {
+    fn check_can_receive(&self, tpdu: &[u8]) -> Result<(), ReceiveError> {
         if self.faults.hang || self.booting() || !self.registered() || self.sms_busy_until.is_some()
         {
             return Err(ReceiveError::NotReady);
