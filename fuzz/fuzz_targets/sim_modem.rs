@@ -2,10 +2,11 @@
 //! writes, split into writes at any points, interleaved with time passing
 //! and messages arriving; and it must answer `AT` again afterwards.
 #![no_main]
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use smsgate::hardware::builtin_profile;
+use smsgate::hardware::{builtin, Profile};
 use smsgate::sim::modem::{Identity, SimModem};
 
 const DELIVER: &[u8] = &[
@@ -17,8 +18,10 @@ fuzz_target!(|data: &[u8]| {
     let Some((&sel, bytes)) = data.split_first() else {
         return;
     };
-    let profile = ["generic", "huawei", "quectel", "simcom"][usize::from(sel % 4)];
-    let Ok(p) = builtin_profile(profile) else {
+    // Parsing the TOML profiles once keeps the target fast.
+    static PROFILES: OnceLock<Vec<Profile>> = OnceLock::new();
+    let profiles = PROFILES.get_or_init(|| builtin().unwrap_or_default());
+    let Some(p) = profiles.get(usize::from(sel) % profiles.len().max(1)) else {
         return;
     };
     let id = Identity {
@@ -30,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
         smsc: "+15550000001".into(),
     };
     let mut now = Instant::now();
-    let mut m = SimModem::new(id, &p, Duration::from_millis(u64::from(sel >> 6) * 50), 1, now);
+    let mut m = SimModem::new(id, p, Duration::from_millis(u64::from(sel >> 6) * 50), 1, now);
     // 0xFE splits writes and lets time pass; 0xFD delivers a message.
     for chunk in bytes.split(|b| *b == 0xFE) {
         for part in chunk.split(|b| *b == 0xFD) {
