@@ -398,7 +398,7 @@ mod tests {
             (&["--dir", "d", "--modems", "0"][..], "--modems"),
             (&["--dir", "d", "--latency", "fast"][..], "--latency"),
             (
-                &["--dir", "d", "--report-delay", "-1s"][..],
+                &["--dir", "d", "--report-delay=-1s"][..],
                 "--report-delay",
             ),
             (&["--dir", "d", "--pin", "12"][..], "--pin"),
