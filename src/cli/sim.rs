@@ -397,10 +397,7 @@ mod tests {
         for (args, needle) in [
             (&["--dir", "d", "--modems", "0"][..], "--modems"),
             (&["--dir", "d", "--latency", "fast"][..], "--latency"),
-            (
-                &["--dir", "d", "--report-delay=-1s"][..],
-                "--report-delay",
-            ),
+            (&["--dir", "d", "--report-delay=-1s"][..], "--report-delay"),
             (&["--dir", "d", "--pin", "12"][..], "--pin"),
             (&["--dir", "d", "--profile", "nokia"][..], "nokia"),
         ] {

@@ -26,6 +26,7 @@ use tracing::Instrument;
 
 use super::modem::ReceiveError;
 use super::runtime::ModemHandle;
+use crate::pdu::reassembly::{PartKey, Partial, Pushed, Reassembler, ReassemblyConfig};
 
 /// How long the SMSC waits before retrying a message a modem refused.
 const RETRY_INTERVAL: Duration = Duration::from_millis(500);
@@ -124,25 +125,40 @@ struct Inner {
     shutdown: watch::Receiver<bool>,
 }
 
-#[derive(Default)]
 struct State {
     outbox: VecDeque<OutboxRecord>,
     next_id: u64,
-    /// Incomplete multipart submissions: (modem, to, ref, total) -> parts.
-    partial: Vec<PartialGroup>,
+    /// Incomplete multipart submissions, keyed by (sending modem,
+    /// destination, reference, total).
+    partial: Reassembler<Part>,
     next_ref: u16,
     /// Deliveries and reports waiting to be retried.
     in_flight: usize,
 }
 
-struct PartialGroup {
-    key: (usize, String, u16, u8),
+/// One part of a multipart submission, as the outbox needs it.
+struct Part {
+    /// The sending SIM's number.
     from: String,
-    to_modem: Option<usize>,
-    first: Instant,
+    mr: u8,
+    text: Option<String>,
     report_requested: bool,
-    /// (seq, mr, text)
-    parts: Vec<(u8, u8, Option<String>)>,
+    to_modem: Option<usize>,
+}
+
+impl State {
+    fn new() -> Self {
+        Self {
+            outbox: VecDeque::new(),
+            next_id: 0,
+            partial: Reassembler::new(ReassemblyConfig {
+                timeout: PARTIAL_TIMEOUT,
+                max_groups: MAX_PARTIAL_GROUPS,
+            }),
+            next_ref: 0,
+            in_flight: 0,
+        }
+    }
 }
 
 impl Network {
@@ -156,7 +172,7 @@ impl Network {
             inner: Arc::new(Inner {
                 modems,
                 report_delay,
-                state: Mutex::new(State::default()),
+                state: Mutex::new(State::new()),
                 shutdown,
             }),
         }
@@ -176,7 +192,7 @@ impl Network {
     /// The outbox, oldest first.
     pub fn outbox(&self) -> Vec<OutboxRecord> {
         let mut st = self.state();
-        expire_partials(&mut st, Instant::now(), false);
+        expire_partials(&mut st, Instant::now());
         st.outbox.iter().cloned().collect()
     }
 
@@ -379,91 +395,77 @@ impl Network {
         now: OffsetDateTime,
     ) {
         let mut st = self.state();
-        expire_partials(&mut st, Instant::now(), false);
-        let Some((reference, total, seq)) = submit.concat.filter(|c| c.1 > 1) else {
-            push_record(
-                &mut st,
-                OutboxRecord {
-                    id: 0,
-                    modem,
-                    from: from.to_string(),
-                    to: submit.to.clone(),
-                    text: submit.text.clone(),
-                    parts: 1,
-                    time: rfc3339(now),
-                    report_requested: submit.report_requested,
-                    to_modem,
-                    mrs: vec![mr],
-                    missing_parts: Vec::new(),
-                },
-            );
-            return;
+        expire_partials(&mut st, Instant::now());
+        let part = Part {
+            from: from.to_string(),
+            mr,
+            text: submit.text.clone(),
+            report_requested: submit.report_requested,
+            to_modem,
         };
-        let key = (modem, submit.to.clone(), reference, total);
-        let pos = match st.partial.iter().position(|g| g.key == key) {
-            Some(p) => p,
-            None => {
-                if st.partial.len() >= MAX_PARTIAL_GROUPS {
-                    expire_partials(&mut st, Instant::now(), true);
-                }
-                st.partial.push(PartialGroup {
-                    key,
-                    from: from.to_string(),
-                    to_modem,
-                    first: Instant::now(),
-                    report_requested: false,
-                    parts: Vec::new(),
-                });
-                st.partial.len() - 1
+        let (reference, total, seq) = submit.concat.unwrap_or((0, 1, 1));
+        let key = PartKey {
+            modem: modem.to_string(),
+            sender: submit.to.clone(),
+            reference,
+            total,
+        };
+        let record = |parts: Vec<(u8, Part)>, missing: Vec<u8>| OutboxRecord {
+            id: 0,
+            modem,
+            from: from.to_string(),
+            to: submit.to.clone(),
+            text: parts
+                .iter()
+                .map(|(_, p)| p.text.as_deref())
+                .collect::<Option<Vec<_>>>()
+                .map(|v| v.concat()),
+            parts: total.max(1),
+            time: rfc3339(now),
+            report_requested: parts.iter().any(|(_, p)| p.report_requested),
+            to_modem: parts.first().and_then(|(_, p)| p.to_modem),
+            mrs: parts.iter().map(|(_, p)| p.mr).collect(),
+            missing_parts: missing,
+        };
+        match st.partial.push(key, seq, part, Instant::now()) {
+            Ok(Pushed::Complete(parts)) => {
+                let numbered = parts.into_iter().zip(1u8..).map(|(p, s)| (s, p)).collect();
+                let r = record(numbered, Vec::new());
+                push_record(&mut st, r);
             }
-        };
-        let Some(group) = st.partial.get_mut(pos) else {
-            return;
-        };
-        group.report_requested |= submit.report_requested;
-        if group.parts.iter().any(|p| p.0 == seq) {
-            tracing::info!(
-                modem,
-                seq,
-                reference,
-                "duplicate part ignored in the outbox"
-            );
-            return;
+            Ok(Pushed::Pending { evicted, .. }) => {
+                if let Some(p) = evicted {
+                    push_partial(&mut st, *p);
+                }
+            }
+            Ok(Pushed::Duplicate { seq, .. }) => {
+                tracing::info!(
+                    modem,
+                    seq,
+                    reference,
+                    "duplicate part ignored in the outbox"
+                );
+            }
+            Err(e) => {
+                // A broken concatenation IE is ignored (TS 23.040 §9.2.3.24.1):
+                // the part is a message of its own.
+                tracing::info!(modem, error = %e, "concatenation IE ignored");
+                let r = record(
+                    vec![(
+                        1,
+                        Part {
+                            from: from.to_string(),
+                            mr,
+                            text: submit.text.clone(),
+                            report_requested: submit.report_requested,
+                            to_modem,
+                        },
+                    )],
+                    Vec::new(),
+                );
+                push_record(&mut st, OutboxRecord { parts: 1, ..r });
+            }
         }
-        group.parts.push((seq, mr, submit.text.clone()));
-        if group.parts.len() >= usize::from(total) {
-            let group = st.partial.swap_remove(pos);
-            let record = group_record(group, now);
-            push_record(&mut st, record);
-        }
-    }
-}
-
-/// Turns a (possibly incomplete) multipart group into an outbox record.
-fn group_record(mut group: PartialGroup, now: OffsetDateTime) -> OutboxRecord {
-    group.parts.sort_by_key(|p| p.0);
-    let (modem, to, _reference, total) = group.key;
-    let missing = (1..=total)
-        .filter(|s| !group.parts.iter().any(|p| p.0 == *s))
-        .collect();
-    let text = group
-        .parts
-        .iter()
-        .map(|p| p.2.as_deref())
-        .collect::<Option<Vec<_>>>()
-        .map(|v| v.concat());
-    OutboxRecord {
-        id: 0,
-        modem,
-        from: group.from,
-        to,
-        text,
-        parts: total,
-        time: rfc3339(now),
-        report_requested: group.report_requested,
-        to_modem: group.to_modem,
-        mrs: group.parts.iter().map(|p| p.1).collect(),
-        missing_parts: missing,
     }
 }
 
@@ -476,27 +478,39 @@ fn push_record(st: &mut State, mut record: OutboxRecord) {
     }
 }
 
-/// Records multipart groups that waited too long as partial messages;
-/// with `force_oldest`, also the oldest one (to make room).
-fn expire_partials(st: &mut State, now: Instant, force_oldest: bool) {
-    let oldest = if force_oldest {
-        st.partial.iter().map(|g| g.first).min()
-    } else {
-        None
+/// Records an incomplete multipart message (timed out or evicted).
+fn push_partial(st: &mut State, p: Partial<Part>) {
+    tracing::warn!(modem = %p.key.modem, reference = p.key.reference, missing = ?p.missing, "multipart message recorded incomplete");
+    let text = p
+        .parts
+        .iter()
+        .map(|(_, part)| part.text.as_deref())
+        .collect::<Option<Vec<_>>>()
+        .map(|v| v.concat());
+    let record = OutboxRecord {
+        id: 0,
+        modem: p.key.modem.parse().unwrap_or(usize::MAX),
+        from: p
+            .parts
+            .first()
+            .map(|(_, part)| part.from.clone())
+            .unwrap_or_default(),
+        to: p.key.sender.clone(),
+        text,
+        parts: p.key.total,
+        time: rfc3339(OffsetDateTime::now_utc()),
+        report_requested: p.parts.iter().any(|(_, part)| part.report_requested),
+        to_modem: p.parts.first().and_then(|(_, part)| part.to_modem),
+        mrs: p.parts.iter().map(|(_, part)| part.mr).collect(),
+        missing_parts: p.missing,
     };
-    let (expired, kept): (Vec<_>, Vec<_>) =
-        std::mem::take(&mut st.partial).into_iter().partition(|g| {
-            now.saturating_duration_since(g.first) > PARTIAL_TIMEOUT || Some(g.first) == oldest
-        });
-    st.partial = kept;
-    for g in expired {
-        tracing::warn!(
-            modem = g.key.0,
-            reference = g.key.2,
-            "multipart message recorded incomplete"
-        );
-        let record = group_record(g, OffsetDateTime::now_utc());
-        push_record(st, record);
+    push_record(st, record);
+}
+
+/// Records multipart groups that waited too long as partial messages.
+fn expire_partials(st: &mut State, now: Instant) {
+    for p in st.partial.expire(now) {
+        push_partial(st, p);
     }
 }
 
