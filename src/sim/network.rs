@@ -226,7 +226,7 @@ impl Network {
         );
         self.record(from, &sender.number, &submit, mr, target, now);
         match target {
-            Some(t) => match codec::submit_to_deliver(&tpdu, &sender.number, now) {
+            Some(t) => match codec::submit_to_deliver(&submit, &sender.number, now) {
                 Ok(deliver) => {
                     let net = self.clone();
                     let report = submit
@@ -379,7 +379,13 @@ impl Network {
     /// Sends the SMS-STATUS-REPORT for (`from`, `mr`) after the report delay.
     async fn report_later(&self, from: usize, mr: u8, recipient: String, scts: OffsetDateTime) {
         tokio::time::sleep(self.inner.report_delay).await;
-        let tpdu = codec::status_report(mr, &recipient, scts, OffsetDateTime::now_utc());
+        let tpdu = match codec::status_report(mr, &recipient, scts, OffsetDateTime::now_utc()) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(modem = from, mr, error = %e, "cannot encode the status report");
+                return;
+            }
+        };
         tracing::info!(modem = from, mr, "status report sent");
         self.deliver_until_taken(from, tpdu, true).await;
     }
@@ -519,48 +525,423 @@ fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
-/// Glue between the network and the PDU codec.
+/// Glue between the network and the PDU codec (`crate::pdu`).
 mod codec {
     use time::OffsetDateTime;
 
     use super::Injection;
+    use crate::pdu::gsm7::{self, Tables};
+    use crate::pdu::{
+        self, Address, Alphabet, Body, Dcs, DecodeOptions, Deliver, DeliverOptions, Direction, Ie,
+        MessageClass, ProtocolId, Status, Timestamp, Tpdu, Udh, UserData,
+    };
+
+    /// Septets of text in one part behind a 6-octet concatenation header
+    /// (TS 23.040 §9.2.3.24.1: 160 - 7).
+    const PART_SEPTETS: usize = 153;
+    /// UCS-2 octets in one part behind that header (140 - 6).
+    const PART_OCTETS: usize = 134;
 
     /// What the network needs to know about an SMS-SUBMIT.
     #[derive(Debug, Clone)]
     pub struct Submit {
+        /// TP-DA as text (`+` for international numbers).
         pub to: String,
+        /// TP-SRR.
         pub report_requested: bool,
+        /// The text, when the user data is text.
         pub text: Option<String>,
-        /// (reference, total, seq)
+        /// (reference, total, seq) from a concatenation IE.
         pub concat: Option<(u16, u8, u8)>,
+        /// The decoded TPDU, for conversion to SMS-DELIVER.
+        pub tpdu: pdu::Submit,
     }
 
-    pub fn decode_submit(_tpdu: &[u8]) -> Result<Submit, String> {
-        Err("codec not merged yet".into())
+    /// Decodes a bare SMS-SUBMIT TPDU (mobile originated, no SMSC field).
+    pub fn decode_submit(tpdu: &[u8]) -> Result<Submit, String> {
+        let opts = DecodeOptions {
+            direction: Direction::MobileOriginated,
+            smsc: false,
+            tables: Tables::default(),
+        };
+        match pdu::decode(tpdu, opts).map_err(|e| e.to_string())?.tpdu {
+            Tpdu::Submit(s) => Ok(Submit {
+                to: s.destination.to_string(),
+                report_requested: s.status_report_request,
+                text: s.user_data.text().map(str::to_string),
+                concat: s
+                    .user_data
+                    .header
+                    .as_ref()
+                    .and_then(|h| h.concat())
+                    .map(|c| (c.reference, c.total, c.seq)),
+                tpdu: s,
+            }),
+            other => Err(format!("expected an SMS-SUBMIT, got {}", other.kind())),
+        }
     }
 
+    /// The sender's number as TP-OA.
+    fn originator(from: &str) -> Address {
+        Address::parse_number(from).unwrap_or_else(|_| Address::alphanumeric(from))
+    }
+
+    /// The SMS-DELIVER the recipient gets for `submit` (TS 23.040 §9.2.2.1):
+    /// originator `from`, SCTS `scts`, the same PID, DCS, header and user data.
     pub fn submit_to_deliver(
-        _tpdu: &[u8],
-        _from: &str,
-        _scts: OffsetDateTime,
+        submit: &Submit,
+        from: &str,
+        scts: OffsetDateTime,
     ) -> Result<Vec<u8>, String> {
-        Err("codec not merged yet".into())
+        let s = &submit.tpdu;
+        let deliver = Deliver {
+            first_octet: 0x04,
+            more_messages: false,
+            // TP-SRI tells the recipient that the sender asked for a report.
+            status_report_indication: s.status_report_request,
+            reply_path: false,
+            originator: originator(from),
+            pid: s.pid,
+            dcs: s.dcs,
+            scts: Timestamp::from_datetime(scts),
+            user_data: s.user_data.clone(),
+        };
+        let mut out = Vec::with_capacity(176);
+        deliver.encode(&mut out).map_err(|e| e.to_string())?;
+        Ok(out)
     }
 
+    /// The bare SMS-STATUS-REPORT TPDU for message `mr` to `recipient`:
+    /// status 0, "short message received by the SME" (TS 23.040 §9.2.3.15).
     pub fn status_report(
-        _mr: u8,
-        _recipient: &str,
-        _scts: OffsetDateTime,
-        _dt: OffsetDateTime,
-    ) -> Vec<u8> {
-        Vec::new()
+        mr: u8,
+        recipient: &str,
+        scts: OffsetDateTime,
+        dt: OffsetDateTime,
+    ) -> Result<Vec<u8>, String> {
+        let pdu = pdu::encode_status_report(
+            None,
+            mr,
+            &originator(recipient),
+            Timestamp::from_datetime(scts),
+            Timestamp::from_datetime(dt),
+            Status(0),
+        )
+        .map_err(|e| e.to_string())?;
+        bare(pdu)
     }
 
+    /// Strips the empty SMSC field the encoder writes in front.
+    fn bare(pdu: pdu::EncodedPdu) -> Result<Vec<u8>, String> {
+        let start = pdu
+            .octets
+            .len()
+            .checked_sub(pdu.tpdu_len)
+            .ok_or("encoder returned a TPDU longer than the PDU")?;
+        Ok(pdu.octets.get(start..).unwrap_or_default().to_vec())
+    }
+
+    /// The SMS-DELIVER TPDUs (bare) of an injected message, in part order.
     pub fn deliver_tpdus(
-        _inj: &Injection,
-        _reference: u16,
-        _scts: OffsetDateTime,
+        inj: &Injection,
+        reference: u16,
+        scts: OffsetDateTime,
     ) -> Result<Vec<Vec<u8>>, String> {
-        Err("codec not merged yet".into())
+        let from = Address::parse_number(&inj.from).map_err(|e| format!("--from: {e}"))?;
+        let class = inj.class0.then_some(MessageClass::Class0);
+        let forced = inj.parts.filter(|&n| n > 1);
+        let Some(n) = forced else {
+            let opts = DeliverOptions {
+                scts: Timestamp::from_datetime(scts),
+                class,
+                force_ucs2: inj.ucs2,
+                reference,
+                ..DeliverOptions::default()
+            };
+            return pdu::encode_deliver(&from, &inj.text, &opts)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(bare)
+                .collect();
+        };
+        // `--parts N`: cut the text into N pieces on character boundaries,
+        // each behind an 8-bit concatenation IE (TS 23.040 §9.2.3.24.1).
+        let chunks = cut(&inj.text, usize::from(n));
+        let tables = Tables::default();
+        let ucs2 = inj.ucs2 || chunks.iter().any(|c| gsm7::encode(c, tables).is_err());
+        let alphabet = if ucs2 { Alphabet::Ucs2 } else { Alphabet::Gsm7 };
+        let mut out = Vec::with_capacity(chunks.len());
+        for (i, chunk) in chunks.iter().enumerate() {
+            let size = if ucs2 {
+                pdu::ucs2::encode(chunk).len()
+            } else {
+                gsm7::encode(chunk, tables)
+                    .map(|s| s.len())
+                    .unwrap_or(usize::MAX)
+            };
+            let cap = if ucs2 { PART_OCTETS } else { PART_SEPTETS };
+            if size > cap {
+                return Err(format!(
+                    "the text is too long for {n} parts (part {} would need {size} of {cap} {})",
+                    i + 1,
+                    if ucs2 { "octets" } else { "septets" }
+                ));
+            }
+            let seq = u8::try_from(i + 1).map_err(|_| "too many parts".to_string())?;
+            let deliver = Deliver {
+                first_octet: 0x04,
+                more_messages: false,
+                status_report_indication: false,
+                reply_path: false,
+                originator: from.clone(),
+                pid: ProtocolId(0),
+                dcs: Dcs::general(alphabet, class),
+                scts: Timestamp::from_datetime(scts),
+                user_data: UserData {
+                    udl: 0, // recomputed by the encoder
+                    header: Some(Udh {
+                        ies: vec![Ie::Concat8 {
+                            reference: reference as u8,
+                            total: n,
+                            seq,
+                        }],
+                    }),
+                    body: Body::Text(chunk.clone()),
+                    tables,
+                },
+            };
+            let mut tpdu = Vec::with_capacity(176);
+            deliver.encode(&mut tpdu).map_err(|e| e.to_string())?;
+            out.push(tpdu);
+        }
+        Ok(out)
+    }
+
+    /// Cuts `text` into `n` pieces of nearly equal character counts (never
+    /// splitting a character; the caller checked `n <= chars`).
+    fn cut(text: &str, n: usize) -> Vec<String> {
+        let chars: Vec<char> = text.chars().collect();
+        let n = n.clamp(1, chars.len().max(1));
+        let base = chars.len() / n;
+        let extra = chars.len() % n;
+        let mut out = Vec::with_capacity(n);
+        let mut start = 0;
+        for i in 0..n {
+            let len = base + usize::from(i < extra);
+            out.push(
+                chars
+                    .get(start..start + len)
+                    .unwrap_or_default()
+                    .iter()
+                    .collect(),
+            );
+            start += len;
+        }
+        out
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn cut_is_even_and_keeps_every_char() {
+            assert_eq!(cut("abcdefg", 3), vec!["abc", "de", "fg"]);
+            assert_eq!(cut("a€😀", 3), vec!["a", "€", "😀"]);
+            assert_eq!(cut("ab", 1), vec!["ab"]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pdu::{self, Address, DecodeOptions, Direction, SubmitOptions, Tpdu};
+    use crate::sim::runtime::{channel, ModemCmd};
+    use tokio::sync::mpsc;
+
+    /// What a fake modem saw: (is_report, tpdu).
+    type Seen = mpsc::UnboundedReceiver<(usize, bool, Vec<u8>)>;
+
+    /// A network of `n` fake modems; each refuses the first `refuse[k]`
+    /// deliveries with NotReady, then takes everything.
+    fn net(
+        n: usize,
+        refuse: Vec<usize>,
+        report_delay: Duration,
+    ) -> (Network, Seen, watch::Sender<bool>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (seen_tx, seen_rx) = mpsc::unbounded_channel();
+        let mut handles = Vec::new();
+        for k in 0..n {
+            let (h, mut rx) = channel(k, &format!("+1555000000{k}"));
+            handles.push(h);
+            let seen = seen_tx.clone();
+            let mut refuse_left = refuse.get(k).copied().unwrap_or(0);
+            tokio::spawn(async move {
+                while let Some(cmd) = rx.recv().await {
+                    let (report, tpdu, reply) = match cmd {
+                        ModemCmd::Deliver { tpdu, reply } => (false, tpdu, reply),
+                        ModemCmd::StatusReport { tpdu, reply } => (true, tpdu, reply),
+                        _ => continue,
+                    };
+                    if refuse_left > 0 {
+                        refuse_left -= 1;
+                        let _ = reply.send(Err(ReceiveError::NotReady));
+                        continue;
+                    }
+                    let _ = seen.send((k, report, tpdu));
+                    let _ = reply.send(Ok(()));
+                }
+            });
+        }
+        (
+            Network::new(handles, report_delay, stop_rx),
+            seen_rx,
+            stop_tx,
+        )
+    }
+
+    fn submits(to: &str, text: &str, report: bool) -> Vec<Vec<u8>> {
+        let opts = SubmitOptions {
+            status_report: report,
+            reference: 42,
+            ..SubmitOptions::default()
+        };
+        pdu::encode_submit(&Address::parse_number(to).unwrap(), text, &opts)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.octets[p.octets.len() - p.tpdu_len..].to_vec())
+            .collect()
+    }
+
+    fn decode_mt(tpdu: &[u8]) -> Tpdu {
+        let opts = DecodeOptions {
+            direction: Direction::MobileTerminated,
+            smsc: false,
+            ..DecodeOptions::default()
+        };
+        pdu::decode(tpdu, opts).unwrap().tpdu
+    }
+
+    async fn next(seen: &mut Seen) -> (usize, bool, Vec<u8>) {
+        tokio::time::timeout(Duration::from_secs(10), seen.recv())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn modem_to_modem_becomes_a_deliver_from_the_sender() {
+        let (net, mut seen, _stop) = net(2, vec![], Duration::from_millis(10));
+        for t in submits("+15550000001", "hello", false) {
+            net.submitted(0, t, 7);
+        }
+        let (k, report, tpdu) = next(&mut seen).await;
+        assert_eq!((k, report), (1, false));
+        let Tpdu::Deliver(d) = decode_mt(&tpdu) else {
+            panic!("not a deliver")
+        };
+        assert_eq!(d.originator.to_string(), "+15550000000");
+        assert_eq!(d.user_data.text(), Some("hello"));
+        let out = net.outbox();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].to_modem, Some(1));
+        assert_eq!(out[0].mrs, vec![7]);
+    }
+
+    #[tokio::test]
+    async fn refused_messages_are_retried_and_reports_follow_delivery() {
+        let (net, mut seen, _stop) = net(2, vec![0, 2], Duration::from_millis(10));
+        for t in submits("+15550000001", "retry me", true) {
+            net.submitted(0, t, 9);
+        }
+        let (k, report, _) = next(&mut seen).await;
+        assert_eq!((k, report), (1, false), "delivered after two refusals");
+        let (k, report, tpdu) = next(&mut seen).await;
+        assert_eq!((k, report), (0, true), "report back to the sender");
+        let Tpdu::StatusReport(r) = decode_mt(&tpdu) else {
+            panic!("not a report")
+        };
+        assert_eq!(r.message_reference, 9);
+        assert_eq!(r.recipient.to_string(), "+15550000001");
+        assert_eq!(net.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn outside_multipart_is_one_outbox_record_with_a_report_per_part() {
+        let (net, mut seen, _stop) = net(1, vec![], Duration::from_millis(10));
+        let text = "x".repeat(200);
+        let parts = submits("+4915112345678", &text, true);
+        assert_eq!(parts.len(), 2);
+        // Out of order.
+        net.submitted(0, parts[1].clone(), 2);
+        net.submitted(0, parts[0].clone(), 1);
+        let out = net.outbox();
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].text.as_deref(), Some(text.as_str()));
+        assert_eq!(out[0].parts, 2);
+        assert_eq!(out[0].mrs, vec![1, 2]);
+        assert_eq!(out[0].to_modem, None);
+        assert!(out[0].report_requested);
+        let mut mrs = Vec::new();
+        for _ in 0..2 {
+            let (_, report, tpdu) = next(&mut seen).await;
+            assert!(report);
+            let Tpdu::StatusReport(r) = decode_mt(&tpdu) else {
+                panic!()
+            };
+            mrs.push(r.message_reference);
+        }
+        mrs.sort();
+        assert_eq!(mrs, vec![1, 2]);
+    }
+
+    #[tokio::test]
+    async fn undecodable_submissions_are_dropped_not_fatal() {
+        let (net, _seen, _stop) = net(1, vec![], Duration::from_millis(10));
+        net.submitted(0, vec![0x01], 1);
+        net.submitted(0, vec![], 1);
+        net.submitted(5, vec![0x11], 1);
+        assert!(net.outbox().is_empty());
+    }
+
+    #[tokio::test]
+    async fn forced_parts_out_of_order_carry_concat_headers() {
+        let (net, mut seen, _stop) = net(1, vec![], Duration::from_millis(10));
+        let inj = Injection {
+            modem: 0,
+            from: "+4915112345678".into(),
+            text: "abcdefgh".into(),
+            parts: Some(3),
+            out_of_order: true,
+            class0: true,
+            ucs2: true,
+        };
+        let r = net.inject(&inj).await.unwrap();
+        assert!(r.delivered);
+        assert_eq!(r.parts, 3);
+        let mut seqs = Vec::new();
+        let mut texts = Vec::new();
+        for _ in 0..3 {
+            let (_, _, tpdu) = next(&mut seen).await;
+            let Tpdu::Deliver(d) = decode_mt(&tpdu) else {
+                panic!()
+            };
+            let c = d.user_data.header.as_ref().unwrap().concat().unwrap();
+            assert_eq!(c.total, 3);
+            seqs.push(c.seq);
+            texts.push(d.user_data.text().unwrap().to_string());
+            assert_eq!(d.dcs.alphabet, pdu::Alphabet::Ucs2);
+        }
+        assert_eq!(seqs, vec![3, 2, 1]);
+        assert_eq!(texts.concat(), "ghdefabc");
+        // Too much text for the forced part count is an error, not a panic.
+        let long = Injection {
+            text: "y".repeat(400),
+            parts: Some(2),
+            ..inj
+        };
+        assert!(net.inject(&long).await.unwrap_err().contains("too long"));
     }
 }
