@@ -176,7 +176,8 @@ pub const MAX_SMSC_OCTETS: usize = 11;
 impl Address {
     /// Parses a phone number as a user types it: a leading `+` makes it
     /// international (ISDN plan), otherwise it is of unknown type. Spaces,
-    /// dashes, dots and parentheses are ignored; digits and `*#abc` are kept.
+    /// dashes, dots and parentheses are ignored; digits, `*` and `#` are
+    /// kept (the BCD extension digits `abc` only occur in received PDUs).
     /// Anything else, or more than 20 digits, is an error message.
     pub fn parse_number(text: &str) -> Result<Address, String> {
         let t = text.trim();
@@ -187,7 +188,7 @@ impl Address {
         let mut value = String::new();
         for c in rest.chars() {
             match c {
-                '0'..='9' | '*' | '#' | 'a' | 'b' | 'c' => value.push(c),
+                '0'..='9' | '*' | '#' => value.push(c),
                 ' ' | '-' | '.' | '(' | ')' => {}
                 other => return Err(format!("{other:?} is not allowed in a phone number")),
             }

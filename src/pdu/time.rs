@@ -105,10 +105,12 @@ impl Timestamp {
     /// RFC 3339 with the offset (e.g. `2011-02-28T11:50:50-05:00`), or `None`
     /// for an impossible time stamp.
     pub fn to_rfc3339(&self) -> Option<String> {
-        self.to_datetime().and_then(|dt| {
-            dt.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        // A numeric offset always (never `Z`): a zero SMS offset is the
+        // SC's local time zone, not a statement that the time is UTC.
+        const FORMAT: &[time::format_description::FormatItem<'_>] = time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second][offset_hour sign:mandatory]:[offset_minute]"
+        );
+        self.to_datetime().and_then(|dt| dt.format(FORMAT).ok())
     }
 }
 

@@ -313,6 +313,11 @@ fn parse_status_report(tables: Tables) -> impl Fn(&[u8]) -> PResult<'_, StatusRe
             user_data: None,
         };
         // TP-PI and what it announces are optional (TS 23.040 §9.2.3.27).
+        // Reports read from SIM storage come padded with 0xFF to the record
+        // size (TS 31.102 EF-SMSR); all-0xFF after TP-ST is padding, not a PI.
+        if i.iter().all(|&b| b == 0xFF) {
+            return Ok((&i[i.len()..], report));
+        }
         if let Ok((rest, pi)) = octet(Field::ParameterIndicator)(i) {
             report.parameter_indicator = Some(pi);
             i = rest;
@@ -595,5 +600,218 @@ impl Pdu {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Hand-made vectors written from TS 23.040 (not taken from the corpus).
+    use super::*;
+    use crate::pdu::address::TypeOfNumber;
+    use crate::pdu::error::Reason;
+    use crate::pdu::status::StatusClass;
+
+    fn at(hex: &str) -> Result<Pdu, PduError> {
+        decode_hex(hex, DecodeOptions::default())
+    }
+
+    // SMSC +44770009123: length 7, TOA 0x91, 11 digits in swapped semi-octets.
+    const SMSC: &str = "07914477009021F3";
+
+    #[test]
+    fn deliver_gsm7_with_all_header_fields() {
+        // fo 0x04 (no more messages), OA +4477009001 (10 digits), PID 0,
+        // DCS 0, SCTS 2024-02-29 23:59:58 +01:00 (4 quarters), "hi".
+        let pdu = at(&format!("{SMSC}040A91447700900100004220923295854002E834")).unwrap();
+        assert_eq!(pdu.smsc.as_ref().unwrap().to_string(), "+44770009123");
+        let Tpdu::Deliver(d) = &pdu.tpdu else {
+            panic!()
+        };
+        assert_eq!(d.originator.to_string(), "+4477000910");
+        assert!(!d.more_messages);
+        assert_eq!(d.scts.to_rfc3339().unwrap(), "2024-02-29T23:59:58+01:00");
+        assert_eq!(d.user_data.text(), Some("hi"));
+        assert_eq!(pdu.tpdu_len, 20);
+    }
+
+    #[test]
+    fn direction_decides_the_mti() {
+        // MTI 0 from a phone is a DELIVER-REPORT (RP-ACK form: fo, PI 0).
+        let opts = DecodeOptions {
+            direction: Direction::MobileOriginated,
+            smsc: false,
+            ..DecodeOptions::default()
+        };
+        let p = decode(&[0x00, 0x00], opts).unwrap();
+        assert_eq!(p.tpdu.kind(), "deliver-report");
+        // MTI 1 towards a phone is a SUBMIT-REPORT.
+        let opts = DecodeOptions {
+            direction: Direction::MobileTerminated,
+            ..opts
+        };
+        let p = decode(
+            &[0x01, 0x00, 0x42, 0x20, 0x92, 0x92, 0x95, 0x95, 0x84],
+            opts,
+        )
+        .unwrap();
+        assert_eq!(p.tpdu.kind(), "submit-report");
+        // MTI 2 from a phone is an SMS-COMMAND: delete (CT 2) message 7 to 12345.
+        let opts = DecodeOptions {
+            direction: Direction::MobileOriginated,
+            ..opts
+        };
+        let p = decode(&hex::decode("020500020705812143F500").unwrap(), opts).unwrap();
+        let Tpdu::Command(c) = &p.tpdu else {
+            panic!("{p:?}")
+        };
+        assert_eq!(
+            (c.message_reference, c.command_type, c.message_number),
+            (5, 2, 7)
+        );
+        assert_eq!(c.destination.value, "12345");
+        // MTI 3 is reserved everywhere.
+        let e = decode(&[0x03], opts).unwrap_err();
+        assert!(matches!(
+            e,
+            PduError::Malformed {
+                field: Field::FirstOctet,
+                offset: 0,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn status_report_with_parameter_indicator() {
+        // No SMSC, fo 0x06, MR 0x2A, RA 12345 (national, 0xA1), SCTS, DT,
+        // ST 0x46 (validity expired), PI 0x03 (PID + DCS), PID 0, DCS 0.
+        let hexs = "062A05A12143F5422092329585404220923295854046030000";
+        let opts = DecodeOptions {
+            smsc: false,
+            ..DecodeOptions::default()
+        };
+        let p = decode_hex(hexs, opts).unwrap();
+        let Tpdu::StatusReport(r) = &p.tpdu else {
+            panic!()
+        };
+        assert_eq!(r.message_reference, 42);
+        assert_eq!(r.recipient.ton, TypeOfNumber::National);
+        assert_eq!(r.recipient.to_string(), "12345");
+        assert_eq!(r.status.class(), StatusClass::Permanent);
+        assert_eq!(r.status.meaning(), "SM validity period expired");
+        assert_eq!(r.parameter_indicator, Some(3));
+        assert_eq!(r.pid, Some(ProtocolId(0)));
+        assert!(r.user_data.is_none());
+        // Encoding gives the same octets back (with an empty SMSC field).
+        assert_eq!(hex::encode_upper(p.encode().unwrap()), format!("00{hexs}"));
+    }
+
+    #[test]
+    fn errors_name_field_and_offset() {
+        // UDL 10 septets need 9 octets; only 2 present.
+        let e = at(&format!("{SMSC}040A91447700900100004220923295854009E834")).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                PduError::Malformed {
+                    field: Field::UserData,
+                    offset: 26,
+                    reason: Reason::Truncated {
+                        needed: 8,
+                        available: 2
+                    }
+                }
+            ),
+            "{e}"
+        );
+        let e = at("0791").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                PduError::Malformed {
+                    field: Field::Smsc,
+                    offset: 1,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = at("").unwrap_err();
+        assert!(matches!(
+            e,
+            PduError::Malformed {
+                field: Field::SmscLength,
+                offset: 0,
+                ..
+            }
+        ));
+        let e = at("0G").unwrap_err();
+        assert!(matches!(
+            e,
+            PduError::Malformed {
+                field: Field::Hex,
+                reason: Reason::NotHex('G'),
+                ..
+            }
+        ));
+        let e = at("000").unwrap_err();
+        assert!(matches!(
+            e,
+            PduError::Malformed {
+                field: Field::Hex,
+                reason: Reason::OddHex(3),
+                ..
+            }
+        ));
+        // SMSC length above the maximum.
+        let e = at("0C91").unwrap_err();
+        assert!(matches!(
+            e,
+            PduError::Malformed {
+                field: Field::SmscLength,
+                reason: Reason::TooLong { len: 12, .. },
+                ..
+            }
+        ));
+        assert!(e.to_string().contains("SMSC length at octet 0"));
+    }
+
+    #[test]
+    fn submit_validity_formats() {
+        // Enhanced VP (fo VPF 01): format 010, 90 seconds.
+        let hexs = "0D00038121F30000025A00000000000000";
+        let p = decode_hex(
+            hexs,
+            DecodeOptions {
+                smsc: false,
+                ..DecodeOptions::default()
+            },
+        );
+        let p = p.unwrap();
+        let Tpdu::Submit(s) = &p.tpdu else { panic!() };
+        assert_eq!(
+            s.validity.unwrap().duration(),
+            Some(std::time::Duration::from_secs(90))
+        );
+        assert!(s.reject_duplicates);
+        assert_eq!(s.user_data.text(), Some(""));
+    }
+
+    #[test]
+    fn gsm7_fill_bits_after_udh() {
+        // UDH 05 00 03 01 02 01 (6 octets with UDHL = 48 bits): 1 fill bit,
+        // then "A" (0x41) starts at bit 49: octets 0x82 0x00 hold it.
+        let hexs = "44038121F30000422092329585400805000301020182";
+        let p = decode_hex(
+            hexs,
+            DecodeOptions {
+                smsc: false,
+                ..DecodeOptions::default()
+            },
+        )
+        .unwrap();
+        let ud = p.tpdu.user_data().unwrap();
+        assert_eq!(ud.text(), Some("A"));
+        assert_eq!(ud.header.as_ref().unwrap().concat().unwrap().seq, 1);
     }
 }
