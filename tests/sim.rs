@@ -380,13 +380,14 @@ fn message_between_modems_arrives_as_cmti_and_reads_back() {
     let idx = cmti_index(&format!("+CMTI:{}", urc.unwrap()));
     let r = m1.at(&format!("AT+CMGR={idx}"));
     let pdu = cmgr_pdu(&r);
-    let bytes = hex::decode(&pdu).unwrap();
     // SMSC field, then an SMS-DELIVER from modem0's number with "hello".
-    let smsc_len = usize::from(bytes[0]);
-    let tpdu = &bytes[1 + smsc_len..];
-    assert_eq!(tpdu[0] & 0x03, 0, "MTI = SMS-DELIVER: {pdu}");
-    let oa = format!("0C91{}", bcd(&sim.number(0)));
-    assert!(pdu.contains(&oa), "originator {oa} in {pdu}");
+    let decoded = smsgate::pdu::decode_hex(&pdu, Default::default()).unwrap();
+    assert_eq!(decoded.smsc.unwrap().to_string(), "+15559990000");
+    let smsgate::pdu::Tpdu::Deliver(d) = decoded.tpdu else {
+        panic!("not an SMS-DELIVER: {pdu}")
+    };
+    assert_eq!(d.originator.to_string(), sim.number(0));
+    assert_eq!(d.user_data.text(), Some("hello"));
     assert!(pdu.ends_with("05E8329BFD06"), "same UD: {pdu}");
     // The outbox records it as a modem-to-modem message.
     let out = sim.ctl_ok(&["outbox"]);
@@ -441,7 +442,12 @@ fn injected_message_arrives_as_cmti() {
     let idx: u32 = line.rsplit(',').next().unwrap().trim().parse().unwrap();
     let r = m0.at(&format!("AT+CMGR={idx}"));
     let pdu = cmgr_pdu(&r);
-    assert!(pdu.contains(&bcd("+4915112345678")), "{pdu}");
+    let decoded = smsgate::pdu::decode_hex(&pdu, Default::default()).unwrap();
+    let smsgate::pdu::Tpdu::Deliver(d) = decoded.tpdu else {
+        panic!("not an SMS-DELIVER: {pdu}")
+    };
+    assert_eq!(d.originator.to_string(), "+4915112345678");
+    assert_eq!(d.user_data.text(), Some("hi there"));
 }
 
 #[test]
