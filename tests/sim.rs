@@ -415,10 +415,43 @@ fn message_to_outside_is_in_the_outbox_with_a_status_report() {
     assert_eq!(out[0]["report_requested"], true);
     assert_eq!(out[0]["to_modem"], Value::Null);
     assert!(out[0]["time"].as_str().unwrap().contains('T'));
-    // +CNMI ds=1: the report is routed as +CDS: <len> + PDU.
-    m0.read_until("+CDS:", WAIT).unwrap();
-    let rest = m0.read_until("\r\n", WAIT).unwrap();
-    assert!(!rest.trim().is_empty());
+    // +CNMI ds=1: the report is routed as +CDS: <len> + PDU, after the delay.
+    let report = read_cds(&mut m0);
+    assert_eq!(report.message_reference, cmgs_mr(&r));
+    assert_eq!(report.recipient.to_string(), "+4915112345678");
+    assert_eq!(report.status.0, 0, "delivered");
+}
+
+#[test]
+fn status_report_for_a_message_between_modems() {
+    let sim = Sim::start(&["--modems", "2", "--report-delay", "100ms"]);
+    let mut m0 = Dev::open(&sim.link(0));
+    let mut m1 = Dev::open(&sim.link(1));
+    setup(&mut m0);
+    setup(&mut m1);
+    let r = m0.cmgs(&submit_hello(&sim.number(1), true));
+    m1.read_until("+CMTI:", WAIT).unwrap();
+    let report = read_cds(&mut m0);
+    assert_eq!(report.message_reference, cmgs_mr(&r));
+    assert_eq!(report.recipient.to_string(), sim.number(1));
+}
+
+/// The TP-MR in a `+CMGS: <mr>` answer.
+fn cmgs_mr(answer: &str) -> u8 {
+    let line = answer.lines().find(|l| l.starts_with("+CMGS:")).unwrap();
+    line["+CMGS:".len()..].trim().parse().unwrap()
+}
+
+/// Reads a `+CDS: <len>` URC and its PDU line and decodes the report.
+fn read_cds(dev: &mut Dev) -> smsgate::pdu::StatusReport {
+    dev.read_until("+CDS:", WAIT).unwrap();
+    dev.read_until("\r\n", WAIT).unwrap();
+    let pdu = dev.read_until("\r\n", WAIT).unwrap();
+    let decoded = smsgate::pdu::decode_hex(pdu.trim(), Default::default()).unwrap();
+    match decoded.tpdu {
+        smsgate::pdu::Tpdu::StatusReport(r) => r,
+        other => panic!("not a status report: {other:?}"),
+    }
 }
 
 #[test]
@@ -468,9 +501,34 @@ fn multipart_injection_delivers_every_part() {
         "--out-of-order",
     ]);
     assert_eq!(inj[0]["parts"], 3);
+    // All three indications first: a command's answer would swallow them.
+    let mut indices = Vec::new();
     for _ in 0..3 {
         m0.read_until("+CMTI:", WAIT).unwrap();
+        let line = m0.read_until("\r\n", WAIT).unwrap();
+        indices.push(
+            line.rsplit(',')
+                .next()
+                .unwrap()
+                .trim()
+                .parse::<u32>()
+                .unwrap(),
+        );
     }
+    let mut parts = Vec::new();
+    for idx in indices {
+        let r = m0.at(&format!("AT+CMGR={idx}"));
+        let decoded = smsgate::pdu::decode_hex(&cmgr_pdu(&r), Default::default()).unwrap();
+        let smsgate::pdu::Tpdu::Deliver(d) = decoded.tpdu else {
+            panic!("not a deliver")
+        };
+        let c = d.user_data.header.as_ref().unwrap().concat().unwrap();
+        parts.push((c.seq, d.user_data.text().unwrap().to_string()));
+    }
+    // Delivered last-first; in sequence order they spell the text.
+    assert_eq!(parts.iter().map(|p| p.0).collect::<Vec<_>>(), vec![3, 2, 1]);
+    parts.sort();
+    assert_eq!(parts.into_iter().map(|p| p.1).collect::<String>(), "abcdef");
 }
 
 #[test]
@@ -646,6 +704,34 @@ fn reboot_makes_the_modem_boot_again() {
         dev.final_result(Duration::from_millis(500)).ok()
     });
     assert!(r.contains("AT\r"), "echo on again after reboot: {r:?}");
+}
+
+#[test]
+fn reboot_and_replug_emit_the_profile_boot_urcs() {
+    let sim = Sim::start(&["--modems", "1", "--profile", "quectel"]);
+    let mut dev = Dev::open(&sim.link(0));
+    dev.at("ATE0");
+    sim.ctl_ok(&["reboot", "--modem", "0"]);
+    dev.read_until("RDY", WAIT).unwrap();
+    drop(dev);
+    sim.ctl_ok(&["unplug", "--modem", "0"]);
+    sim.ctl_ok(&["unplug", "--modem", "0", "--off"]);
+    let mut dev = Dev::open(&sim.link(0));
+    dev.read_until("RDY", WAIT).unwrap();
+}
+
+#[test]
+fn pin_and_numbers_flags_reach_the_modems() {
+    let sim = Sim::start(&["--numbers", "+4930123,+4930124,+4930125", "--pin", "4321"]);
+    let modems = sim.ctl_ok(&["modems"]);
+    assert_eq!(modems.len(), 3);
+    assert_eq!(modems[2]["number"], "+4930125");
+    let mut dev = Dev::open(&sim.link(2));
+    dev.at("ATE0");
+    let r = dev.at("AT+CPIN?");
+    assert!(r.contains("SIM PIN"), "{r}");
+    let r = dev.at("AT+CPIN=\"4321\"");
+    assert!(r.ends_with("OK\r\n"), "{r}");
 }
 
 #[test]
