@@ -350,6 +350,7 @@ fn ready_line_and_modems_list_identities_and_links() {
         assert_eq!(m["link"], sim.link(k).to_str().unwrap());
         assert_eq!(m["state"], "running");
         assert_eq!(m["profile"], "generic");
+        assert_eq!(m["storage"]["sm"][0], 0, "{m}");
         assert!(std::fs::read_link(sim.link(k)).is_ok());
     }
     assert_eq!(sim.ready["modems"][1]["imei"], modems[1]["imei"]);
@@ -625,7 +626,10 @@ fn unplug_and_replug() {
     assert!(failed, "the open fd keeps working after unplug");
     drop(dev);
     let r = sim.ctl_ok(&["replug", "--modem", "0"]);
-    assert_eq!(r[0]["state"], "running");
+    assert_eq!(
+        r[0]["state"], "rebooting",
+        "power came back: the modem boots"
+    );
     let new_tty = std::fs::read_link(sim.link(0)).unwrap();
     assert_eq!(r[0]["tty"], new_tty.to_str().unwrap());
     let _ = old_tty; // the node may or may not be reused
@@ -697,7 +701,8 @@ fn reboot_makes_the_modem_boot_again() {
     let sim = Sim::start(&["--modems", "1"]);
     let mut dev = Dev::open(&sim.link(0));
     dev.at("ATE0");
-    sim.ctl_ok(&["reboot", "--modem", "0"]);
+    let r = sim.ctl_ok(&["reboot", "--modem", "0"]);
+    assert_eq!(r[0]["state"], "rebooting");
     // After a reboot echo is back on (volatile settings reset).
     let r = wait_for("answer after reboot", || {
         dev.write(b"AT\r");
