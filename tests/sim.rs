@@ -644,12 +644,16 @@ fn unplug_and_replug() {
 
 #[test]
 fn hang_stops_answers_until_cleared() {
-    let sim = Sim::start(&["--modems", "1"]);
+    let sim = Sim::start(&["--modems", "2"]);
     let mut dev = Dev::open(&sim.link(0));
     dev.at("ATE0");
     let r = sim.ctl_ok(&["hang", "--modem", "0"]);
     assert_eq!(r[0]["state"], "hung");
     dev.write(b"AT\r");
+    // The other modem and the control socket are not held up by it.
+    let mut other = Dev::open(&sim.link(1));
+    assert!(other.at("AT").ends_with("OK\r\n"));
+    assert_eq!(sim.ctl_ok(&["modems"]).len(), 2);
     assert!(
         dev.final_result(Duration::from_millis(1500)).is_err(),
         "a hung modem answered"

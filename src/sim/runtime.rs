@@ -335,8 +335,14 @@ impl ModemTask {
             if *shutdown.borrow() {
                 break;
             }
-            self.pump(Instant::now());
-            let wake = self.modem.next_wakeup().map(tokio::time::Instant::from_std);
+            let now = Instant::now();
+            self.pump(now);
+            // A wake-up at or before `now` that output() did not consume
+            // would spin this loop; never wake sooner than 1 ms from now.
+            let wake = self
+                .modem
+                .next_wakeup()
+                .map(|w| tokio::time::Instant::from_std(w.max(now + Duration::from_millis(1))));
             let pty = self.pty.as_ref();
             let pending = &self.pending;
             let garbage = self.faults.garbage;
