@@ -10,15 +10,14 @@
 mod common;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::AsFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use smsgate::sim::dte::Dte;
 
 const BIN: &str = env!("CARGO_BIN_EXE_smsgate");
 
@@ -152,134 +151,43 @@ impl Drop for Sim {
     }
 }
 
-/// A serial device opened the way a DTE opens one.
-struct Dev {
-    file: File,
-    buf: Vec<u8>,
-}
+/// The library's DTE with panicking conveniences for tests.
+struct Dev(Dte);
 
 impl Dev {
     fn open(path: &Path) -> Dev {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc_flags())
-            .open(path)
-            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-        let mut tio = nix::sys::termios::tcgetattr(file.as_fd()).unwrap();
-        nix::sys::termios::cfmakeraw(&mut tio);
-        nix::sys::termios::tcsetattr(file.as_fd(), nix::sys::termios::SetArg::TCSANOW, &tio)
-            .unwrap();
-        Dev {
-            file,
-            buf: Vec::new(),
-        }
+        Dev(Dte::open(path).unwrap())
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        self.file.write_all(bytes).unwrap();
+        self.0.write(bytes).unwrap();
     }
 
-    /// Reads whatever arrives within `timeout` into the buffer; Err on a
-    /// read error (an unplugged port).
     fn fill(&mut self, timeout: Duration) -> std::io::Result<usize> {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        let ms = timeout.as_millis().min(60_000) as u16;
-        let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
-        let n = poll(&mut fds, PollTimeout::from(ms)).map_err(std::io::Error::from)?;
-        if n == 0 {
-            return Ok(0);
-        }
-        let mut chunk = [0u8; 4096];
-        match self.file.read(&mut chunk) {
-            Ok(0) => Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "eof",
-            )),
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                Ok(n)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
-            Err(e) => Err(e),
-        }
+        self.0.fill(timeout)
     }
 
-    /// Reads until the buffer contains `needle`; returns everything up to
-    /// and including it, leaving the rest buffered.
     fn read_until(&mut self, needle: &str, timeout: Duration) -> Result<String, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(pos) = find(&self.buf, needle.as_bytes()) {
-                let end = pos + needle.len();
-                let got: Vec<u8> = self.buf.drain(..end).collect();
-                return Ok(String::from_utf8_lossy(&got).into_owned());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(format!(
-                    "timed out waiting for {needle:?}; got {:?}",
-                    String::from_utf8_lossy(&self.buf)
-                ));
-            }
-            self.fill(left.min(Duration::from_millis(200)))
-                .map_err(|e| format!("read error waiting for {needle:?}: {e}"))?;
-        }
-    }
-
-    /// Sends `cmd` + CR and reads up to its final result (OK, ERROR,
-    /// +CME/+CMS ERROR); returns the whole answer.
-    fn at(&mut self, cmd: &str) -> String {
-        self.write(format!("{cmd}\r").as_bytes());
-        self.final_result(WAIT)
-            .unwrap_or_else(|e| panic!("{cmd}: {e}"))
+        self.0
+            .read_until(needle, timeout)
+            .map_err(|e| e.to_string())
     }
 
     fn final_result(&mut self, timeout: Duration) -> Result<String, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let text = String::from_utf8_lossy(&self.buf).into_owned();
-            for fin in ["\r\nOK\r\n", "\r\nERROR\r\n"] {
-                if let Some(pos) = text.find(fin) {
-                    let end = pos + fin.len();
-                    self.buf.drain(..end);
-                    return Ok(text[..end].to_string());
-                }
-            }
-            for prefix in ["+CME ERROR:", "+CMS ERROR:"] {
-                if let Some(pos) = text.find(prefix) {
-                    if let Some(nl) = text[pos..].find("\r\n") {
-                        let end = pos + nl + 2;
-                        self.buf.drain(..end);
-                        return Ok(text[..end].to_string());
-                    }
-                }
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(format!("no final result; got {text:?}"));
-            }
-            self.fill(left.min(Duration::from_millis(200)))
-                .map_err(|e| format!("read error: {e}"))?;
-        }
+        self.0.final_result(timeout).map_err(|e| e.to_string())
     }
 
-    /// Sends one PDU with `AT+CMGS` (prompt, PDU, Ctrl-Z) and returns the answer.
+    fn at(&mut self, cmd: &str) -> String {
+        self.0
+            .at(cmd, WAIT)
+            .unwrap_or_else(|e| panic!("{cmd}: {e}"))
+    }
+
     fn cmgs(&mut self, pdu_hex: &str) -> String {
-        let tpdu_len = pdu_hex.len() / 2 - 1; // minus the "00" SMSC field
-        self.write(format!("AT+CMGS={tpdu_len}\r").as_bytes());
-        self.read_until("> ", WAIT).unwrap();
-        self.write(format!("{pdu_hex}\x1a").as_bytes());
-        self.final_result(WAIT).unwrap()
+        // The length excludes the SMSC field ("00" here).
+        let tpdu_len = pdu_hex.len() / 2 - 1;
+        self.0.cmgs(pdu_hex, tpdu_len, WAIT).unwrap()
     }
-}
-
-fn libc_flags() -> i32 {
-    (nix::fcntl::OFlag::O_NOCTTY | nix::fcntl::OFlag::O_NONBLOCK).bits()
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// A modem ready for SMS in PDU mode: echo off, verbose errors,
@@ -615,7 +523,7 @@ fn unplug_and_replug() {
     assert!(std::fs::symlink_metadata(sim.link(0)).is_err(), "link gone");
     // The open descriptor now fails, as on a USB pull (EIO or hang-up);
     // the write itself may already fail.
-    let _ = dev.file.write_all(b"AT\r");
+    let _ = dev.0.write(b"AT\r");
     let mut failed = false;
     for _ in 0..50 {
         if dev.fill(Duration::from_millis(100)).is_err() {
@@ -751,13 +659,13 @@ fn garbage_fault_writes_unrequested_bytes() {
     sim.ctl_ok(&["garbage", "--modem", "0"]);
     let n = wait_for("garbage", || {
         dev.fill(Duration::from_millis(200)).unwrap();
-        (!dev.buf.is_empty()).then_some(dev.buf.len())
+        (!dev.0.buf.is_empty()).then_some(dev.0.buf.len())
     });
     assert!(n > 0);
     sim.ctl_ok(&["garbage", "--modem", "0", "--off"]);
     // Once off, the modem talks sense again.
     let r = wait_for("clean answer", || {
-        dev.buf.clear();
+        dev.0.buf.clear();
         dev.write(b"AT\r");
         dev.final_result(Duration::from_millis(500)).ok()
     });
