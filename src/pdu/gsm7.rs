@@ -7,6 +7,16 @@
 //! lack ([`Unencodable`]) and never substitutes look-alikes: no Unicode
 //! normalisation happens here. [`best_tables`] picks national tables for a
 //! text. `docs/alphabets.md` describes the behaviour for users.
+//!
+//! ```
+//! use smsgate::pdu::gsm7::{self, Tables};
+//!
+//! let septets = gsm7::encode("hellohello", Tables::default()).unwrap();
+//! let octets = gsm7::pack(&septets, 0);
+//! assert_eq!(octets, [0xE8, 0x32, 0x9B, 0xFD, 0x46, 0x97, 0xD9, 0xEC, 0x37]);
+//! let back = gsm7::unpack(&octets, 0, septets.len()).unwrap();
+//! assert_eq!(gsm7::decode(&back, Tables::default()), "hellohello");
+//! ```
 
 mod tables;
 
