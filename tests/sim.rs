@@ -33,7 +33,10 @@ struct Sim {
 
 impl Sim {
     fn start(extra: &[&str]) -> Sim {
-        let dir = tempfile::tempdir().unwrap();
+        Sim::start_in(tempfile::tempdir().unwrap(), extra)
+    }
+
+    fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Sim {
         let log = File::create(dir.path().join("sim.log")).unwrap();
         let mut child = Command::new(BIN)
             .arg("sim")
@@ -120,14 +123,10 @@ impl Sim {
         std::fs::read_to_string(self.dir().join("sim.log")).unwrap_or_default()
     }
 
-    /// Sends SIGTERM and waits for the exit status.
-    fn terminate(&mut self) -> std::process::ExitStatus {
+    /// Sends `signal` and waits for the exit status.
+    fn terminate(&mut self, signal: nix::sys::signal::Signal) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(st) = child.try_wait().unwrap() {
@@ -497,19 +496,47 @@ fn bad_flags_and_unwritable_dir_fail_with_a_message() {
 }
 
 #[test]
-fn sigterm_removes_links_and_socket_and_exits_zero() {
-    let mut sim = Sim::start(&["--modems", "2"]);
-    let sock = sim.dir().join("sim.sock");
-    assert!(sock.exists());
-    let st = sim.terminate();
-    assert!(st.success(), "{st:?}");
-    assert!(!sock.exists());
-    for k in 0..2 {
-        assert!(
-            std::fs::symlink_metadata(sim.link(k)).is_err(),
-            "link {k} left behind"
-        );
+fn sigterm_and_sigint_remove_links_and_socket_and_exit_zero() {
+    use nix::sys::signal::Signal;
+    for signal in [Signal::SIGTERM, Signal::SIGINT] {
+        let mut sim = Sim::start(&["--modems", "2"]);
+        let sock = sim.dir().join("sim.sock");
+        assert!(sock.exists());
+        let st = sim.terminate(signal);
+        assert!(st.success(), "{signal}: {st:?}");
+        assert!(!sock.exists(), "{signal}: socket left behind");
+        for k in 0..2 {
+            assert!(
+                std::fs::symlink_metadata(sim.link(k)).is_err(),
+                "{signal}: link {k} left behind"
+            );
+        }
     }
+}
+
+#[test]
+fn a_second_simulator_on_the_same_dir_is_refused() {
+    let sim = Sim::start(&["--modems", "1"]);
+    let out = Command::new(BIN)
+        .args(["sim", "--modems", "1", "--dir"])
+        .arg(sim.dir())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another simulator"), "{err}");
+    // The first one is untouched.
+    assert!(std::fs::read_link(sim.link(0)).is_ok());
+    assert_eq!(sim.ctl_ok(&["modems"]).len(), 1);
+}
+
+#[test]
+fn a_stale_socket_from_a_killed_simulator_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(std::os::unix::net::UnixListener::bind(dir.path().join("sim.sock")).unwrap());
+    assert!(dir.path().join("sim.sock").exists());
+    let sim = Sim::start_in(dir, &["--modems", "1"]);
+    assert_eq!(sim.ctl_ok(&["modems"]).len(), 1);
 }
 
 #[test]
