@@ -347,7 +347,12 @@ impl ModemTask {
             let pending = &self.pending;
             let garbage = self.faults.garbage;
             tokio::select! {
-                _ = shutdown.changed() => {}
+                r = shutdown.changed() => {
+                    // The sender gone means the simulator is gone: stop too.
+                    if r.is_err() {
+                        break;
+                    }
+                }
                 cmd = self.rx.recv() => match cmd {
                     Some(cmd) => self.handle(cmd),
                     None => break,
