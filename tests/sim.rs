@@ -448,6 +448,19 @@ fn device_survives_close_and_reopen() {
         let r = dev.at("AT");
         assert!(r.ends_with("OK\r\n"), "round {round}: {r}");
         drop(dev);
+        // Kannel's at2 also sets its own speed and hang-up-on-close before
+        // closing; the next open must still find a working modem.
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(sim.link(0))
+            .unwrap();
+        use nix::sys::termios::{self, BaudRate, ControlFlags, SetArg};
+        let mut tio = termios::tcgetattr(&f).unwrap();
+        termios::cfsetspeed(&mut tio, BaudRate::B115200).unwrap();
+        tio.control_flags |= ControlFlags::HUPCL;
+        termios::tcsetattr(&f, SetArg::TCSANOW, &tio).unwrap();
+        drop(f);
     }
 }
 
