@@ -11,6 +11,7 @@ mod common;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -453,6 +454,7 @@ fn device_survives_close_and_reopen() {
         let f = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
+            .custom_flags(nix::fcntl::OFlag::O_NOCTTY.bits())
             .open(sim.link(0))
             .unwrap();
         use nix::sys::termios::{self, BaudRate, ControlFlags, SetArg};
@@ -665,16 +667,16 @@ fn reboot_makes_the_modem_boot_again() {
 
 #[test]
 fn reboot_and_replug_emit_the_profile_boot_urcs() {
-    let sim = Sim::start(&["--modems", "1", "--profile", "quectel"]);
+    let sim = Sim::start(&["--modems", "1", "--profile", "huawei"]);
     let mut dev = Dev::open(&sim.link(0));
     dev.at("ATE0");
     sim.ctl_ok(&["reboot", "--modem", "0"]);
-    dev.read_until("RDY", WAIT).unwrap();
+    dev.read_until("^SIMST:1", WAIT).unwrap();
     drop(dev);
     sim.ctl_ok(&["unplug", "--modem", "0"]);
     sim.ctl_ok(&["unplug", "--modem", "0", "--off"]);
     let mut dev = Dev::open(&sim.link(0));
-    dev.read_until("RDY", WAIT).unwrap();
+    dev.read_until("^SIMST:1", WAIT).unwrap();
 }
 
 #[test]
