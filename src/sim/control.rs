@@ -436,6 +436,51 @@ mod tests {
         }
     }
 
+    fn empty_network() -> (Network, watch::Sender<bool>) {
+        let (tx, rx) = watch::channel(false);
+        (Network::new(Vec::new(), Duration::from_millis(10), rx), tx)
+    }
+
+    #[tokio::test]
+    async fn bad_requests_get_an_error_answer() {
+        let (net, _stop) = empty_network();
+        for (line, needle) in [
+            (&b"{\"op\":\"hang\",\"modem\":3}"[..], "no modem 3"),
+            (b"{\"op\":\"explode\"}", "bad request"),
+            (b"\xff\xfe", "bad request"),
+            (b"{\"op\":\"cms-error\",\"modem\":0}", "needs a code"),
+            (
+                b"{\"op\":\"cms-error\",\"modem\":0,\"code\":5000}",
+                "out of range",
+            ),
+            (
+                b"{\"op\":\"inject\",\"modem\":0,\"from\":\"+1\",\"text\":\"ab\",\"parts\":3}",
+                "cannot cut",
+            ),
+            (
+                b"{\"op\":\"inject\",\"modem\":0,\"from\":\"+1\",\"text\":\"ab\",\"class\":1}",
+                "class 1",
+            ),
+        ] {
+            let v = answer_line(&net, line).await;
+            assert_eq!(v["ok"], false, "{v}");
+            let err = v["error"].as_str().unwrap();
+            assert!(err.contains(needle), "{err}");
+        }
+        let v = answer_line(&net, b"{\"op\":\"outbox\"}").await;
+        assert_eq!(v, json!({"ok": true, "result": []}));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_line_gets_an_answer_and_never_panics(line in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let (net, _stop) = rt.block_on(async { empty_network() });
+            let v = rt.block_on(answer_line(&net, &line));
+            proptest::prop_assert!(v["ok"].is_boolean());
+        }
+    }
+
     #[test]
     fn requests_round_trip_through_json() {
         let r = Request::Inject {
