@@ -255,6 +255,8 @@ pub struct ModemTask {
     profile_id: String,
     link: PathBuf,
     pty: Option<SimPty>,
+    /// The node of the last pty, so that a replug can avoid reusing it.
+    last_tty: Option<PathBuf>,
     /// Output produced by the modem but not yet accepted by the pty.
     pending: Vec<u8>,
     faults: FaultState,
@@ -285,6 +287,7 @@ impl ModemTask {
             profile_id: profile.id.clone(),
             link: link.to_path_buf(),
             pty: Some(pty),
+            last_tty: None,
             pending: Vec::new(),
             faults: FaultState::default(),
             // A different stream than the modem's own, same reproducibility.
@@ -481,7 +484,9 @@ impl ModemTask {
     fn unplug(&mut self) {
         // Dropping the pty closes master and slave and removes the link: a
         // DTE holding the device open now gets EIO/hang-up, as on a USB pull.
-        self.pty = None;
+        if let Some(old) = self.pty.take() {
+            self.last_tty = Some(old.tty().to_path_buf());
+        }
         self.pending.clear();
         self.faults.unplugged = true;
     }
@@ -491,7 +496,15 @@ impl ModemTask {
             // Replugging a plugged modem is a pull-and-push: a new node.
             self.unplug();
         }
-        let pty = SimPty::open(&self.link).map_err(|e| e.to_string())?;
+        let mut pty = SimPty::open(&self.link).map_err(|e| e.to_string())?;
+        if self.last_tty.as_deref() == Some(pty.tty()) {
+            // The kernel handed back the node just freed. A re-enumerated USB
+            // modem often gets a new one, and a DTE must follow the link, not
+            // a cached node: take the next node (the link moves with it) and
+            // free this one.
+            let next = SimPty::open(&self.link).map_err(|e| e.to_string())?;
+            drop(std::mem::replace(&mut pty, next));
+        }
         tracing::info!(tty = %pty.tty().display(), "replugged");
         self.pty = Some(pty);
         self.faults.unplugged = false;
