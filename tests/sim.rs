@@ -393,6 +393,35 @@ fn injected_message_arrives_as_cmti() {
 }
 
 #[test]
+fn injection_options_shape_the_tpdu() {
+    let sim = Sim::start(&["--modems", "1"]);
+    let inj = sim.ctl_ok(&[
+        "inject",
+        "--modem",
+        "0",
+        "--from",
+        "+4915112345678",
+        "--text",
+        "Grüße €",
+        "--ucs2",
+        "--class",
+        "0",
+    ]);
+    let hex = inj[0]["tpdus"][0].as_str().unwrap();
+    let opts = smsgate::pdu::DecodeOptions {
+        direction: smsgate::pdu::Direction::MobileTerminated,
+        smsc: false,
+        ..Default::default()
+    };
+    let smsgate::pdu::Tpdu::Deliver(d) = smsgate::pdu::decode_hex(hex, opts).unwrap().tpdu else {
+        panic!("not a deliver: {hex}")
+    };
+    assert_eq!(d.dcs.alphabet, smsgate::pdu::Alphabet::Ucs2);
+    assert_eq!(d.dcs.class, Some(smsgate::pdu::MessageClass::Class0));
+    assert_eq!(d.user_data.text(), Some("Grüße €"));
+}
+
+#[test]
 fn multipart_injection_delivers_every_part() {
     let sim = Sim::start(&["--modems", "1"]);
     let mut m0 = Dev::open(&sim.link(0));
@@ -680,8 +709,15 @@ fn reboot_and_replug_emit_the_profile_boot_urcs() {
 }
 
 #[test]
-fn pin_and_numbers_flags_reach_the_modems() {
-    let sim = Sim::start(&["--numbers", "+4930123,+4930124,+4930125", "--pin", "4321"]);
+fn pin_numbers_and_latency_flags_reach_the_modems() {
+    let sim = Sim::start(&[
+        "--numbers",
+        "+4930123,+4930124,+4930125",
+        "--pin",
+        "4321",
+        "--latency",
+        "200ms",
+    ]);
     let modems = sim.ctl_ok(&["modems"]);
     assert_eq!(modems.len(), 3);
     assert_eq!(modems[2]["number"], "+4930125");
