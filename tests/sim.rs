@@ -393,6 +393,34 @@ fn injected_message_arrives_as_cmti() {
 }
 
 #[test]
+fn inbox_lists_stored_messages_without_marking_them_read() {
+    let sim = Sim::start(&["--modems", "1"]);
+    let mut m0 = Dev::open(&sim.link(0));
+    setup(&mut m0);
+    assert!(sim.ctl_ok(&["inbox", "--modem", "0"]).is_empty());
+    sim.ctl_ok(&[
+        "inject",
+        "--modem",
+        "0",
+        "--from",
+        "+4915112345678",
+        "--text",
+        "keep me",
+    ]);
+    m0.read_until("+CMTI:", WAIT).unwrap();
+    for _ in 0..2 {
+        let inbox = sim.ctl_ok(&["inbox", "--modem", "0"]);
+        assert_eq!(inbox.len(), 1, "{inbox:?}");
+        assert_eq!(inbox[0]["type"], "deliver");
+        assert_eq!(inbox[0]["from"], "+4915112345678");
+        assert_eq!(inbox[0]["text"], "keep me");
+        assert_eq!(inbox[0]["stat"], 0, "still unread");
+    }
+    let e = sim.ctl(&["inbox", "--modem", "4"]).unwrap_err();
+    assert!(e.contains("no modem 4"), "{e}");
+}
+
+#[test]
 fn injection_options_shape_the_tpdu() {
     let sim = Sim::start(&["--modems", "1"]);
     let inj = sim.ctl_ok(&[

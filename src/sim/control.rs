@@ -62,6 +62,11 @@ pub enum Request {
     },
     /// Messages the network received from the modems.
     Outbox,
+    /// What a modem has stored (read-only: nothing is marked read).
+    Inbox {
+        /// Modem index.
+        modem: usize,
+    },
     /// Pull the modem's USB plug (`off`: plug it back).
     Unplug {
         /// Modem index.
@@ -128,11 +133,11 @@ pub enum Request {
 /// Answers one request.
 pub async fn handle(network: &Network, req: Request) -> Result<Value, String> {
     let fault = |modem: usize, op: FaultOp| async move {
-        let handle = network
-            .modems()
-            .get(modem)
-            .ok_or_else(|| format!("no modem {modem} (there are {})", network.modems().len()))?;
-        let info = handle.fault(op).await.map_err(|e| e.to_string())?;
+        let info = network
+            .modem(modem)?
+            .fault(op)
+            .await
+            .map_err(|e| e.to_string())?;
         serde_json::to_value(info).map_err(|e| e.to_string())
     };
     match req {
@@ -147,6 +152,14 @@ pub async fn handle(network: &Network, req: Request) -> Result<Value, String> {
             Ok(Value::Array(out))
         }
         Request::Outbox => serde_json::to_value(network.outbox()).map_err(|e| e.to_string()),
+        Request::Inbox { modem } => {
+            let entries = network
+                .modem(modem)?
+                .inbox()
+                .await
+                .map_err(|e| e.to_string())?;
+            serde_json::to_value(entries).map_err(|e| e.to_string())
+        }
         Request::Inject {
             modem,
             from,
