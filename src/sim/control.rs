@@ -167,10 +167,12 @@ pub async fn handle(network: &Network, req: Request) -> Result<Value, String> {
         Request::Modems => {
             let mut out = Vec::new();
             for m in network.modems() {
-                out.push(
-                    serde_json::to_value(m.info().await.map_err(|e| e.to_string())?)
-                        .map_err(|e| e.to_string())?,
-                );
+                let mut v = serde_json::to_value(m.info().await.map_err(|e| e.to_string())?)
+                    .map_err(|e| e.to_string())?;
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert("waiting".into(), network.waiting(m.index).into());
+                }
+                out.push(v);
             }
             Ok(Value::Array(out))
         }
