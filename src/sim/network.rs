@@ -131,7 +131,7 @@ struct State {
     /// Incomplete multipart submissions, keyed by (sending modem,
     /// destination, reference, total).
     partial: Reassembler<Part>,
-    next_ref: u16,
+    next_ref: u8,
     /// Deliveries and reports waiting to be retried, per target modem.
     waiting: HashMap<usize, usize>,
 }
@@ -279,10 +279,11 @@ impl Network {
         if !super::identity::valid_number(&inj.from) {
             return Err(format!("invalid --from number {:?}", inj.from));
         }
+        // 8-bit concatenation references (IEI 0x00), as most SMSCs use.
         let reference = {
             let mut st = self.state();
             st.next_ref = st.next_ref.wrapping_add(1);
-            st.next_ref
+            u16::from(st.next_ref)
         };
         let mut tpdus = codec::deliver_tpdus(inj, reference, OffsetDateTime::now_utc())?;
         let multipart = tpdus.len() > 1;
@@ -713,7 +714,7 @@ mod codec {
                     udl: 0, // recomputed by the encoder
                     header: Some(Udh {
                         ies: vec![Ie::Concat8 {
-                            // The 8-bit element carries the low octet.
+                            // Callers pass an 8-bit reference, widened.
                             reference: reference as u8,
                             total: n,
                             seq,
