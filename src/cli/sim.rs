@@ -36,7 +36,7 @@ pub struct SimArgs {
     pub command: Option<SimCommand>,
     /// Flags of the simulator itself.
     #[command(flatten)]
-    pub run: RunArgs,
+    pub run: Box<RunArgs>,
 }
 
 /// Subcommands of `smsgate sim`.
@@ -170,7 +170,7 @@ pub enum CtlOp {
 pub fn run(args: SimArgs) -> ExitCode {
     match args.command {
         Some(SimCommand::Ctl(ctl)) => run_ctl(ctl),
-        None => match config(args.run) {
+        None => match config(*args.run) {
             Ok(cfg) => run_sim(cfg),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -373,7 +373,7 @@ mod tests {
     #[test]
     fn defaults_are_two_modems_with_default_numbers() {
         let a = parse(&["--dir", "/tmp/x"]).unwrap();
-        let cfg = config(a.run).unwrap();
+        let cfg = config(*a.run).unwrap();
         assert_eq!(cfg.numbers, vec!["+15550000000", "+15550000001"]);
         assert_eq!(cfg.latency, Duration::ZERO);
         assert_eq!(cfg.report_delay, Duration::from_secs(1));
@@ -383,13 +383,16 @@ mod tests {
     #[test]
     fn numbers_set_the_count_and_must_agree_with_modems() {
         let a = parse(&["--dir", "d", "--numbers", "+491,+492,+493"]).unwrap();
-        assert_eq!(config(a.run).unwrap().numbers.len(), 3);
+        assert_eq!(config(*a.run).unwrap().numbers.len(), 3);
         let a = parse(&["--dir", "d", "--modems", "2", "--numbers", "+491"]).unwrap();
-        assert!(config(a.run).unwrap_err().to_string().contains("--numbers"));
+        assert!(config(*a.run)
+            .unwrap_err()
+            .to_string()
+            .contains("--numbers"));
         let a = parse(&["--dir", "d", "--numbers", "+491,+491"]).unwrap();
-        assert!(config(a.run).unwrap_err().to_string().contains("twice"));
+        assert!(config(*a.run).unwrap_err().to_string().contains("twice"));
         let a = parse(&["--dir", "d", "--numbers", "12345"]).unwrap();
-        assert!(config(a.run).is_err());
+        assert!(config(*a.run).is_err());
     }
 
     #[test]
@@ -397,15 +400,12 @@ mod tests {
         for (args, needle) in [
             (&["--dir", "d", "--modems", "0"][..], "--modems"),
             (&["--dir", "d", "--latency", "fast"][..], "--latency"),
-            (
-                &["--dir", "d", "--report-delay=-1s"][..],
-                "--report-delay",
-            ),
+            (&["--dir", "d", "--report-delay=-1s"][..], "--report-delay"),
             (&["--dir", "d", "--pin", "12"][..], "--pin"),
             (&["--dir", "d", "--profile", "nokia"][..], "nokia"),
         ] {
             let a = parse(args).unwrap();
-            let e = config(a.run).unwrap_err().to_string();
+            let e = config(*a.run).unwrap_err().to_string();
             assert!(e.contains(needle), "{args:?}: {e}");
         }
         assert!(parse(&[]).is_err(), "--dir is required");

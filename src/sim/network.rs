@@ -26,6 +26,7 @@ use tracing::Instrument;
 
 use super::modem::ReceiveError;
 use super::runtime::ModemHandle;
+use crate::pdu::reassembly::{PartKey, Partial, Pushed, Reassembler, ReassemblyConfig};
 
 /// How long the SMSC waits before retrying a message a modem refused.
 const RETRY_INTERVAL: Duration = Duration::from_millis(500);
@@ -124,25 +125,40 @@ struct Inner {
     shutdown: watch::Receiver<bool>,
 }
 
-#[derive(Default)]
 struct State {
     outbox: VecDeque<OutboxRecord>,
     next_id: u64,
-    /// Incomplete multipart submissions: (modem, to, ref, total) -> parts.
-    partial: Vec<PartialGroup>,
+    /// Incomplete multipart submissions, keyed by (sending modem,
+    /// destination, reference, total).
+    partial: Reassembler<Part>,
     next_ref: u16,
     /// Deliveries and reports waiting to be retried.
     in_flight: usize,
 }
 
-struct PartialGroup {
-    key: (usize, String, u16, u8),
+/// One part of a multipart submission, as the outbox needs it.
+struct Part {
+    /// The sending SIM's number.
     from: String,
-    to_modem: Option<usize>,
-    first: Instant,
+    mr: u8,
+    text: Option<String>,
     report_requested: bool,
-    /// (seq, mr, text)
-    parts: Vec<(u8, u8, Option<String>)>,
+    to_modem: Option<usize>,
+}
+
+impl State {
+    fn new() -> Self {
+        Self {
+            outbox: VecDeque::new(),
+            next_id: 0,
+            partial: Reassembler::new(ReassemblyConfig {
+                timeout: PARTIAL_TIMEOUT,
+                max_groups: MAX_PARTIAL_GROUPS,
+            }),
+            next_ref: 0,
+            in_flight: 0,
+        }
+    }
 }
 
 impl Network {
@@ -156,7 +172,7 @@ impl Network {
             inner: Arc::new(Inner {
                 modems,
                 report_delay,
-                state: Mutex::new(State::default()),
+                state: Mutex::new(State::new()),
                 shutdown,
             }),
         }
@@ -176,7 +192,7 @@ impl Network {
     /// The outbox, oldest first.
     pub fn outbox(&self) -> Vec<OutboxRecord> {
         let mut st = self.state();
-        expire_partials(&mut st, Instant::now(), false);
+        expire_partials(&mut st, Instant::now());
         st.outbox.iter().cloned().collect()
     }
 
@@ -210,7 +226,7 @@ impl Network {
         );
         self.record(from, &sender.number, &submit, mr, target, now);
         match target {
-            Some(t) => match codec::submit_to_deliver(&tpdu, &sender.number, now) {
+            Some(t) => match codec::submit_to_deliver(&submit, &sender.number, now) {
                 Ok(deliver) => {
                     let net = self.clone();
                     let report = submit
@@ -363,7 +379,13 @@ impl Network {
     /// Sends the SMS-STATUS-REPORT for (`from`, `mr`) after the report delay.
     async fn report_later(&self, from: usize, mr: u8, recipient: String, scts: OffsetDateTime) {
         tokio::time::sleep(self.inner.report_delay).await;
-        let tpdu = codec::status_report(mr, &recipient, scts, OffsetDateTime::now_utc());
+        let tpdu = match codec::status_report(mr, &recipient, scts, OffsetDateTime::now_utc()) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(modem = from, mr, error = %e, "cannot encode the status report");
+                return;
+            }
+        };
         tracing::info!(modem = from, mr, "status report sent");
         self.deliver_until_taken(from, tpdu, true).await;
     }
@@ -379,91 +401,77 @@ impl Network {
         now: OffsetDateTime,
     ) {
         let mut st = self.state();
-        expire_partials(&mut st, Instant::now(), false);
-        let Some((reference, total, seq)) = submit.concat.filter(|c| c.1 > 1) else {
-            push_record(
-                &mut st,
-                OutboxRecord {
-                    id: 0,
-                    modem,
-                    from: from.to_string(),
-                    to: submit.to.clone(),
-                    text: submit.text.clone(),
-                    parts: 1,
-                    time: rfc3339(now),
-                    report_requested: submit.report_requested,
-                    to_modem,
-                    mrs: vec![mr],
-                    missing_parts: Vec::new(),
-                },
-            );
-            return;
+        expire_partials(&mut st, Instant::now());
+        let part = Part {
+            from: from.to_string(),
+            mr,
+            text: submit.text.clone(),
+            report_requested: submit.report_requested,
+            to_modem,
         };
-        let key = (modem, submit.to.clone(), reference, total);
-        let pos = match st.partial.iter().position(|g| g.key == key) {
-            Some(p) => p,
-            None => {
-                if st.partial.len() >= MAX_PARTIAL_GROUPS {
-                    expire_partials(&mut st, Instant::now(), true);
-                }
-                st.partial.push(PartialGroup {
-                    key,
-                    from: from.to_string(),
-                    to_modem,
-                    first: Instant::now(),
-                    report_requested: false,
-                    parts: Vec::new(),
-                });
-                st.partial.len() - 1
+        let (reference, total, seq) = submit.concat.unwrap_or((0, 1, 1));
+        let key = PartKey {
+            modem: modem.to_string(),
+            sender: submit.to.clone(),
+            reference,
+            total,
+        };
+        let record = |parts: Vec<(u8, Part)>, missing: Vec<u8>| OutboxRecord {
+            id: 0,
+            modem,
+            from: from.to_string(),
+            to: submit.to.clone(),
+            text: parts
+                .iter()
+                .map(|(_, p)| p.text.as_deref())
+                .collect::<Option<Vec<_>>>()
+                .map(|v| v.concat()),
+            parts: total.max(1),
+            time: rfc3339(now),
+            report_requested: parts.iter().any(|(_, p)| p.report_requested),
+            to_modem: parts.first().and_then(|(_, p)| p.to_modem),
+            mrs: parts.iter().map(|(_, p)| p.mr).collect(),
+            missing_parts: missing,
+        };
+        match st.partial.push(key, seq, part, Instant::now()) {
+            Ok(Pushed::Complete(parts)) => {
+                let numbered = parts.into_iter().zip(1u8..).map(|(p, s)| (s, p)).collect();
+                let r = record(numbered, Vec::new());
+                push_record(&mut st, r);
             }
-        };
-        let Some(group) = st.partial.get_mut(pos) else {
-            return;
-        };
-        group.report_requested |= submit.report_requested;
-        if group.parts.iter().any(|p| p.0 == seq) {
-            tracing::info!(
-                modem,
-                seq,
-                reference,
-                "duplicate part ignored in the outbox"
-            );
-            return;
+            Ok(Pushed::Pending { evicted, .. }) => {
+                if let Some(p) = evicted {
+                    push_partial(&mut st, *p);
+                }
+            }
+            Ok(Pushed::Duplicate { seq, .. }) => {
+                tracing::info!(
+                    modem,
+                    seq,
+                    reference,
+                    "duplicate part ignored in the outbox"
+                );
+            }
+            Err(e) => {
+                // A broken concatenation IE is ignored (TS 23.040 §9.2.3.24.1):
+                // the part is a message of its own.
+                tracing::info!(modem, error = %e, "concatenation IE ignored");
+                let r = record(
+                    vec![(
+                        1,
+                        Part {
+                            from: from.to_string(),
+                            mr,
+                            text: submit.text.clone(),
+                            report_requested: submit.report_requested,
+                            to_modem,
+                        },
+                    )],
+                    Vec::new(),
+                );
+                push_record(&mut st, OutboxRecord { parts: 1, ..r });
+            }
         }
-        group.parts.push((seq, mr, submit.text.clone()));
-        if group.parts.len() >= usize::from(total) {
-            let group = st.partial.swap_remove(pos);
-            let record = group_record(group, now);
-            push_record(&mut st, record);
-        }
-    }
-}
-
-/// Turns a (possibly incomplete) multipart group into an outbox record.
-fn group_record(mut group: PartialGroup, now: OffsetDateTime) -> OutboxRecord {
-    group.parts.sort_by_key(|p| p.0);
-    let (modem, to, _reference, total) = group.key;
-    let missing = (1..=total)
-        .filter(|s| !group.parts.iter().any(|p| p.0 == *s))
-        .collect();
-    let text = group
-        .parts
-        .iter()
-        .map(|p| p.2.as_deref())
-        .collect::<Option<Vec<_>>>()
-        .map(|v| v.concat());
-    OutboxRecord {
-        id: 0,
-        modem,
-        from: group.from,
-        to,
-        text,
-        parts: total,
-        time: rfc3339(now),
-        report_requested: group.report_requested,
-        to_modem: group.to_modem,
-        mrs: group.parts.iter().map(|p| p.1).collect(),
-        missing_parts: missing,
     }
 }
 
@@ -476,27 +484,39 @@ fn push_record(st: &mut State, mut record: OutboxRecord) {
     }
 }
 
-/// Records multipart groups that waited too long as partial messages;
-/// with `force_oldest`, also the oldest one (to make room).
-fn expire_partials(st: &mut State, now: Instant, force_oldest: bool) {
-    let oldest = if force_oldest {
-        st.partial.iter().map(|g| g.first).min()
-    } else {
-        None
+/// Records an incomplete multipart message (timed out or evicted).
+fn push_partial(st: &mut State, p: Partial<Part>) {
+    tracing::warn!(modem = %p.key.modem, reference = p.key.reference, missing = ?p.missing, "multipart message recorded incomplete");
+    let text = p
+        .parts
+        .iter()
+        .map(|(_, part)| part.text.as_deref())
+        .collect::<Option<Vec<_>>>()
+        .map(|v| v.concat());
+    let record = OutboxRecord {
+        id: 0,
+        modem: p.key.modem.parse().unwrap_or(usize::MAX),
+        from: p
+            .parts
+            .first()
+            .map(|(_, part)| part.from.clone())
+            .unwrap_or_default(),
+        to: p.key.sender.clone(),
+        text,
+        parts: p.key.total,
+        time: rfc3339(OffsetDateTime::now_utc()),
+        report_requested: p.parts.iter().any(|(_, part)| part.report_requested),
+        to_modem: p.parts.first().and_then(|(_, part)| part.to_modem),
+        mrs: p.parts.iter().map(|(_, part)| part.mr).collect(),
+        missing_parts: p.missing,
     };
-    let (expired, kept): (Vec<_>, Vec<_>) =
-        std::mem::take(&mut st.partial).into_iter().partition(|g| {
-            now.saturating_duration_since(g.first) > PARTIAL_TIMEOUT || Some(g.first) == oldest
-        });
-    st.partial = kept;
-    for g in expired {
-        tracing::warn!(
-            modem = g.key.0,
-            reference = g.key.2,
-            "multipart message recorded incomplete"
-        );
-        let record = group_record(g, OffsetDateTime::now_utc());
-        push_record(st, record);
+    push_record(st, record);
+}
+
+/// Records multipart groups that waited too long as partial messages.
+fn expire_partials(st: &mut State, now: Instant) {
+    for p in st.partial.expire(now) {
+        push_partial(st, p);
     }
 }
 
@@ -505,48 +525,423 @@ fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
-/// Glue between the network and the PDU codec.
+/// Glue between the network and the PDU codec (`crate::pdu`).
 mod codec {
     use time::OffsetDateTime;
 
     use super::Injection;
+    use crate::pdu::gsm7::{self, Tables};
+    use crate::pdu::{
+        self, Address, Alphabet, Body, Dcs, DecodeOptions, Deliver, DeliverOptions, Direction, Ie,
+        MessageClass, ProtocolId, Status, Timestamp, Tpdu, Udh, UserData,
+    };
+
+    /// Septets of text in one part behind a 6-octet concatenation header
+    /// (TS 23.040 §9.2.3.24.1: 160 - 7).
+    const PART_SEPTETS: usize = 153;
+    /// UCS-2 octets in one part behind that header (140 - 6).
+    const PART_OCTETS: usize = 134;
 
     /// What the network needs to know about an SMS-SUBMIT.
     #[derive(Debug, Clone)]
     pub struct Submit {
+        /// TP-DA as text (`+` for international numbers).
         pub to: String,
+        /// TP-SRR.
         pub report_requested: bool,
+        /// The text, when the user data is text.
         pub text: Option<String>,
-        /// (reference, total, seq)
+        /// (reference, total, seq) from a concatenation IE.
         pub concat: Option<(u16, u8, u8)>,
+        /// The decoded TPDU, for conversion to SMS-DELIVER.
+        pub tpdu: pdu::Submit,
     }
 
-    pub fn decode_submit(_tpdu: &[u8]) -> Result<Submit, String> {
-        Err("codec not merged yet".into())
+    /// Decodes a bare SMS-SUBMIT TPDU (mobile originated, no SMSC field).
+    pub fn decode_submit(tpdu: &[u8]) -> Result<Submit, String> {
+        let opts = DecodeOptions {
+            direction: Direction::MobileOriginated,
+            smsc: false,
+            tables: Tables::default(),
+        };
+        match pdu::decode(tpdu, opts).map_err(|e| e.to_string())?.tpdu {
+            Tpdu::Submit(s) => Ok(Submit {
+                to: s.destination.to_string(),
+                report_requested: s.status_report_request,
+                text: s.user_data.text().map(str::to_string),
+                concat: s
+                    .user_data
+                    .header
+                    .as_ref()
+                    .and_then(|h| h.concat())
+                    .map(|c| (c.reference, c.total, c.seq)),
+                tpdu: s,
+            }),
+            other => Err(format!("expected an SMS-SUBMIT, got {}", other.kind())),
+        }
     }
 
+    /// The sender's number as TP-OA.
+    fn originator(from: &str) -> Address {
+        Address::parse_number(from).unwrap_or_else(|_| Address::alphanumeric(from))
+    }
+
+    /// The SMS-DELIVER the recipient gets for `submit` (TS 23.040 §9.2.2.1):
+    /// originator `from`, SCTS `scts`, the same PID, DCS, header and user data.
     pub fn submit_to_deliver(
-        _tpdu: &[u8],
-        _from: &str,
-        _scts: OffsetDateTime,
+        submit: &Submit,
+        from: &str,
+        scts: OffsetDateTime,
     ) -> Result<Vec<u8>, String> {
-        Err("codec not merged yet".into())
+        let s = &submit.tpdu;
+        let deliver = Deliver {
+            first_octet: 0x04,
+            more_messages: false,
+            // TP-SRI tells the recipient that the sender asked for a report.
+            status_report_indication: s.status_report_request,
+            reply_path: false,
+            originator: originator(from),
+            pid: s.pid,
+            dcs: s.dcs,
+            scts: Timestamp::from_datetime(scts),
+            user_data: s.user_data.clone(),
+        };
+        let mut out = Vec::with_capacity(176);
+        deliver.encode(&mut out).map_err(|e| e.to_string())?;
+        Ok(out)
     }
 
+    /// The bare SMS-STATUS-REPORT TPDU for message `mr` to `recipient`:
+    /// status 0, "short message received by the SME" (TS 23.040 §9.2.3.15).
     pub fn status_report(
-        _mr: u8,
-        _recipient: &str,
-        _scts: OffsetDateTime,
-        _dt: OffsetDateTime,
-    ) -> Vec<u8> {
-        Vec::new()
+        mr: u8,
+        recipient: &str,
+        scts: OffsetDateTime,
+        dt: OffsetDateTime,
+    ) -> Result<Vec<u8>, String> {
+        let pdu = pdu::encode_status_report(
+            None,
+            mr,
+            &originator(recipient),
+            Timestamp::from_datetime(scts),
+            Timestamp::from_datetime(dt),
+            Status(0),
+        )
+        .map_err(|e| e.to_string())?;
+        bare(pdu)
     }
 
+    /// Strips the empty SMSC field the encoder writes in front.
+    fn bare(pdu: pdu::EncodedPdu) -> Result<Vec<u8>, String> {
+        let start = pdu
+            .octets
+            .len()
+            .checked_sub(pdu.tpdu_len)
+            .ok_or("encoder returned a TPDU longer than the PDU")?;
+        Ok(pdu.octets.get(start..).unwrap_or_default().to_vec())
+    }
+
+    /// The SMS-DELIVER TPDUs (bare) of an injected message, in part order.
     pub fn deliver_tpdus(
-        _inj: &Injection,
-        _reference: u16,
-        _scts: OffsetDateTime,
+        inj: &Injection,
+        reference: u16,
+        scts: OffsetDateTime,
     ) -> Result<Vec<Vec<u8>>, String> {
-        Err("codec not merged yet".into())
+        let from = Address::parse_number(&inj.from).map_err(|e| format!("--from: {e}"))?;
+        let class = inj.class0.then_some(MessageClass::Class0);
+        let forced = inj.parts.filter(|&n| n > 1);
+        let Some(n) = forced else {
+            let opts = DeliverOptions {
+                scts: Timestamp::from_datetime(scts),
+                class,
+                force_ucs2: inj.ucs2,
+                reference,
+                ..DeliverOptions::default()
+            };
+            return pdu::encode_deliver(&from, &inj.text, &opts)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(bare)
+                .collect();
+        };
+        // `--parts N`: cut the text into N pieces on character boundaries,
+        // each behind an 8-bit concatenation IE (TS 23.040 §9.2.3.24.1).
+        let chunks = cut(&inj.text, usize::from(n));
+        let tables = Tables::default();
+        let ucs2 = inj.ucs2 || chunks.iter().any(|c| gsm7::encode(c, tables).is_err());
+        let alphabet = if ucs2 { Alphabet::Ucs2 } else { Alphabet::Gsm7 };
+        let mut out = Vec::with_capacity(chunks.len());
+        for (i, chunk) in chunks.iter().enumerate() {
+            let size = if ucs2 {
+                pdu::ucs2::encode(chunk).len()
+            } else {
+                gsm7::encode(chunk, tables)
+                    .map(|s| s.len())
+                    .unwrap_or(usize::MAX)
+            };
+            let cap = if ucs2 { PART_OCTETS } else { PART_SEPTETS };
+            if size > cap {
+                return Err(format!(
+                    "the text is too long for {n} parts (part {} would need {size} of {cap} {})",
+                    i + 1,
+                    if ucs2 { "octets" } else { "septets" }
+                ));
+            }
+            let seq = u8::try_from(i + 1).map_err(|_| "too many parts".to_string())?;
+            let deliver = Deliver {
+                first_octet: 0x04,
+                more_messages: false,
+                status_report_indication: false,
+                reply_path: false,
+                originator: from.clone(),
+                pid: ProtocolId(0),
+                dcs: Dcs::general(alphabet, class),
+                scts: Timestamp::from_datetime(scts),
+                user_data: UserData {
+                    udl: 0, // recomputed by the encoder
+                    header: Some(Udh {
+                        ies: vec![Ie::Concat8 {
+                            reference: reference as u8,
+                            total: n,
+                            seq,
+                        }],
+                    }),
+                    body: Body::Text(chunk.clone()),
+                    tables,
+                },
+            };
+            let mut tpdu = Vec::with_capacity(176);
+            deliver.encode(&mut tpdu).map_err(|e| e.to_string())?;
+            out.push(tpdu);
+        }
+        Ok(out)
+    }
+
+    /// Cuts `text` into `n` pieces of nearly equal character counts (never
+    /// splitting a character; the caller checked `n <= chars`).
+    fn cut(text: &str, n: usize) -> Vec<String> {
+        let chars: Vec<char> = text.chars().collect();
+        let n = n.clamp(1, chars.len().max(1));
+        let base = chars.len() / n;
+        let extra = chars.len() % n;
+        let mut out = Vec::with_capacity(n);
+        let mut start = 0;
+        for i in 0..n {
+            let len = base + usize::from(i < extra);
+            out.push(
+                chars
+                    .get(start..start + len)
+                    .unwrap_or_default()
+                    .iter()
+                    .collect(),
+            );
+            start += len;
+        }
+        out
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn cut_is_even_and_keeps_every_char() {
+            assert_eq!(cut("abcdefg", 3), vec!["abc", "de", "fg"]);
+            assert_eq!(cut("a€😀", 3), vec!["a", "€", "😀"]);
+            assert_eq!(cut("ab", 1), vec!["ab"]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pdu::{self, Address, DecodeOptions, Direction, SubmitOptions, Tpdu};
+    use crate::sim::runtime::{channel, ModemCmd};
+    use tokio::sync::mpsc;
+
+    /// What a fake modem saw: (is_report, tpdu).
+    type Seen = mpsc::UnboundedReceiver<(usize, bool, Vec<u8>)>;
+
+    /// A network of `n` fake modems; each refuses the first `refuse[k]`
+    /// deliveries with NotReady, then takes everything.
+    fn net(
+        n: usize,
+        refuse: Vec<usize>,
+        report_delay: Duration,
+    ) -> (Network, Seen, watch::Sender<bool>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (seen_tx, seen_rx) = mpsc::unbounded_channel();
+        let mut handles = Vec::new();
+        for k in 0..n {
+            let (h, mut rx) = channel(k, &format!("+1555000000{k}"));
+            handles.push(h);
+            let seen = seen_tx.clone();
+            let mut refuse_left = refuse.get(k).copied().unwrap_or(0);
+            tokio::spawn(async move {
+                while let Some(cmd) = rx.recv().await {
+                    let (report, tpdu, reply) = match cmd {
+                        ModemCmd::Deliver { tpdu, reply } => (false, tpdu, reply),
+                        ModemCmd::StatusReport { tpdu, reply } => (true, tpdu, reply),
+                        _ => continue,
+                    };
+                    if refuse_left > 0 {
+                        refuse_left -= 1;
+                        let _ = reply.send(Err(ReceiveError::NotReady));
+                        continue;
+                    }
+                    let _ = seen.send((k, report, tpdu));
+                    let _ = reply.send(Ok(()));
+                }
+            });
+        }
+        (
+            Network::new(handles, report_delay, stop_rx),
+            seen_rx,
+            stop_tx,
+        )
+    }
+
+    fn submits(to: &str, text: &str, report: bool) -> Vec<Vec<u8>> {
+        let opts = SubmitOptions {
+            status_report: report,
+            reference: 42,
+            ..SubmitOptions::default()
+        };
+        pdu::encode_submit(&Address::parse_number(to).unwrap(), text, &opts)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.octets[p.octets.len() - p.tpdu_len..].to_vec())
+            .collect()
+    }
+
+    fn decode_mt(tpdu: &[u8]) -> Tpdu {
+        let opts = DecodeOptions {
+            direction: Direction::MobileTerminated,
+            smsc: false,
+            ..DecodeOptions::default()
+        };
+        pdu::decode(tpdu, opts).unwrap().tpdu
+    }
+
+    async fn next(seen: &mut Seen) -> (usize, bool, Vec<u8>) {
+        tokio::time::timeout(Duration::from_secs(10), seen.recv())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn modem_to_modem_becomes_a_deliver_from_the_sender() {
+        let (net, mut seen, _stop) = net(2, vec![], Duration::from_millis(10));
+        for t in submits("+15550000001", "hello", false) {
+            net.submitted(0, t, 7);
+        }
+        let (k, report, tpdu) = next(&mut seen).await;
+        assert_eq!((k, report), (1, false));
+        let Tpdu::Deliver(d) = decode_mt(&tpdu) else {
+            panic!("not a deliver")
+        };
+        assert_eq!(d.originator.to_string(), "+15550000000");
+        assert_eq!(d.user_data.text(), Some("hello"));
+        let out = net.outbox();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].to_modem, Some(1));
+        assert_eq!(out[0].mrs, vec![7]);
+    }
+
+    #[tokio::test]
+    async fn refused_messages_are_retried_and_reports_follow_delivery() {
+        let (net, mut seen, _stop) = net(2, vec![0, 2], Duration::from_millis(10));
+        for t in submits("+15550000001", "retry me", true) {
+            net.submitted(0, t, 9);
+        }
+        let (k, report, _) = next(&mut seen).await;
+        assert_eq!((k, report), (1, false), "delivered after two refusals");
+        let (k, report, tpdu) = next(&mut seen).await;
+        assert_eq!((k, report), (0, true), "report back to the sender");
+        let Tpdu::StatusReport(r) = decode_mt(&tpdu) else {
+            panic!("not a report")
+        };
+        assert_eq!(r.message_reference, 9);
+        assert_eq!(r.recipient.to_string(), "+15550000001");
+        assert_eq!(net.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn outside_multipart_is_one_outbox_record_with_a_report_per_part() {
+        let (net, mut seen, _stop) = net(1, vec![], Duration::from_millis(10));
+        let text = "x".repeat(200);
+        let parts = submits("+4915112345678", &text, true);
+        assert_eq!(parts.len(), 2);
+        // Out of order.
+        net.submitted(0, parts[1].clone(), 2);
+        net.submitted(0, parts[0].clone(), 1);
+        let out = net.outbox();
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].text.as_deref(), Some(text.as_str()));
+        assert_eq!(out[0].parts, 2);
+        assert_eq!(out[0].mrs, vec![1, 2]);
+        assert_eq!(out[0].to_modem, None);
+        assert!(out[0].report_requested);
+        let mut mrs = Vec::new();
+        for _ in 0..2 {
+            let (_, report, tpdu) = next(&mut seen).await;
+            assert!(report);
+            let Tpdu::StatusReport(r) = decode_mt(&tpdu) else {
+                panic!()
+            };
+            mrs.push(r.message_reference);
+        }
+        mrs.sort();
+        assert_eq!(mrs, vec![1, 2]);
+    }
+
+    #[tokio::test]
+    async fn undecodable_submissions_are_dropped_not_fatal() {
+        let (net, _seen, _stop) = net(1, vec![], Duration::from_millis(10));
+        net.submitted(0, vec![0x01], 1);
+        net.submitted(0, vec![], 1);
+        net.submitted(5, vec![0x11], 1);
+        assert!(net.outbox().is_empty());
+    }
+
+    #[tokio::test]
+    async fn forced_parts_out_of_order_carry_concat_headers() {
+        let (net, mut seen, _stop) = net(1, vec![], Duration::from_millis(10));
+        let inj = Injection {
+            modem: 0,
+            from: "+4915112345678".into(),
+            text: "abcdefgh".into(),
+            parts: Some(3),
+            out_of_order: true,
+            class0: true,
+            ucs2: true,
+        };
+        let r = net.inject(&inj).await.unwrap();
+        assert!(r.delivered);
+        assert_eq!(r.parts, 3);
+        let mut seqs = Vec::new();
+        let mut texts = Vec::new();
+        for _ in 0..3 {
+            let (_, _, tpdu) = next(&mut seen).await;
+            let Tpdu::Deliver(d) = decode_mt(&tpdu) else {
+                panic!()
+            };
+            let c = d.user_data.header.as_ref().unwrap().concat().unwrap();
+            assert_eq!(c.total, 3);
+            seqs.push(c.seq);
+            texts.push(d.user_data.text().unwrap().to_string());
+            assert_eq!(d.dcs.alphabet, pdu::Alphabet::Ucs2);
+        }
+        assert_eq!(seqs, vec![3, 2, 1]);
+        assert_eq!(texts.concat(), "ghdefabc");
+        // Too much text for the forced part count is an error, not a panic.
+        let long = Injection {
+            text: "y".repeat(400),
+            parts: Some(2),
+            ..inj
+        };
+        assert!(net.inject(&long).await.unwrap_err().contains("too long"));
     }
 }

@@ -301,6 +301,9 @@ impl ModemTask {
             "modem up"
         );
         let mut garbage_tick = tokio::time::interval(GARBAGE_INTERVAL);
+        // The interval is only polled while garbage is on; do not let the
+        // ticks missed meanwhile fire as one big burst when it is switched on.
+        garbage_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if *shutdown.borrow() {
                 break;
