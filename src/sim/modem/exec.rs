@@ -975,7 +975,7 @@ impl SimModem {
         match kind {
             PromptKind::SendPdu { len } => {
                 let (smsc, tpdu) = parse_pdu_input(buf, *len)?;
-                if !peek::submit_plausible(&tpdu) {
+                if !peek::submit_ok(&tpdu) {
                     return Err(Fail::Cms(304));
                 }
                 let mr = self.submit(tpdu, smsc.len() > 1)?;

@@ -600,11 +600,24 @@ impl SimModem {
         }
     }
 
+    /// `+CMT` (TS 27.005 §3.4.1): PDU mode `+CMT: ,<length>` and the PDU,
+    /// text mode per `+CSDH`.
     fn render_cmt(&self, msg: &Stored) -> Vec<String> {
+        if self.set.cmgf == 1 {
+            if let Some(lines) = self.text_cmt(msg) {
+                return lines;
+            }
+        }
         vec![format!("+CMT: ,{}", msg.tpdu.len()), msg.pdu_hex()]
     }
 
+    /// `+CDS` (TS 27.005 §3.4.1): `+CDS: <length>` and the PDU, or text.
     fn render_cds(&self, msg: &Stored) -> Vec<String> {
+        if self.set.cmgf == 1 {
+            if let Some(lines) = self.text_cds(msg) {
+                return lines;
+            }
+        }
         vec![format!("+CDS: {}", msg.tpdu.len()), msg.pdu_hex()]
     }
 
@@ -1012,21 +1025,21 @@ impl SimModem {
                 self.release_held(now);
             }
             _ => {
+                let text_mode = matches!(
+                    p.kind,
+                    PromptKind::SendText { .. } | PromptKind::WriteText { .. }
+                );
                 if p.buf.len() < MAX_PROMPT {
                     p.buf.push(b);
                 } else {
                     p.overflow = true;
                 }
-                self.echo(b, now);
-                // In text mode a CR ends a line of the message and the modem
-                // prompts again (TS 27.005 §3.5.1).
-                if b == b'\r'
-                    && matches!(
-                        self.prompt.as_ref().map(|p| &p.kind),
-                        Some(PromptKind::SendText { .. } | PromptKind::WriteText { .. })
-                    )
-                {
-                    self.queue(now, b"\n> ".to_vec());
+                if text_mode && b == b'\r' {
+                    // In text mode a CR ends a line of the message and the
+                    // modem prompts again (TS 27.005 §3.5.1).
+                    self.queue(now, b"\r\n> ".to_vec());
+                } else {
+                    self.echo(b, now);
                 }
             }
         }

@@ -705,3 +705,85 @@ fn cmgw_and_cmss() {
     assert_eq!(d.at("AT+CMGL=3").lines().nth(1), Some("+CMGL: 1,3,,31"));
     assert_eq!(d.m.take_events().len(), 1);
 }
+
+#[test]
+fn text_mode_read_list_and_cmt() {
+    let mut d = Dte::new("generic").quiet_echo();
+    d.at("AT+CMGF=1;+CNMI=2,1,0,0,0");
+    d.m.receive(&deliver(), d.now).unwrap();
+    assert_eq!(d.read(), "\r\n+CMTI: \"SM\",1\r\n");
+    assert_eq!(
+        d.at("AT+CMGL=\"ALL\""),
+        ok("+CMGL: 1,\"REC UNREAD\",\"+15553334444\",,\"26/11/26,06:33:37+00\"\r\nlive MT for kannel")
+    );
+    assert_eq!(
+        d.at("AT+CMGR=1"),
+        ok("+CMGR: \"REC READ\",\"+15553334444\",,\"26/11/26,06:33:37+00\"\r\nlive MT for kannel")
+    );
+    d.at("AT+CSDH=1");
+    assert_eq!(
+        d.at("AT+CMGR=1"),
+        ok("+CMGR: \"REC READ\",\"+15553334444\",,\"26/11/26,06:33:37+00\",145,4,0,0,\"+15550000001\",145,18\r\nlive MT for kannel")
+    );
+    assert_eq!(
+        d.at("AT+CMGL=\"REC READ\""),
+        ok("+CMGL: 1,\"REC READ\",\"+15553334444\",,\"26/11/26,06:33:37+00\",145,18\r\nlive MT for kannel")
+    );
+    d.at("AT+CMEE=1");
+    assert_eq!(d.at("AT+CMGL=4"), "\r\n+CMS ERROR: 305\r\n");
+    d.at("AT+CSDH=0;+CNMI=2,2,0,0,0");
+    d.m.receive(&deliver(), d.now).unwrap();
+    assert_eq!(
+        d.read(),
+        "\r\n+CMT: \"+15553334444\",,\"26/11/26,06:33:37+00\"\r\nlive MT for kannel\r\n"
+    );
+    // Status reports in text mode.
+    let report = hex::decode("06010B915155112122F2621162603342006211626033420000").unwrap();
+    d.at("AT+CNMI=2,1,0,1,0");
+    d.m.receive_status_report(&report, d.now).unwrap();
+    assert_eq!(
+        d.read(),
+        "\r\n+CDS: 6,1,\"+15551112222\",145,\"26/11/26,06:33:24+00\",\"26/11/26,06:33:24+00\",0\r\n"
+    );
+}
+
+#[test]
+fn text_mode_send() {
+    use crate::pdu::{Direction, Tpdu};
+    let mut d = Dte::new("generic").quiet_echo();
+    d.at("AT+CMGF=1");
+    assert_eq!(d.at("AT+CMGS=\"+15551112222\""), "\r\n> ");
+    assert_eq!(d.send(b"Hello"), "");
+    assert_eq!(d.send(b"\r"), "\r\n> ");
+    assert_eq!(d.send(b"world\x1a"), ok("+CMGS: 1"));
+    let ev = d.m.take_events();
+    let NetEvent::Submitted { tpdu, mr } = &ev[0];
+    assert_eq!(*mr, 1);
+    let Some(Tpdu::Submit(s)) = peek::decode(tpdu, Direction::MobileOriginated) else {
+        panic!("not a submit");
+    };
+    assert_eq!(s.destination.value, "15551112222");
+    assert_eq!(s.user_data.text(), Some("Hello\nworld"));
+    // UCS2 character set: number and text in hex.
+    d.at("AT+CSCS=\"UCS2\";+CSMP=17,167,0,8");
+    assert_eq!(d.at("AT+CMGS=\"002B0031\""), "\r\n> ");
+    assert_eq!(d.send(b"041F0440043804320435044220AC\x1a"), ok("+CMGS: 2"));
+    let ev = d.m.take_events();
+    let NetEvent::Submitted { tpdu, .. } = &ev[0];
+    let Some(Tpdu::Submit(s)) = peek::decode(tpdu, Direction::MobileOriginated) else {
+        panic!("not a submit");
+    };
+    assert_eq!(s.user_data.text(), Some("Привет€"));
+    // Too long for one message.
+    d.at("AT+CMEE=1;+CSCS=\"IRA\";+CSMP=17,167,0,0");
+    d.at("AT+CMGS=\"+1555\"");
+    assert_eq!(d.send(&[b'x'; 200]), "");
+    assert_eq!(d.send(b"\x1a"), "\r\n+CMS ERROR: 305\r\n");
+    // Text-mode +CMGW then +CMGR shows the stored SMS-SUBMIT.
+    assert_eq!(d.at("AT+CMGW=\"+15551112222\""), "\r\n> ");
+    assert_eq!(d.send(b"draft\x1a"), ok("+CMGW: 1"));
+    assert_eq!(
+        d.at("AT+CMGR=1"),
+        ok("+CMGR: \"STO UNSENT\",\"+15551112222\",\r\ndraft")
+    );
+}
