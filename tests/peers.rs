@@ -219,8 +219,9 @@ fn kannel_at2_receives_and_sends() {
     let conf_path = kdir.join("kannel.conf");
     fs::write(&conf_path, conf).unwrap();
 
-    // The sms-service runs `mo.sh %p '%a'` for every inbound message; it
-    // records sender and text and prints nothing (omit-empty: no reply SMS).
+    // The sms-service runs `mo.sh %p '%a'` for every inbound message, with
+    // both URL-encoded (Kannel's rule for exec); the script records them
+    // and prints nothing (omit-empty: no reply SMS).
     let mo = kdir.join("mo.sh");
     fs::write(
         &mo,
@@ -264,17 +265,19 @@ fn kannel_at2_receives_and_sends() {
         sbox.assert_running();
         read_text(&mo_txt)?
             .lines()
+            .map(harness::url_decode)
             .find(|l| l.contains(&inbound))
-            .map(str::to_string)
     });
     let (sender, text) = line.split_once('\t').unwrap_or(("", &line));
     assert_eq!(digits(sender), digits(FROM), "sender in {line:?}");
     assert_eq!(text, inbound, "text in {line:?}");
 
-    // Outbound: the sendsms HTTP interface on 127.0.0.1.
+    // Outbound: the sendsms HTTP interface on 127.0.0.1 (the recorded
+    // configuration sets no global sender, so `from` is required).
     let outbound = format!("hello from kannel {}", tag());
     let query = format!(
-        "/cgi-bin/sendsms?username=tester&password=foobar&to={}&text={}",
+        "/cgi-bin/sendsms?username=tester&password=foobar&from={}&to={}&text={}",
+        url_encode(&sim.number(0)),
         url_encode(TO),
         url_encode(&outbound)
     );
@@ -312,13 +315,7 @@ fn gammu_cli_identify_getallsms_sendsms() {
     };
     let limit = Duration::from_secs(90);
 
-    let modems = sim.ctl(&["modems"]);
-    let imei = modems
-        .iter()
-        .find(|m| m["modem"] == 0)
-        .and_then(|m| m["imei"].as_str())
-        .unwrap_or_else(|| panic!("no imei for modem 0 in {modems:?}"))
-        .to_string();
+    let imei = sim.modem_field(0, "imei");
     let (ok, out) = run(
         "gammu identify",
         gammu_cmd(&["identify"]),

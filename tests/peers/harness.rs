@@ -377,6 +377,23 @@ impl Sim {
             .collect()
     }
 
+    /// A string field (`number`, `imei`, `iccid`, `link`) of modem `k` as
+    /// `sim ctl modems` lists it.
+    pub fn modem_field(&self, k: usize, field: &str) -> String {
+        let modems = self.ctl(&["modems"]);
+        modems
+            .iter()
+            .find(|m| m.get("modem").and_then(Value::as_u64) == Some(k as u64))
+            .and_then(|m| m.get(field)?.as_str())
+            .unwrap_or_else(|| panic!("no {field} for modem {k} in {modems:?}"))
+            .to_string()
+    }
+
+    /// Modem `k`'s phone number.
+    pub fn number(&self, k: usize) -> String {
+        self.modem_field(k, "number")
+    }
+
     /// Injects an inbound SMS from `from` to modem 0.
     pub fn inject(&self, from: &str, text: &str) {
         self.ctl(&["inject", "--modem", "0", "--from", from, "--text", text]);
@@ -553,6 +570,34 @@ pub fn url_encode(s: &str) -> String {
     out
 }
 
+/// Decodes `application/x-www-form-urlencoded` text (`+` is a space):
+/// Kannel's `exec` sms-service passes `%p`/`%a` URL-encoded. Malformed
+/// escapes are kept as they are.
+pub fn url_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = s
+                    .get(i + 1..i + 3)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                if let Some(v) = hex {
+                    out.push(v);
+                    i += 2;
+                } else {
+                    out.push(b'%');
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// A file's text, decoding UTF-16 when it starts with a byte-order mark
 /// (gammu-smsd's files backend writes "unicode" inbox files by default).
 pub fn read_text(path: &Path) -> Option<String> {
@@ -642,5 +687,7 @@ mod tests {
     #[test]
     fn url_encoding() {
         assert_eq!(url_encode("+1 a&b"), "%2B1%20a%26b");
+        assert_eq!(url_decode("%2B1+a%26b%zz%4"), "+1 a&b%zz%4");
+        assert_eq!(url_decode(&url_encode("héllo ✓")), "héllo ✓");
     }
 }
