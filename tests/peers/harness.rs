@@ -75,6 +75,17 @@ impl Work {
 impl Drop for Work {
     fn drop(&mut self) {
         if !thread::panicking() {
+            // Opt-in for studying a good run's dialogues (docs/peers.md).
+            if std::env::var_os("SMSGATE_PEERS_KEEP").is_some() {
+                if let Some(dir) = self.dir.take() {
+                    let _ = dir.keep();
+                }
+                eprintln!(
+                    "{}: work directory kept: {}",
+                    self.what,
+                    self.path.display()
+                );
+            }
             return;
         }
         // Keep everything for a post-mortem, and print the logs: CI output is
