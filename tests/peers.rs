@@ -76,9 +76,11 @@ fn gammu_smsd_receives_and_sends() {
 
     // Outbound: gammu-smsd-inject queues a file in the outbox; the daemon
     // sends it with AT+CMGS (PDU, a pause, then Ctrl-Z in a separate write).
-    let outbound = format!("hello from gammu-smsd {}", tag());
+    // Longer than 160 characters, so it goes as a concatenated SMS (TS
+    // 23.040 §9.2.3.24.1) that the network must reassemble.
+    let outbound = long_text("gammu-smsd");
     let mut cmd = peer_command(&inject, &work, ["-c".as_ref(), rc_path.as_os_str()]);
-    cmd.args(["TEXT", TO, "-text", &outbound]);
+    cmd.args(["TEXT", TO, "-len", "400", "-text", &outbound]);
     let (ok, out) = run(
         "gammu-smsd-inject",
         cmd,
@@ -88,6 +90,7 @@ fn gammu_smsd_receives_and_sends() {
     assert!(ok, "gammu-smsd-inject failed:\n{out}");
     let sent = sim.wait_outbox(TO, &outbound, DEADLINE);
     assert_eq!(sent["modem"], 0, "{sent}");
+    assert_eq!(sent["parts"], 2, "{sent}");
     daemon.wait_file_in(
         &work.path().join("gammu2/sent"),
         "the sent message in sent/",
@@ -131,9 +134,21 @@ fn smstools3_receives_and_sends() {
     );
 
     // Inbound: SMSTools3 reads AT+CPMS? and then AT+CMGR=i from index 1; it
-    // writes a file with headers (From: 15557654321 ...), a blank line, the text.
-    let inbound = format!("hello from sim {}", tag());
-    sim.inject(FROM, &inbound);
+    // writes a file with headers (From: 15557654321 ...), a blank line, the
+    // text. Two parts, last first: SMSTools3 combines them itself.
+    let inbound = long_text("sim");
+    sim.ctl(&[
+        "inject",
+        "--modem",
+        "0",
+        "--from",
+        FROM,
+        "--text",
+        &inbound,
+        "--parts",
+        "2",
+        "--out-of-order",
+    ]);
     let incoming = work.path().join("smstools2/incoming");
     let text = wait_for(
         "the injected SMS in SMSTools3's incoming/",
@@ -230,6 +245,12 @@ fn kannel_at2_receives_and_sends() {
     .unwrap();
     fs::set_permissions(&mo, fs::Permissions::from_mode(0o755)).unwrap();
 
+    // A message that arrives before Kannel starts waits in SIM storage
+    // (no +CNMI routing yet); with sim-buffering Kannel reads it with
+    // AT+CPMS? / AT+CMGR=i and deletes it with AT+CMGD=i.
+    let stored = format!("stored before kannel {}", tag());
+    sim.inject(FROM, &stored);
+
     let mut bearer = Proc::spawn(
         "bearerbox",
         peer_command(&bearerbox, &work, [conf_path.as_os_str()]),
@@ -271,12 +292,20 @@ fn kannel_at2_receives_and_sends() {
     let (sender, text) = line.split_once('\t').unwrap_or(("", &line));
     assert_eq!(digits(sender), digits(FROM), "sender in {line:?}");
     assert_eq!(text, inbound, "text in {line:?}");
+    let all = read_text(&mo_txt).unwrap_or_default();
+    assert!(
+        all.lines()
+            .map(harness::url_decode)
+            .any(|l| l.ends_with(&format!("\t{stored}"))),
+        "the message stored before Kannel started never reached it:\n{all}"
+    );
 
     // Outbound: the sendsms HTTP interface on 127.0.0.1 (the recorded
-    // configuration sets no global sender, so `from` is required).
-    let outbound = format!("hello from kannel {}", tag());
+    // configuration sets no global sender, so `from` is required), in UCS-2
+    // (coding=2; TS 23.038 §4) since the text is not GSM 7-bit.
+    let outbound = format!("hello from kannel {} Привет мир €", tag());
     let query = format!(
-        "/cgi-bin/sendsms?username=tester&password=foobar&from={}&to={}&text={}",
+        "/cgi-bin/sendsms?username=tester&password=foobar&coding=2&charset=UTF-8&from={}&to={}&text={}",
         url_encode(&sim.number(0)),
         url_encode(TO),
         url_encode(&outbound)
@@ -356,6 +385,16 @@ fn gammu_cli_identify_getallsms_sendsms() {
     let sent = sim.wait_outbox(TO, &outbound, DEADLINE);
     assert_eq!(sent["modem"], 0, "{sent}");
     sim.assert_running();
+}
+
+/// A text longer than one SMS (160 GSM 7-bit characters), tagged.
+fn long_text(who: &str) -> String {
+    format!(
+        "long message from {who} {}: it has more than one hundred and sixty characters, \
+         so it must travel as a concatenated SMS with a user data header and be \
+         reassembled on the other side.",
+        tag()
+    )
 }
 
 /// The recorded gammu-smsd configuration with the test's paths, and the
