@@ -41,12 +41,14 @@ pub const TO: &str = "+15551112222";
 pub struct Work {
     dir: Option<tempfile::TempDir>,
     path: PathBuf,
-    what: &'static str,
+    what: String,
 }
 
 impl Work {
-    /// Creates the work directory of test `what`.
-    pub fn new(what: &'static str) -> Work {
+    /// Creates the work directory of peer `peer` against the simulator's
+    /// modem profile `profile`.
+    pub fn new(peer: &str, profile: &str) -> Work {
+        let what = format!("{peer}-{profile}");
         let dir = tempfile::Builder::new()
             .prefix(&format!("smsgate-peers-{what}-"))
             .tempdir()
@@ -311,6 +313,12 @@ impl Sim {
             .arg(&dir)
             .args(["--modems", "1", "--report-delay", "1s"])
             .args(args)
+            // Exploration knob (docs/peers.md): e.g. `--latency 300ms`.
+            .args(
+                std::env::var("SMSGATE_PEERS_SIM_ARGS")
+                    .unwrap_or_default()
+                    .split_whitespace(),
+            )
             .env("SMSGATE_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
