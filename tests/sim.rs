@@ -10,8 +10,7 @@
 mod common;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::AsFd;
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,6 +18,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use smsgate::sim::dte::Dte;
 
 const BIN: &str = env!("CARGO_BIN_EXE_smsgate");
 
@@ -34,7 +34,10 @@ struct Sim {
 
 impl Sim {
     fn start(extra: &[&str]) -> Sim {
-        let dir = tempfile::tempdir().unwrap();
+        Sim::start_in(tempfile::tempdir().unwrap(), extra)
+    }
+
+    fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Sim {
         let log = File::create(dir.path().join("sim.log")).unwrap();
         let mut child = Command::new(BIN)
             .arg("sim")
@@ -121,14 +124,10 @@ impl Sim {
         std::fs::read_to_string(self.dir().join("sim.log")).unwrap_or_default()
     }
 
-    /// Sends SIGTERM and waits for the exit status.
-    fn terminate(&mut self) -> std::process::ExitStatus {
+    /// Sends `signal` and waits for the exit status.
+    fn terminate(&mut self, signal: nix::sys::signal::Signal) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(st) = child.try_wait().unwrap() {
@@ -152,134 +151,43 @@ impl Drop for Sim {
     }
 }
 
-/// A serial device opened the way a DTE opens one.
-struct Dev {
-    file: File,
-    buf: Vec<u8>,
-}
+/// The library's DTE with panicking conveniences for tests.
+struct Dev(Dte);
 
 impl Dev {
     fn open(path: &Path) -> Dev {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc_flags())
-            .open(path)
-            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-        let mut tio = nix::sys::termios::tcgetattr(file.as_fd()).unwrap();
-        nix::sys::termios::cfmakeraw(&mut tio);
-        nix::sys::termios::tcsetattr(file.as_fd(), nix::sys::termios::SetArg::TCSANOW, &tio)
-            .unwrap();
-        Dev {
-            file,
-            buf: Vec::new(),
-        }
+        Dev(Dte::open(path).unwrap())
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        self.file.write_all(bytes).unwrap();
+        self.0.write(bytes).unwrap();
     }
 
-    /// Reads whatever arrives within `timeout` into the buffer; Err on a
-    /// read error (an unplugged port).
     fn fill(&mut self, timeout: Duration) -> std::io::Result<usize> {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        let ms = timeout.as_millis().min(60_000) as u16;
-        let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
-        let n = poll(&mut fds, PollTimeout::from(ms)).map_err(std::io::Error::from)?;
-        if n == 0 {
-            return Ok(0);
-        }
-        let mut chunk = [0u8; 4096];
-        match self.file.read(&mut chunk) {
-            Ok(0) => Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "eof",
-            )),
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                Ok(n)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
-            Err(e) => Err(e),
-        }
+        self.0.fill(timeout)
     }
 
-    /// Reads until the buffer contains `needle`; returns everything up to
-    /// and including it, leaving the rest buffered.
     fn read_until(&mut self, needle: &str, timeout: Duration) -> Result<String, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(pos) = find(&self.buf, needle.as_bytes()) {
-                let end = pos + needle.len();
-                let got: Vec<u8> = self.buf.drain(..end).collect();
-                return Ok(String::from_utf8_lossy(&got).into_owned());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(format!(
-                    "timed out waiting for {needle:?}; got {:?}",
-                    String::from_utf8_lossy(&self.buf)
-                ));
-            }
-            self.fill(left.min(Duration::from_millis(200)))
-                .map_err(|e| format!("read error waiting for {needle:?}: {e}"))?;
-        }
-    }
-
-    /// Sends `cmd` + CR and reads up to its final result (OK, ERROR,
-    /// +CME/+CMS ERROR); returns the whole answer.
-    fn at(&mut self, cmd: &str) -> String {
-        self.write(format!("{cmd}\r").as_bytes());
-        self.final_result(WAIT)
-            .unwrap_or_else(|e| panic!("{cmd}: {e}"))
+        self.0
+            .read_until(needle, timeout)
+            .map_err(|e| e.to_string())
     }
 
     fn final_result(&mut self, timeout: Duration) -> Result<String, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let text = String::from_utf8_lossy(&self.buf).into_owned();
-            for fin in ["\r\nOK\r\n", "\r\nERROR\r\n"] {
-                if let Some(pos) = text.find(fin) {
-                    let end = pos + fin.len();
-                    self.buf.drain(..end);
-                    return Ok(text[..end].to_string());
-                }
-            }
-            for prefix in ["+CME ERROR:", "+CMS ERROR:"] {
-                if let Some(pos) = text.find(prefix) {
-                    if let Some(nl) = text[pos..].find("\r\n") {
-                        let end = pos + nl + 2;
-                        self.buf.drain(..end);
-                        return Ok(text[..end].to_string());
-                    }
-                }
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(format!("no final result; got {text:?}"));
-            }
-            self.fill(left.min(Duration::from_millis(200)))
-                .map_err(|e| format!("read error: {e}"))?;
-        }
+        self.0.final_result(timeout).map_err(|e| e.to_string())
     }
 
-    /// Sends one PDU with `AT+CMGS` (prompt, PDU, Ctrl-Z) and returns the answer.
+    fn at(&mut self, cmd: &str) -> String {
+        self.0
+            .at(cmd, WAIT)
+            .unwrap_or_else(|e| panic!("{cmd}: {e}"))
+    }
+
     fn cmgs(&mut self, pdu_hex: &str) -> String {
-        let tpdu_len = pdu_hex.len() / 2 - 1; // minus the "00" SMSC field
-        self.write(format!("AT+CMGS={tpdu_len}\r").as_bytes());
-        self.read_until("> ", WAIT).unwrap();
-        self.write(format!("{pdu_hex}\x1a").as_bytes());
-        self.final_result(WAIT).unwrap()
+        // The length excludes the SMSC field ("00" here).
+        let tpdu_len = pdu_hex.len() / 2 - 1;
+        self.0.cmgs(pdu_hex, tpdu_len, WAIT).unwrap()
     }
-}
-
-fn libc_flags() -> i32 {
-    (nix::fcntl::OFlag::O_NOCTTY | nix::fcntl::OFlag::O_NONBLOCK).bits()
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// A modem ready for SMS in PDU mode: echo off, verbose errors,
@@ -350,6 +258,7 @@ fn ready_line_and_modems_list_identities_and_links() {
         assert_eq!(m["link"], sim.link(k).to_str().unwrap());
         assert_eq!(m["state"], "running");
         assert_eq!(m["profile"], "generic");
+        assert_eq!(m["storage"]["sm"][0], 0, "{m}");
         assert!(std::fs::read_link(sim.link(k)).is_ok());
     }
     assert_eq!(sim.ready["modems"][1]["imei"], modems[1]["imei"]);
@@ -540,6 +449,20 @@ fn device_survives_close_and_reopen() {
         let r = dev.at("AT");
         assert!(r.ends_with("OK\r\n"), "round {round}: {r}");
         drop(dev);
+        // Kannel's at2 also sets its own speed and hang-up-on-close before
+        // closing; the next open must still find a working modem.
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(nix::fcntl::OFlag::O_NOCTTY.bits())
+            .open(sim.link(0))
+            .unwrap();
+        use nix::sys::termios::{self, BaudRate, ControlFlags, SetArg};
+        let mut tio = termios::tcgetattr(&f).unwrap();
+        termios::cfsetspeed(&mut tio, BaudRate::B115200).unwrap();
+        tio.control_flags |= ControlFlags::HUPCL;
+        termios::tcsetattr(&f, SetArg::TCSANOW, &tio).unwrap();
+        drop(f);
     }
 }
 
@@ -588,19 +511,47 @@ fn bad_flags_and_unwritable_dir_fail_with_a_message() {
 }
 
 #[test]
-fn sigterm_removes_links_and_socket_and_exits_zero() {
-    let mut sim = Sim::start(&["--modems", "2"]);
-    let sock = sim.dir().join("sim.sock");
-    assert!(sock.exists());
-    let st = sim.terminate();
-    assert!(st.success(), "{st:?}");
-    assert!(!sock.exists());
-    for k in 0..2 {
-        assert!(
-            std::fs::symlink_metadata(sim.link(k)).is_err(),
-            "link {k} left behind"
-        );
+fn sigterm_and_sigint_remove_links_and_socket_and_exit_zero() {
+    use nix::sys::signal::Signal;
+    for signal in [Signal::SIGTERM, Signal::SIGINT] {
+        let mut sim = Sim::start(&["--modems", "2"]);
+        let sock = sim.dir().join("sim.sock");
+        assert!(sock.exists());
+        let st = sim.terminate(signal);
+        assert!(st.success(), "{signal}: {st:?}");
+        assert!(!sock.exists(), "{signal}: socket left behind");
+        for k in 0..2 {
+            assert!(
+                std::fs::symlink_metadata(sim.link(k)).is_err(),
+                "{signal}: link {k} left behind"
+            );
+        }
     }
+}
+
+#[test]
+fn a_second_simulator_on_the_same_dir_is_refused() {
+    let sim = Sim::start(&["--modems", "1"]);
+    let out = Command::new(BIN)
+        .args(["sim", "--modems", "1", "--dir"])
+        .arg(sim.dir())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another simulator"), "{err}");
+    // The first one is untouched.
+    assert!(std::fs::read_link(sim.link(0)).is_ok());
+    assert_eq!(sim.ctl_ok(&["modems"]).len(), 1);
+}
+
+#[test]
+fn a_stale_socket_from_a_killed_simulator_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(std::os::unix::net::UnixListener::bind(dir.path().join("sim.sock")).unwrap());
+    assert!(dir.path().join("sim.sock").exists());
+    let sim = Sim::start_in(dir, &["--modems", "1"]);
+    assert_eq!(sim.ctl_ok(&["modems"]).len(), 1);
 }
 
 #[test]
@@ -614,7 +565,7 @@ fn unplug_and_replug() {
     assert!(std::fs::symlink_metadata(sim.link(0)).is_err(), "link gone");
     // The open descriptor now fails, as on a USB pull (EIO or hang-up);
     // the write itself may already fail.
-    let _ = dev.file.write_all(b"AT\r");
+    let _ = dev.0.write(b"AT\r");
     let mut failed = false;
     for _ in 0..50 {
         if dev.fill(Duration::from_millis(100)).is_err() {
@@ -625,7 +576,10 @@ fn unplug_and_replug() {
     assert!(failed, "the open fd keeps working after unplug");
     drop(dev);
     let r = sim.ctl_ok(&["replug", "--modem", "0"]);
-    assert_eq!(r[0]["state"], "running");
+    assert_eq!(
+        r[0]["state"], "rebooting",
+        "power came back: the modem boots"
+    );
     let new_tty = std::fs::read_link(sim.link(0)).unwrap();
     assert_eq!(r[0]["tty"], new_tty.to_str().unwrap());
     let _ = old_tty; // the node may or may not be reused
@@ -640,12 +594,16 @@ fn unplug_and_replug() {
 
 #[test]
 fn hang_stops_answers_until_cleared() {
-    let sim = Sim::start(&["--modems", "1"]);
+    let sim = Sim::start(&["--modems", "2"]);
     let mut dev = Dev::open(&sim.link(0));
     dev.at("ATE0");
     let r = sim.ctl_ok(&["hang", "--modem", "0"]);
     assert_eq!(r[0]["state"], "hung");
     dev.write(b"AT\r");
+    // The other modem and the control socket are not held up by it.
+    let mut other = Dev::open(&sim.link(1));
+    assert!(other.at("AT").ends_with("OK\r\n"));
+    assert_eq!(sim.ctl_ok(&["modems"]).len(), 2);
     assert!(
         dev.final_result(Duration::from_millis(1500)).is_err(),
         "a hung modem answered"
@@ -697,7 +655,8 @@ fn reboot_makes_the_modem_boot_again() {
     let sim = Sim::start(&["--modems", "1"]);
     let mut dev = Dev::open(&sim.link(0));
     dev.at("ATE0");
-    sim.ctl_ok(&["reboot", "--modem", "0"]);
+    let r = sim.ctl_ok(&["reboot", "--modem", "0"]);
+    assert_eq!(r[0]["state"], "rebooting");
     // After a reboot echo is back on (volatile settings reset).
     let r = wait_for("answer after reboot", || {
         dev.write(b"AT\r");
@@ -708,16 +667,16 @@ fn reboot_makes_the_modem_boot_again() {
 
 #[test]
 fn reboot_and_replug_emit_the_profile_boot_urcs() {
-    let sim = Sim::start(&["--modems", "1", "--profile", "quectel"]);
+    let sim = Sim::start(&["--modems", "1", "--profile", "huawei"]);
     let mut dev = Dev::open(&sim.link(0));
     dev.at("ATE0");
     sim.ctl_ok(&["reboot", "--modem", "0"]);
-    dev.read_until("RDY", WAIT).unwrap();
+    dev.read_until("^SIMST:1", WAIT).unwrap();
     drop(dev);
     sim.ctl_ok(&["unplug", "--modem", "0"]);
     sim.ctl_ok(&["unplug", "--modem", "0", "--off"]);
     let mut dev = Dev::open(&sim.link(0));
-    dev.read_until("RDY", WAIT).unwrap();
+    dev.read_until("^SIMST:1", WAIT).unwrap();
 }
 
 #[test]
@@ -742,13 +701,13 @@ fn garbage_fault_writes_unrequested_bytes() {
     sim.ctl_ok(&["garbage", "--modem", "0"]);
     let n = wait_for("garbage", || {
         dev.fill(Duration::from_millis(200)).unwrap();
-        (!dev.buf.is_empty()).then_some(dev.buf.len())
+        (!dev.0.buf.is_empty()).then_some(dev.0.buf.len())
     });
     assert!(n > 0);
     sim.ctl_ok(&["garbage", "--modem", "0", "--off"]);
     // Once off, the modem talks sense again.
     let r = wait_for("clean answer", || {
-        dev.buf.clear();
+        dev.0.buf.clear();
         dev.write(b"AT\r");
         dev.final_result(Duration::from_millis(500)).ok()
     });

@@ -7,6 +7,16 @@
 //! lack ([`Unencodable`]) and never substitutes look-alikes: no Unicode
 //! normalisation happens here. [`best_tables`] picks national tables for a
 //! text. `docs/alphabets.md` describes the behaviour for users.
+//!
+//! ```
+//! use smsgate::pdu::gsm7::{self, Tables};
+//!
+//! let septets = gsm7::encode("hellohello", Tables::default()).unwrap();
+//! let octets = gsm7::pack(&septets, 0);
+//! assert_eq!(octets, [0xE8, 0x32, 0x9B, 0xFD, 0x46, 0x97, 0xD9, 0xEC, 0x37]);
+//! let back = gsm7::unpack(&octets, 0, septets.len()).unwrap();
+//! assert_eq!(gsm7::decode(&back, Tables::default()), "hellohello");
+//! ```
 
 mod tables;
 
@@ -282,23 +292,38 @@ impl Code {
     }
 }
 
-/// The locking table wins over the single shift: it costs one septet, not
-/// two (so CR, LF and space always come from the basic table).
-fn lookup(ch: char, tables: Tables) -> Option<Code> {
-    let lock = reverse(
-        &LOCKING_REVERSE,
-        tables.locking,
-        NationalLanguage::locking_table,
-    );
-    if let Some(s) = lock.and_then(|r| r.get(ch)) {
-        return Some(Code::Locking(s));
+/// The reverse tables for one [`Tables`] pair, fetched once per call so
+/// the per-character work is one or two array/binary-search lookups.
+#[derive(Clone, Copy)]
+struct Lookup {
+    locking: Option<&'static Reverse>,
+    single: Option<&'static Reverse>,
+}
+
+impl Lookup {
+    fn new(tables: Tables) -> Self {
+        Self {
+            locking: reverse(
+                &LOCKING_REVERSE,
+                tables.locking,
+                NationalLanguage::locking_table,
+            ),
+            single: reverse(
+                &SHIFT_REVERSE,
+                tables.single,
+                NationalLanguage::single_shift_table,
+            ),
+        }
     }
-    let shift = reverse(
-        &SHIFT_REVERSE,
-        tables.single,
-        NationalLanguage::single_shift_table,
-    );
-    shift.and_then(|r| r.get(ch)).map(Code::Shifted)
+
+    /// The locking table wins over the single shift: it costs one septet,
+    /// not two (so CR, LF and space always come from the basic table).
+    fn code(self, ch: char) -> Option<Code> {
+        if let Some(s) = self.locking.and_then(|r| r.get(ch)) {
+            return Some(Code::Locking(s));
+        }
+        self.single.and_then(|r| r.get(ch)).map(Code::Shifted)
+    }
 }
 
 fn table_char(table: &Table, septet: u8) -> Option<char> {
@@ -336,9 +361,11 @@ pub fn decode(septets: &[u8], tables: Tables) -> String {
 /// Encodes text into septets, using the escape + single-shift table for
 /// characters the locking table lacks.
 pub fn encode(text: &str, tables: Tables) -> Result<Vec<u8>, Unencodable> {
+    let lookup = Lookup::new(tables);
     let mut out = Vec::with_capacity(text.len());
     for (index, ch) in text.chars().enumerate() {
-        lookup(ch, tables)
+        lookup
+            .code(ch)
             .ok_or(Unencodable { ch, index })?
             .write(&mut out);
     }
@@ -351,8 +378,9 @@ pub fn encode(text: &str, tables: Tables) -> Result<Vec<u8>, Unencodable> {
 pub fn encode_discarding(text: &str, tables: Tables) -> (Vec<u8>, Vec<Unencodable>) {
     let mut out = Vec::with_capacity(text.len());
     let mut dropped = Vec::new();
+    let lookup = Lookup::new(tables);
     for (index, ch) in text.chars().enumerate() {
-        match lookup(ch, tables) {
+        match lookup.code(ch) {
             Some(code) => code.write(&mut out),
             None => dropped.push(Unencodable { ch, index }),
         }
@@ -363,13 +391,16 @@ pub fn encode_discarding(text: &str, tables: Tables) -> (Vec<u8>, Vec<Unencodabl
 /// How many septets `c` takes with `tables` (1, or 2 with the escape), or
 /// `None` when it cannot be encoded.
 pub fn char_septets(c: char, tables: Tables) -> Option<usize> {
-    lookup(c, tables).map(Code::septets)
+    Lookup::new(tables).code(c).map(Code::septets)
 }
 
 /// How many septets `text` takes with `tables`, or `None` when some
 /// character cannot be encoded.
 pub fn septet_count(text: &str, tables: Tables) -> Option<usize> {
-    text.chars().map(|c| char_septets(c, tables)).sum()
+    let lookup = Lookup::new(tables);
+    text.chars()
+        .map(|c| lookup.code(c).map(Code::septets))
+        .sum()
 }
 
 /// The byte length of the longest prefix of `text` that fits in
@@ -377,9 +408,13 @@ pub fn septet_count(text: &str, tables: Tables) -> Option<usize> {
 /// character and its escape are counted together; this is the split point
 /// for a part of a concatenated message (TS 23.040 §9.2.3.24.1).
 pub fn prefix_len(text: &str, tables: Tables, max_septets: usize) -> Result<usize, Unencodable> {
+    let lookup = Lookup::new(tables);
     let mut used = 0usize;
     for (index, (offset, ch)) in text.char_indices().enumerate() {
-        let n = char_septets(ch, tables).ok_or(Unencodable { ch, index })?;
+        let n = lookup
+            .code(ch)
+            .map(Code::septets)
+            .ok_or(Unencodable { ch, index })?;
         if used + n > max_septets {
             return Ok(offset);
         }
@@ -758,6 +793,57 @@ mod tests {
             prop_assert!(septets.iter().all(|&s| s < 128));
             prop_assert_eq!(Some(septets.len()), septet_count(&text, tables));
             prop_assert_eq!(decode(&septets, tables), text);
+        }
+
+        #[test]
+        fn best_tables_result_encodes_the_text(
+            text in proptest::collection::vec(
+                proptest::sample::select(
+                    alphabet(TURKISH).into_iter()
+                        .chain(alphabet(Tables { locking: NationalLanguage::Hindi, single: NationalLanguage::Spanish }))
+                        .chain(['世', '😀'])
+                        .collect::<Vec<char>>()),
+                0..40),
+            allowed in proptest::sample::subsequence(NationalLanguage::ALL.to_vec(), 0..=14),
+        ) {
+            let text: String = text.into_iter().collect();
+            match best_tables(&text, &allowed) {
+                Some(t) => {
+                    prop_assert!(encode(&text, t).is_ok());
+                    if encode(&text, DEFAULT).is_ok() {
+                        prop_assert_eq!(t, DEFAULT);
+                    }
+                    prop_assert!(t == DEFAULT || allowed.contains(&t.locking) || allowed.contains(&t.single));
+                }
+                None => {
+                    let mut langs = allowed.clone();
+                    langs.push(NationalLanguage::Default);
+                    for &locking in &langs {
+                        for &single in &langs {
+                            let t = Tables { locking, single };
+                            prop_assert!(encode(&text, t).is_err(), "{:?} encodes it", t);
+                        }
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn prefix_fits_and_keeps_whole_characters(
+            text in proptest::collection::vec(proptest::sample::select(alphabet(DEFAULT)), 0..60),
+            max in 0usize..80,
+        ) {
+            let text: String = text.into_iter().collect();
+            let cut = prefix_len(&text, DEFAULT, max).unwrap();
+            let (head, tail) = text.split_at(cut);
+            let used = septet_count(head, DEFAULT).unwrap();
+            prop_assert!(used <= max);
+            if let Some(next) = tail.chars().next() {
+                prop_assert!(used + char_septets(next, DEFAULT).unwrap() > max);
+            }
+            let mut septets = encode(head, DEFAULT).unwrap();
+            septets.extend(encode(tail, DEFAULT).unwrap());
+            prop_assert_eq!(decode(&septets, DEFAULT), text);
         }
 
         #[test]

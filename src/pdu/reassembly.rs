@@ -11,6 +11,18 @@
 //! lists the missing parts, so nothing received is ever dropped silently.
 //! At most [`ReassemblyConfig::max_groups`] groups are pending: a new group
 //! beyond the cap first pushes out the oldest one, again as a [`Partial`].
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use smsgate::pdu::reassembly::{PartKey, Pushed, Reassembler, ReassemblyConfig};
+//!
+//! let mut r = Reassembler::new(ReassemblyConfig::default());
+//! let key = PartKey { modem: "m0".into(), sender: "+4912345".into(), reference: 7, total: 2 };
+//! let now = Instant::now();
+//! assert!(matches!(r.push(key.clone(), 2, "world", now), Ok(Pushed::Pending { have: 1, .. })));
+//! assert_eq!(r.push(key, 1, "hello ", now), Ok(Pushed::Complete(vec!["hello ", "world"])));
+//! assert!(r.expire(now + Duration::from_secs(86_400)).is_empty());
+//! ```
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -83,6 +95,9 @@ pub enum PartialReason {
     /// The group was the oldest when [`ReassemblyConfig::max_groups`] was
     /// reached.
     Evicted,
+    /// The caller emptied the reassembler with [`Reassembler::drain`] (at
+    /// shutdown, to store what is pending).
+    Drained,
 }
 
 /// An incomplete message: the parts that did arrive, in sequence order, and
@@ -214,7 +229,7 @@ impl<T> Reassembler<T> {
             });
         }
         let evicted = if self.groups.len() >= self.config.max_groups.max(1) {
-            self.pop_oldest(now).map(Box::new)
+            self.pop_oldest(Some(now)).map(Box::new)
         } else {
             None
         };
@@ -248,10 +263,21 @@ impl<T> Reassembler<T> {
             if now.saturating_duration_since(arrived) < self.config.timeout {
                 break;
             }
-            match self.pop_oldest(now) {
+            match self.pop_oldest(Some(now)) {
                 Some(partial) => out.push(partial),
                 None => break,
             }
+        }
+        out
+    }
+
+    /// Hands back every pending group, oldest first, so that nothing is lost
+    /// when the daemon stops; the reassembler is empty afterwards.
+    pub fn drain(&mut self) -> Vec<Partial<T>> {
+        let mut out = Vec::with_capacity(self.groups.len());
+        while let Some(mut partial) = self.pop_oldest(None) {
+            partial.reason = PartialReason::Drained;
+            out.push(partial);
         }
         out
     }
@@ -279,14 +305,18 @@ impl<T> Reassembler<T> {
         (now, self.counter)
     }
 
-    /// Removes the oldest group and turns it into a [`Partial`].
-    fn pop_oldest(&mut self, now: Instant) -> Option<Partial<T>> {
+    /// Removes the oldest group and turns it into a [`Partial`]: timed out
+    /// if it is past its deadline at `now`, else evicted (drained without
+    /// `now`).
+    fn pop_oldest(&mut self, now: Option<Instant>) -> Option<Partial<T>> {
         let ((arrived, _), key) = self.by_age.pop_first()?;
         let group = self.groups.remove(&key)?;
-        let reason = if now.saturating_duration_since(arrived) >= self.config.timeout {
-            PartialReason::TimedOut
-        } else {
-            PartialReason::Evicted
+        let reason = match now {
+            Some(now) if now.saturating_duration_since(arrived) >= self.config.timeout => {
+                PartialReason::TimedOut
+            }
+            Some(_) => PartialReason::Evicted,
+            None => PartialReason::Drained,
         };
         let mut parts = Vec::with_capacity(usize::from(group.have));
         let mut missing = Vec::new();
@@ -482,6 +512,21 @@ mod tests {
                 .unwrap();
             assert!(r.len() <= 2);
         }
+    }
+
+    #[test]
+    fn drain_hands_back_everything() {
+        let mut r = Reassembler::new(config(60, 10));
+        let t = Instant::now();
+        r.push(key(1, 3), 3, "c", t).unwrap();
+        r.push(key(2, 2), 1, "x", t).unwrap();
+        let all = r.drain();
+        assert!(r.is_empty());
+        assert_eq!(r.next_deadline(), None);
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].parts, vec![(3, "c")]);
+        assert_eq!(all[0].missing, vec![1, 2]);
+        assert!(all.iter().all(|p| p.reason == PartialReason::Drained));
     }
 
     #[test]

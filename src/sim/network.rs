@@ -701,6 +701,7 @@ mod codec {
                     udl: 0, // recomputed by the encoder
                     header: Some(Udh {
                         ies: vec![Ie::Concat8 {
+                            // The 8-bit element carries the low octet.
                             reference: reference as u8,
                             total: n,
                             seq,

@@ -18,7 +18,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::modem::{Faults, Identity, NetEvent, ReceiveError, SimModem};
+use super::modem::{Faults, Identity, NetEvent, ReceiveError, SimModem, StorageUsage};
 use super::network::Network;
 use super::pty::SimPty;
 use super::SimError;
@@ -96,12 +96,36 @@ pub struct ModemInfo {
     pub link: PathBuf,
     /// The pty slave node, absent while unplugged.
     pub tty: Option<PathBuf>,
-    /// `running`, `hung` or `unplugged`.
+    /// `running`, `rebooting`, `hung` or `unplugged`.
     pub state: &'static str,
+    /// How full the SIM (`SM`), phone (`ME`) and status-report (`SR`)
+    /// memories are, as `+CPMS?` reports them.
+    pub storage: StorageInfo,
     /// The profile id.
     pub profile: String,
     /// Faults in force.
     pub faults: FaultState,
+}
+
+/// Used and total slots of the three memories.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct StorageInfo {
+    /// SIM storage.
+    pub sm: [usize; 2],
+    /// Phone storage.
+    pub me: [usize; 2],
+    /// Status-report storage.
+    pub sr: [usize; 2],
+}
+
+impl From<StorageUsage> for StorageInfo {
+    fn from(u: StorageUsage) -> Self {
+        Self {
+            sm: [u.sm.used, u.sm.total],
+            me: [u.me.used, u.me.total],
+            sr: [u.sr.used, u.sr.total],
+        }
+    }
 }
 
 /// A request to one modem task.
@@ -284,9 +308,12 @@ impl ModemTask {
                 "unplugged"
             } else if self.faults.hang {
                 "hung"
+            } else if self.modem.is_rebooting(Instant::now()) {
+                "rebooting"
             } else {
                 "running"
             },
+            storage: self.modem.storage_usage().into(),
             profile: self.profile_id.clone(),
             faults: self.faults.clone(),
         }
@@ -308,13 +335,24 @@ impl ModemTask {
             if *shutdown.borrow() {
                 break;
             }
-            self.pump(Instant::now());
-            let wake = self.modem.next_wakeup().map(tokio::time::Instant::from_std);
+            let now = Instant::now();
+            self.pump(now);
+            // A wake-up at or before `now` that output() did not consume
+            // would spin this loop; never wake sooner than 1 ms from now.
+            let wake = self
+                .modem
+                .next_wakeup()
+                .map(|w| tokio::time::Instant::from_std(w.max(now + Duration::from_millis(1))));
             let pty = self.pty.as_ref();
             let pending = &self.pending;
             let garbage = self.faults.garbage;
             tokio::select! {
-                _ = shutdown.changed() => {}
+                r = shutdown.changed() => {
+                    // The sender gone means the simulator is gone: stop too.
+                    if r.is_err() {
+                        break;
+                    }
+                }
                 cmd = self.rx.recv() => match cmd {
                     Some(cmd) => self.handle(cmd),
                     None => break,

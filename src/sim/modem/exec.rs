@@ -309,6 +309,7 @@ impl SimModem {
     /// for SMS commands, `+CMS ERROR: 311/316` (TS 27.005 §3.2.5).
     fn need_sim(&self, sms: bool) -> Result<(), Fail> {
         let (cme, cms) = match self.sim {
+            SimState::Ready if sms && self.sms_busy_until.is_some() => return Err(Fail::Cms(314)),
             SimState::Ready => return Ok(()),
             SimState::NeedPin => (11, 311),
             SimState::NeedPuk => (12, 316),

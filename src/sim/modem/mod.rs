@@ -291,6 +291,8 @@ pub struct SimModem {
     buffered: VecDeque<Vec<u8>>,
     awaiting_ack: Option<AwaitingAck>,
     ussd: Option<(Instant, String)>,
+    /// Until then SMS commands answer `+CMS ERROR: 314` (SIM busy).
+    sms_busy_until: Option<Instant>,
     next_periodic: Option<Instant>,
     /// Registration as last announced, to emit `+CREG` URCs on change.
     announced_reg: bool,
@@ -340,6 +342,7 @@ impl SimModem {
             buffered: VecDeque::new(),
             awaiting_ack: None,
             ussd: None,
+            sms_busy_until: None,
             next_periodic: cfg.periodic.map(|p| now + p),
             announced_reg: false,
             events: Vec::new(),
@@ -396,6 +399,7 @@ impl SimModem {
             boot,
             self.awaiting_ack.as_ref().map(|a| a.deadline),
             self.ussd.as_ref().map(|(t, _)| *t),
+            self.sms_busy_until,
             self.next_periodic,
         ]
         .into_iter()
@@ -562,7 +566,11 @@ impl SimModem {
     }
 
     fn check_can_receive(&self, tpdu: &[u8], now: Instant) -> Result<(), ReceiveError> {
-        if self.faults.hang || self.silent(now) || !self.registered() {
+        if self.faults.hang
+            || self.silent(now)
+            || !self.registered()
+            || self.sms_busy_until.is_some()
+        {
             return Err(ReceiveError::NotReady);
         }
         if tpdu.is_empty() || tpdu.len() > MAX_TPDU {
@@ -631,6 +639,9 @@ impl SimModem {
         if self.faults.hang || self.silent(now) {
             return;
         }
+        if self.sms_busy_until.is_some_and(|t| now >= t) {
+            self.sms_ready(now);
+        }
         if let Some(a) = &self.awaiting_ack {
             if now >= a.deadline {
                 self.ack_timeout(now);
@@ -696,6 +707,7 @@ impl SimModem {
         self.held.clear();
         self.buffered.clear();
         self.ussd = None;
+        self.sms_busy_until = None;
         if let Some(a) = self.awaiting_ack.take() {
             // An unacknowledged +CMT was never RP-ACKed: the network keeps
             // it. We cannot hand it back, so keep it in storage instead.
@@ -726,9 +738,19 @@ impl SimModem {
     }
 
     fn sim_became_ready(&mut self, now: Instant) {
+        if self.cfg.sms_ready.is_zero() {
+            self.sms_ready(now);
+        } else {
+            self.sms_busy_until = Some(now + self.cfg.sms_ready);
+        }
+        self.registration_changed(now);
+    }
+
+    /// The SIM's SMS files are read: the profile's ready URCs.
+    fn sms_ready(&mut self, now: Instant) {
+        self.sms_busy_until = None;
         let lines: Vec<String> = self.cfg.ready_urcs.iter().map(|l| self.render(l)).collect();
         self.urc(lines, now);
-        self.registration_changed(now);
     }
 
     /// Emits `+CREG`/`+CGREG`/`+CEREG` URCs if registration changed

@@ -619,28 +619,46 @@ fn faults_hang_and_cms_error() {
 
 #[test]
 fn cfun_reset_reboots_with_profile_urcs() {
-    for (profile, urcs) in [
-        ("generic", ""),
+    // (profile, URCs at the end of the boot, URCs once SMS is ready)
+    let table = [
+        ("generic", "", ""),
+        (
+            "huawei",
+            "\r\n^SIMST:1\r\n\r\n^SRVST:2\r\n\r\n^MODE:5,4\r\n",
+            "",
+        ),
         (
             "quectel",
-            "\r\nRDY\r\n\r\n+CFUN: 1\r\n\r\n+CPIN: READY\r\n\r\n+QIND: SMS DONE\r\n\r\n+QIND: PB DONE\r\n",
+            "\r\nRDY\r\n\r\n+CFUN: 1\r\n\r\n+CPIN: READY\r\n",
+            "\r\n+QIND: SMS DONE\r\n\r\n+QIND: PB DONE\r\n",
         ),
         (
             "simcom",
-            "\r\nRDY\r\n\r\n+CFUN: 1\r\n\r\n+CPIN: READY\r\n\r\nSMS Ready\r\n\r\nPB DONE\r\n",
+            "\r\nRDY\r\n\r\n+CFUN: 1\r\n\r\n+CPIN: READY\r\n",
+            "\r\nSMS Ready\r\n\r\nPB DONE\r\n",
         ),
-    ] {
+    ];
+    for (profile, boot, ready) in table {
         let mut d = Dte::new(profile).quiet_echo();
+        d.at("AT+CMEE=1");
         assert_eq!(d.at("AT+CFUN=1,1"), OK, "{profile}");
         assert!(d.m.is_rebooting(d.now));
         assert_eq!(d.at("AT"), "", "{profile}: silent while booting");
         d.advance(Duration::from_secs(1));
         assert_eq!(d.read(), "");
-        let wake = d.m.next_wakeup().unwrap();
-        d.now = wake;
-        assert_eq!(d.read(), urcs, "{profile}");
+        d.now = d.m.next_wakeup().unwrap();
+        assert_eq!(d.read(), boot, "{profile}");
         // Volatile settings are back to their defaults: echo on.
-        assert_eq!(d.at("AT"), "AT\r\r\nOK\r\n", "{profile}");
+        assert_eq!(d.at("ATE0"), "ATE0\r\r\nOK\r\n", "{profile}");
+        d.at("AT+CMEE=1");
+        if !ready.is_empty() {
+            // SMS is not usable until the module has read the SIM.
+            assert_eq!(d.at("AT+CPMS?"), "\r\n+CMS ERROR: 314\r\n", "{profile}");
+            assert_eq!(d.m.receive(&deliver(), d.now), Err(ReceiveError::NotReady));
+            d.now = d.m.next_wakeup().unwrap();
+            assert_eq!(d.read(), ready, "{profile}");
+        }
+        assert!(d.at("AT+CPMS?").starts_with("\r\n+CPMS: "), "{profile}");
     }
 }
 
@@ -786,4 +804,98 @@ fn text_mode_send() {
         d.at("AT+CMGR=1"),
         ok("+CMGR: \"STO UNSENT\",\"+15551112222\",\r\ndraft")
     );
+}
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Fragments a DTE (or line noise) might write.
+    fn fragment() -> impl Strategy<Value = Vec<u8>> {
+        let tokens: Vec<&'static [u8]> = vec![
+            b"AT",
+            b"at",
+            b"\r",
+            b"\n",
+            b"\x1a",
+            b"\x1b",
+            b"\x08",
+            b"\0",
+            b"+CMGS=",
+            b"+CMGW=",
+            b"+CMGR=",
+            b"+CMGL=",
+            b"+CMGD=",
+            b"+CPMS=",
+            b"+CNMI=",
+            b"+CMGF=1",
+            b"+CSCS=",
+            b"+CPIN=",
+            b"+COPS=",
+            b"+CUSD=1,",
+            b"+CSMS=1",
+            b"+CNMA",
+            b"+CSCA=",
+            b"?",
+            b"=?",
+            b";",
+            b",",
+            b"\"",
+            b"\"UCS2\"",
+            b"\"SR\"",
+            b"0",
+            b"1",
+            b"2",
+            b"4",
+            b"31",
+            b"255",
+            b"0011000B915155112122F20000FF13C8329BFD0699E5EF3668DE9ED3DF6FF61C",
+            b"E0",
+            b"V0",
+            b"Q1",
+            b"&F",
+            b"Z",
+            b"S3=",
+        ];
+        prop_oneof![
+            proptest::sample::select(tokens).prop_map(|t| t.to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..8),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Whatever arrives, the modem never panics, its output stays
+        /// bounded, and it still answers after ESC and ATZ.
+        #[test]
+        fn any_input_leaves_a_working_modem(
+            writes in proptest::collection::vec(
+                proptest::collection::vec(fragment(), 1..12), 1..40),
+            profile in proptest::sample::select(vec!["generic", "huawei", "quectel", "simcom"]),
+            deliveries in proptest::collection::vec(any::<bool>(), 0..5),
+        ) {
+            let mut d = Dte::new(profile);
+            let mut total = 0usize;
+            for (i, w) in writes.iter().enumerate() {
+                let bytes: Vec<u8> = w.concat();
+                d.m.input(&bytes, d.now);
+                if deliveries.get(i).copied().unwrap_or(false) {
+                    let _ = d.m.receive(&deliver(), d.now);
+                }
+                d.advance(Duration::from_millis(700));
+                total += d.m.output(d.now).len();
+            }
+            // Output is bounded by what was asked (echo and answers).
+            prop_assert!(total < 200_000);
+            d.advance(Duration::from_secs(60));
+            d.m.output(d.now);
+            d.send(b"\x1b\x1b\r");
+            d.send(b"ATZ\r");
+            d.advance(Duration::from_secs(60));
+            d.m.output(d.now);
+            let r = d.send(b"ATE0\r");
+            prop_assert!(r.ends_with("\r\nOK\r\n"), "{:?}", r);
+        }
+    }
 }
