@@ -28,12 +28,19 @@ use harness::{
 };
 
 // One test per peer and simulated modem profile: the generic 27.005/27.007
-// modem, and Huawei's stick with its quirks (^RSSI/^MODE URC noise,
-// COMMAND NOT SUPPORT, storage numbered from 0).
+// modem (or `$SMSGATE_PEERS_PROFILE`, to try quectel, simcom, ...), and
+// Huawei's stick with its quirks (^RSSI/^MODE URC noise, COMMAND NOT
+// SUPPORT, storage numbered from 0).
+
+/// The profile of the non-Huawei tests: `generic` unless
+/// `SMSGATE_PEERS_PROFILE` names another one.
+fn base_profile() -> String {
+    std::env::var("SMSGATE_PEERS_PROFILE").unwrap_or_else(|_| "generic".into())
+}
 
 #[test]
 fn gammu_smsd_receives_and_sends() {
-    gammu_smsd("generic");
+    gammu_smsd(&base_profile());
 }
 
 #[test]
@@ -44,7 +51,7 @@ fn gammu_smsd_huawei() {
 
 #[test]
 fn smstools3_receives_and_sends() {
-    smstools3("generic");
+    smstools3(&base_profile());
 }
 
 #[test]
@@ -54,7 +61,7 @@ fn smstools3_huawei() {
 
 #[test]
 fn kannel_at2_receives_and_sends() {
-    kannel_at2("generic");
+    kannel_at2(&base_profile());
 }
 
 #[test]
@@ -64,7 +71,7 @@ fn kannel_at2_huawei() {
 
 #[test]
 fn gammu_cli_identify_getallsms_sendsms() {
-    gammu_cli("generic");
+    gammu_cli(&base_profile());
 }
 
 #[test]
