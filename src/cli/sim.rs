@@ -139,6 +139,8 @@ pub enum CtlOp {
     },
     /// One line per message the network received from the modems.
     Outbox,
+    /// One line per message stored on modem K (nothing is marked read).
+    Inbox(ModemArg),
     /// Pull the plug: the pty and the link go away (--off: replug).
     Unplug(FaultArgs),
     /// Plug back in: a new pty, the link recreated, the modem boots.
@@ -287,6 +289,7 @@ fn request(op: CtlOp) -> Request {
     match op {
         CtlOp::Modems => Request::Modems,
         CtlOp::Outbox => Request::Outbox,
+        CtlOp::Inbox(m) => Request::Inbox { modem: m.modem },
         CtlOp::Inject {
             modem,
             from,

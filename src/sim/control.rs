@@ -62,6 +62,11 @@ pub enum Request {
     },
     /// Messages the network received from the modems.
     Outbox,
+    /// What a modem has stored (read-only: nothing is marked read).
+    Inbox {
+        /// Modem index.
+        modem: usize,
+    },
     /// Pull the modem's USB plug (`off`: plug it back).
     Unplug {
         /// Modem index.
@@ -128,11 +133,11 @@ pub enum Request {
 /// Answers one request.
 pub async fn handle(network: &Network, req: Request) -> Result<Value, String> {
     let fault = |modem: usize, op: FaultOp| async move {
-        let handle = network
-            .modems()
-            .get(modem)
-            .ok_or_else(|| format!("no modem {modem} (there are {})", network.modems().len()))?;
-        let info = handle.fault(op).await.map_err(|e| e.to_string())?;
+        let info = network
+            .modem(modem)?
+            .fault(op)
+            .await
+            .map_err(|e| e.to_string())?;
         serde_json::to_value(info).map_err(|e| e.to_string())
     };
     match req {
@@ -147,6 +152,14 @@ pub async fn handle(network: &Network, req: Request) -> Result<Value, String> {
             Ok(Value::Array(out))
         }
         Request::Outbox => serde_json::to_value(network.outbox()).map_err(|e| e.to_string()),
+        Request::Inbox { modem } => {
+            let entries = network
+                .modem(modem)?
+                .inbox()
+                .await
+                .map_err(|e| e.to_string())?;
+            serde_json::to_value(entries).map_err(|e| e.to_string())
+        }
         Request::Inject {
             modem,
             from,
@@ -433,6 +446,51 @@ mod tests {
             "not json",
         ] {
             assert!(serde_json::from_str::<Request>(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn empty_network() -> (Network, watch::Sender<bool>) {
+        let (tx, rx) = watch::channel(false);
+        (Network::new(Vec::new(), Duration::from_millis(10), rx), tx)
+    }
+
+    #[tokio::test]
+    async fn bad_requests_get_an_error_answer() {
+        let (net, _stop) = empty_network();
+        for (line, needle) in [
+            (&b"{\"op\":\"hang\",\"modem\":3}"[..], "no modem 3"),
+            (b"{\"op\":\"explode\"}", "bad request"),
+            (b"\xff\xfe", "bad request"),
+            (b"{\"op\":\"cms-error\",\"modem\":0}", "needs a code"),
+            (
+                b"{\"op\":\"cms-error\",\"modem\":0,\"code\":5000}",
+                "out of range",
+            ),
+            (
+                b"{\"op\":\"inject\",\"modem\":0,\"from\":\"+1\",\"text\":\"ab\",\"parts\":3}",
+                "cannot cut",
+            ),
+            (
+                b"{\"op\":\"inject\",\"modem\":0,\"from\":\"+1\",\"text\":\"ab\",\"class\":1}",
+                "class 1",
+            ),
+        ] {
+            let v = answer_line(&net, line).await;
+            assert_eq!(v["ok"], false, "{v}");
+            let err = v["error"].as_str().unwrap();
+            assert!(err.contains(needle), "{err}");
+        }
+        let v = answer_line(&net, b"{\"op\":\"outbox\"}").await;
+        assert_eq!(v, json!({"ok": true, "result": []}));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_line_gets_an_answer_and_never_panics(line in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let (net, _stop) = rt.block_on(async { empty_network() });
+            let v = rt.block_on(answer_line(&net, &line));
+            proptest::prop_assert!(v["ok"].is_boolean());
         }
     }
 

@@ -786,7 +786,7 @@ impl SimModem {
 
     /// The message at the index the DTE gave: `+CMS ERROR: 321` when the
     /// index is out of range or empty.
-    fn stored(&self, mem: Mem, arg: Option<&Arg>) -> Result<(usize, Stored), Fail> {
+    fn stored_at(&self, mem: Mem, arg: Option<&Arg>) -> Result<(usize, Stored), Fail> {
         let i = self.slot(mem, arg)?;
         let msg = self.store.get(mem, i).cloned().ok_or(Fail::Cms(321))?;
         Ok((i, msg))
@@ -843,7 +843,7 @@ impl SimModem {
             return Ok(());
         };
         let mem = self.mem[0];
-        let (i, msg) = self.stored(mem, a.first())?;
+        let (i, msg) = self.stored_at(mem, a.first())?;
         if self.set.cmgf == 1 {
             info.extend(self.text_cmgr(&msg)?);
         } else {
@@ -951,7 +951,7 @@ impl SimModem {
             return Ok(());
         };
         let mem = self.mem[1];
-        let (i, msg) = self.stored(mem, a.first())?;
+        let (i, msg) = self.stored_at(mem, a.first())?;
         if peek::mti(&msg.tpdu) != Some(peek::MTI_SUBMIT) {
             return Err(Fail::Cms(302));
         }

@@ -99,6 +99,20 @@ pub struct MemUsage {
     pub total: usize,
 }
 
+/// One message in the modem's memories, as [`SimModem::stored`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// `SM`, `ME` or `SR`.
+    pub mem: &'static str,
+    /// The index `+CMGR` takes (counting from the profile's `index_base`).
+    pub index: usize,
+    /// `<stat>`: 0 received unread, 1 received read, 2 stored unsent,
+    /// 3 stored sent (TS 27.005 §3.1).
+    pub stat: u8,
+    /// The TPDU (no SMSC field).
+    pub tpdu: Vec<u8>,
+}
+
 /// Usage of the three physical memories.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StorageUsage {
@@ -535,6 +549,25 @@ impl SimModem {
             me: u(Mem::Me),
             sr: u(Mem::Sr),
         }
+    }
+
+    /// Every stored message, SM then ME then SR, without marking anything
+    /// read (for the control socket; the DTE's reads go through `+CMGR`).
+    pub fn stored(&self) -> Vec<StoredMessage> {
+        let mut out = Vec::new();
+        for mem in [Mem::Sm, Mem::Me, Mem::Sr] {
+            for i in self.store.list(mem, storage::Filter::All) {
+                if let Some(m) = self.store.get(mem, i) {
+                    out.push(StoredMessage {
+                        mem: mem.name(),
+                        index: i + self.cfg.index_base,
+                        stat: m.stat.number(),
+                        tpdu: m.tpdu.clone(),
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// Whether the modem is rebooting (silent) at `now`.

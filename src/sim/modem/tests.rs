@@ -422,6 +422,13 @@ fn receive_store_and_indicate_then_read_and_delete() {
     assert_eq!(d.at("AT+CMGL=0"), OK);
     assert_eq!(d.at("AT+CMGL=4"), ok(&format!("+CMGL: 1,1,,35\r\n{pdu}")));
     assert_eq!(d.at("AT+CMGR=1"), ok(&format!("+CMGR: 1,,35\r\n{pdu}")));
+    let listed = d.m.stored();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].mem, listed[0].index, listed[0].stat),
+        ("SM", 1, 1)
+    );
+    assert_eq!(listed[0].tpdu, deliver());
     d.at("AT+CMEE=1");
     assert_eq!(d.at("AT+CMGR=2"), "\r\n+CMS ERROR: 321\r\n");
     assert_eq!(d.at("AT+CMGR=31"), "\r\n+CMS ERROR: 321\r\n");
@@ -668,6 +675,9 @@ fn huawei_quirks() {
     assert_eq!(d.at("AT+CGMI"), ok("huawei"));
     assert_eq!(d.at("AT^ICCID?"), ok("^ICCID: 8900100000000000001"));
     assert_eq!(d.at("AT+WIND?"), "\r\nCOMMAND NOT SUPPORT\r\n");
+    // gammu's Huawei set-up.
+    assert_eq!(d.at("AT^CURC=0;^PORTSEL=1"), OK);
+    assert_eq!(d.at("AT^PORTSEL?"), ok("^PORTSEL: 0"));
     // Periodic ^RSSI noise.
     let wake = d.m.next_wakeup().unwrap();
     d.now = wake;
