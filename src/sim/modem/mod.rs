@@ -371,7 +371,7 @@ impl SimModem {
     /// Bytes the DTE wrote.
     pub fn input(&mut self, bytes: &[u8], now: Instant) {
         self.tick(now);
-        if self.faults.hang || self.silent(now) {
+        if self.faults.hang || self.booting() {
             tracing::trace!(modem = %self.id.number, n = bytes.len(), "input swallowed (hung or rebooting)");
             return;
         }
@@ -431,7 +431,7 @@ impl SimModem {
     /// as `+CNMI` says.
     pub fn receive(&mut self, tpdu: &[u8], now: Instant) -> Result<(), ReceiveError> {
         self.tick(now);
-        self.check_can_receive(tpdu, now)?;
+        self.check_can_receive(tpdu)?;
         let class = peek::deliver_class(tpdu);
         let msg = Stored {
             stat: Stat::RecUnread,
@@ -476,7 +476,7 @@ impl SimModem {
     /// `+CDS`, `+CDSI` or nothing, as `+CNMI` `<ds>` says.
     pub fn receive_status_report(&mut self, tpdu: &[u8], now: Instant) -> Result<(), ReceiveError> {
         self.tick(now);
-        self.check_can_receive(tpdu, now)?;
+        self.check_can_receive(tpdu)?;
         let msg = Stored {
             stat: Stat::RecUnread,
             smsc: peek::smsc_field(&self.id.smsc),
@@ -586,6 +586,12 @@ impl SimModem {
         }
     }
 
+    /// A reboot is under way (or accepted and about to start): no new input
+    /// is taken and nothing new is said until the boot is over.
+    fn booting(&self) -> bool {
+        matches!(self.power, Power::Booting { .. })
+    }
+
     /// Rebooting and past the moment the reboot started.
     fn silent(&self, now: Instant) -> bool {
         matches!(self.power, Power::Booting { from, .. } if now >= from)
@@ -598,11 +604,8 @@ impl SimModem {
             && self.set.cops_mode != 2
     }
 
-    fn check_can_receive(&self, tpdu: &[u8], now: Instant) -> Result<(), ReceiveError> {
-        if self.faults.hang
-            || self.silent(now)
-            || !self.registered()
-            || self.sms_busy_until.is_some()
+    fn check_can_receive(&self, tpdu: &[u8]) -> Result<(), ReceiveError> {
+        if self.faults.hang || self.booting() || !self.registered() || self.sms_busy_until.is_some()
         {
             return Err(ReceiveError::NotReady);
         }
@@ -669,7 +672,7 @@ impl SimModem {
                 self.finish_boot(now);
             }
         }
-        if self.faults.hang || self.silent(now) {
+        if self.faults.hang || self.booting() {
             return;
         }
         if self.sms_busy_until.is_some_and(|t| now >= t) {
@@ -851,7 +854,7 @@ impl SimModem {
     /// One unsolicited result code of several lines (`+CMT: ,<len>` and its
     /// PDU), framed as one block.
     fn urc_block(&mut self, lines: Vec<String>, now: Instant) {
-        if lines.is_empty() || self.faults.hang || self.silent(now) {
+        if lines.is_empty() || self.faults.hang || self.booting() {
             return;
         }
         let bytes = self.frame_urc(&lines);
@@ -1015,7 +1018,7 @@ impl SimModem {
         let body = line.get(2..).unwrap_or("");
         let mut answer = Vec::new();
         let mut delay = Duration::ZERO;
-        let mut after_ok: Option<exec::After> = None;
+        let mut after_ok: Vec<exec::After> = Vec::new();
         let result = match cmdline::parse(body) {
             Err(cmdline::Syntax) => Err(Fail::Error),
             Ok(cmds) => {
@@ -1027,7 +1030,7 @@ impl SimModem {
                     match r {
                         Ok(exec::Flow::Next) => {}
                         Ok(exec::Flow::Delay(d)) => delay += d,
-                        Ok(exec::Flow::Then(a)) => after_ok = Some(a),
+                        Ok(exec::Flow::Then(a)) => after_ok.push(a),
                         Ok(exec::Flow::Prompt(kind)) => {
                             let due = self.reply_due(now);
                             answer.extend_from_slice(b"\r\n> ");
@@ -1053,7 +1056,7 @@ impl SimModem {
         let due = self.reply_due(now) + delay;
         self.queue(due, answer);
         if result.is_ok() {
-            if let Some(a) = after_ok {
+            for a in after_ok {
                 self.after(a, due);
             }
         }

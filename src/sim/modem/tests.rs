@@ -909,3 +909,52 @@ mod prop {
         }
     }
 }
+
+#[test]
+fn profile_knobs_line_end_and_unsupported() {
+    let mut p = builtin_profile("generic").unwrap();
+    p.sim.line_end = Some("\r\r\n".into());
+    p.sim.unsupported = vec!["+CCID".into()];
+    p.sim
+        .responses
+        .insert("+CBC".into(), vec!["+CBC: 0,{rssi},{imei}".into()]);
+    let now = Instant::now();
+    let mut m = SimModem::new(identity(), &p, Duration::ZERO, 1, now);
+    m.input(b"ATE0\r", now);
+    m.output(now);
+    let mut at = |cmd: &str| {
+        m.input(format!("{cmd}\r").as_bytes(), now);
+        String::from_utf8(m.output(now)).unwrap()
+    };
+    // Huawei-style CR CR LF after information lines.
+    assert_eq!(at("AT+CSQ"), "\r\n+CSQ: 21,99\r\r\n\r\nOK\r\n");
+    assert_eq!(at("AT+CCID"), "\r\nERROR\r\n");
+    assert_eq!(
+        at("AT+CBC"),
+        "\r\n+CBC: 0,21,350000001234567\r\r\n\r\nOK\r\n"
+    );
+}
+
+#[test]
+fn pin_then_chained_commands_run_every_follow_up() {
+    let mut d = Dte::with_pin("1234").quiet_echo();
+    d.at("AT+CREG=1");
+    // Both the PIN's ready work and +CFUN's registration check happen.
+    assert_eq!(d.at("AT+CPIN=1234;+CFUN=1"), "\r\nOK\r\n\r\n+CREG: 1\r\n");
+}
+
+#[test]
+fn nothing_is_taken_or_said_between_cfun_reset_and_boot() {
+    let mut d = Dte::with("quectel", identity(), Duration::from_millis(300));
+    d.at("ATE0");
+    d.advance(Duration::from_millis(300));
+    d.read();
+    assert_eq!(d.at("AT+CFUN=1,1"), "");
+    // Typed before the OK went out: swallowed, never answered.
+    assert_eq!(d.at("AT+CSQ"), "");
+    assert_eq!(d.m.receive(&deliver(), d.now), Err(ReceiveError::NotReady));
+    d.advance(Duration::from_millis(300));
+    assert_eq!(d.read(), OK);
+    d.advance(Duration::from_secs(8));
+    assert!(d.read().starts_with("\r\nRDY\r\n"));
+}
