@@ -44,7 +44,6 @@ fn gammu_smsd_receives_and_sends() {
 }
 
 #[test]
-#[ignore = "sim bug: huawei profile answers AT^PORTSEL=1 with COMMAND NOT SUPPORT (/work/notes/sim-bugs.md)"]
 fn gammu_smsd_huawei() {
     gammu_smsd("huawei");
 }
@@ -75,7 +74,6 @@ fn gammu_cli_identify_getallsms_sendsms() {
 }
 
 #[test]
-#[ignore = "sim bug: huawei profile answers AT^PORTSEL=1 with COMMAND NOT SUPPORT (/work/notes/sim-bugs.md)"]
 fn gammu_cli_huawei() {
     gammu_cli("huawei");
 }
