@@ -356,13 +356,19 @@ fn kannel_at2(profile: &str) {
 
     // Outbound: the sendsms HTTP interface on 127.0.0.1 (the recorded
     // configuration sets no global sender, so `from` is required), in UCS-2
-    // (coding=2; TS 23.038 §4) since the text is not GSM 7-bit.
+    // (coding=2; TS 23.038 §4) since the text is not GSM 7-bit, with a
+    // delivery report requested (dlr-mask=1: delivered; TP-SRR, TS 23.040
+    // §9.2.3.5) that Kannel reports to `dlr-url`.
     let outbound = format!("hello from kannel {} Привет мир €", tag());
+    let dlr = harness::HttpSink::start();
+    let dlr_url = format!("http://127.0.0.1:{}/dlr?status=%d&to=%p", dlr.port);
     let query = format!(
-        "/cgi-bin/sendsms?username=tester&password=foobar&coding=2&charset=UTF-8&from={}&to={}&text={}",
+        "/cgi-bin/sendsms?username=tester&password=foobar&coding=2&charset=UTF-8\
+         &from={}&to={}&text={}&dlr-mask=1&dlr-url={}",
         url_encode(&sim.number(0)),
         url_encode(TO),
-        url_encode(&outbound)
+        url_encode(&outbound),
+        url_encode(&dlr_url)
     );
     let (code, body) = http_get(sendsms_port, &query).unwrap();
     assert!(
@@ -371,6 +377,19 @@ fn kannel_at2(profile: &str) {
     );
     let sent = sim.wait_outbox(TO, &outbound, DEADLINE);
     assert_eq!(sent["modem"], 0, "{sent}");
+    assert_eq!(sent["report_requested"], true, "{sent}");
+    // The simulated network's status report (after --report-delay) arrives
+    // as +CDS and Kannel calls the dlr-url with status 1 (delivered).
+    let hit = wait_for("Kannel's delivery report callback", DEADLINE, || {
+        bearer.assert_running();
+        dlr.requests().into_iter().find(|r| r.starts_with("/dlr?"))
+    });
+    assert!(hit.contains("status=1&"), "delivery report {hit}");
+    assert_eq!(
+        digits(&harness::url_decode(hit.rsplit("to=").next().unwrap_or(""))),
+        digits(TO),
+        "delivery report {hit}"
+    );
     bearer.assert_running();
     sim.assert_running();
 }

@@ -576,6 +576,48 @@ pub fn http_get(port: u16, path_and_query: &str) -> std::io::Result<(u16, String
     Ok((status, body))
 }
 
+/// A tiny HTTP server on 127.0.0.1 that answers `200 OK` to everything
+/// and records each request line's target (Kannel calls it back with
+/// delivery reports through `dlr-url`).
+pub struct HttpSink {
+    /// The port it listens on.
+    pub port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl HttpSink {
+    /// Starts listening on a free port; the accept thread lives as long as
+    /// the test process.
+    pub fn start() -> HttpSink {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut line = String::new();
+                // The request line is all we need; the rest is ignored.
+                if BufReader::new(&conn).read_line(&mut line).is_ok() {
+                    if let Some(target) = line.split_whitespace().nth(1) {
+                        if let Ok(mut v) = sink.lock() {
+                            v.push(target.to_string());
+                        }
+                    }
+                }
+                let _ = conn.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n");
+            }
+        });
+        HttpSink { port, seen }
+    }
+
+    /// The request targets received so far.
+    pub fn requests(&self) -> Vec<String> {
+        self.seen.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
 /// Percent-encodes a query-string value (RFC 3986 unreserved kept).
 pub fn url_encode(s: &str) -> String {
     let mut out = String::new();
