@@ -102,7 +102,9 @@ impl Drop for Work {
         );
         for file in files_under(&self.path) {
             let name = file.to_string_lossy();
-            if !(name.ends_with(".log") || name.ends_with(".err") || name.ends_with(".out")) {
+            // Logs, and the adapted configurations they ran with.
+            let wanted = [".log", ".out", ".conf", "smsdrc", "gammurc", "mo.txt"];
+            if !wanted.iter().any(|w| name.ends_with(w)) {
                 continue;
             }
             let Ok(bytes) = fs::read(&file) else { continue };
