@@ -198,11 +198,14 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Optio
 pub struct Proc {
     name: String,
     child: Child,
+    /// Set once stopped, so the group id (which may be reused by then) is
+    /// never signalled twice.
+    stopped: bool,
 }
 
 impl Proc {
-    /// Spawns `cmd` with stdout and stderr appended to `log` (unless the
-    /// caller already configured stdout), in a new process group.
+    /// Spawns `cmd` with stdin closed and stdout and stderr written to
+    /// `log` (created afresh), in a new process group.
     pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Proc {
         let out = fs::File::create(log).unwrap();
         let err = out.try_clone().unwrap();
@@ -219,6 +222,7 @@ impl Proc {
         Proc {
             name: name.to_string(),
             child,
+            stopped: false,
         }
     }
 
@@ -243,6 +247,9 @@ impl Proc {
     /// Stops the whole process group: SIGTERM, up to 10 s for a clean exit,
     /// then SIGKILL.
     pub fn stop(&mut self) {
+        if std::mem::replace(&mut self.stopped, true) {
+            return;
+        }
         let Ok(raw) = i32::try_from(self.child.id()) else {
             return;
         };
