@@ -229,6 +229,15 @@ fn submit_hello(to: &str, report: bool) -> String {
     format!("00{first}00{digits:02X}91{}0000AA05E8329BFD06", bcd(to))
 }
 
+/// Sends `AT` until the modem answers (after a reboot, hang or garbage).
+fn answer_at(dev: &mut Dev, what: &str) -> String {
+    wait_for(what, || {
+        dev.0.buf.clear();
+        dev.write(b"AT\r");
+        dev.final_result(Duration::from_millis(500)).ok()
+    })
+}
+
 fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + WAIT;
     loop {
@@ -590,10 +599,7 @@ fn unplug_and_replug() {
     assert_ne!(old_tty, new_tty, "a replug enumerates a new node");
     let mut dev = Dev::open(&sim.link(0));
     // The modem boots after a replug; it answers once it is up.
-    let r = wait_for("modem to answer after replug", || {
-        dev.write(b"AT\r");
-        dev.final_result(Duration::from_millis(500)).ok()
-    });
+    let r = answer_at(&mut dev, "modem to answer after replug");
     assert!(r.ends_with("OK\r\n"), "{r}");
 }
 
@@ -614,10 +620,7 @@ fn hang_stops_answers_until_cleared() {
         "a hung modem answered"
     );
     sim.ctl_ok(&["hang", "--modem", "0", "--off"]);
-    let r = wait_for("answer after hang --off", || {
-        dev.write(b"AT\r");
-        dev.final_result(Duration::from_millis(500)).ok()
-    });
+    let r = answer_at(&mut dev, "answer after hang --off");
     assert!(r.contains("OK"), "{r}");
 }
 
@@ -642,6 +645,10 @@ fn full_storage_holds_inbound_until_cleared() {
     sim.ctl_ok(&["full", "--modem", "0"]);
     let inj = sim.inject(0, "later", &[]);
     assert_eq!(inj["delivered"], false, "{inj:?}");
+    // The network holds it for the modem.
+    wait_for("the held message to be counted", || {
+        (sim.ctl_ok(&["modems"])[0]["waiting"] == 1).then_some(())
+    });
     sim.ctl_ok(&["clear", "--modem", "0"]);
     // The network retries, as an SMSC does.
     next_cmti(&mut dev);
@@ -655,10 +662,7 @@ fn reboot_makes_the_modem_boot_again() {
     let r = sim.ctl_ok(&["reboot", "--modem", "0"]);
     assert_eq!(r[0]["state"], "rebooting");
     // After a reboot echo is back on (volatile settings reset).
-    let r = wait_for("answer after reboot", || {
-        dev.write(b"AT\r");
-        dev.final_result(Duration::from_millis(500)).ok()
-    });
+    let r = answer_at(&mut dev, "answer after reboot");
     assert!(r.contains("AT\r"), "echo on again after reboot: {r:?}");
 }
 
@@ -710,10 +714,6 @@ fn garbage_fault_writes_unrequested_bytes() {
     assert!(n > 0);
     sim.ctl_ok(&["garbage", "--modem", "0", "--off"]);
     // Once off, the modem talks sense again.
-    let r = wait_for("clean answer", || {
-        dev.0.buf.clear();
-        dev.write(b"AT\r");
-        dev.final_result(Duration::from_millis(500)).ok()
-    });
+    let r = answer_at(&mut dev, "clean answer");
     assert!(r.contains("OK"));
 }

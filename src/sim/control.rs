@@ -20,7 +20,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Semaphore};
 
 use super::network::{Injection, Network};
-use super::runtime::FaultOp;
+use super::runtime::{FaultOp, ModemInfo};
 use super::SimError;
 
 /// Longest request line accepted; a longer one is answered with an error
@@ -33,101 +33,134 @@ const MAX_CONNECTIONS: usize = 32;
 /// The socket's file name inside the simulator directory.
 pub const SOCKET_NAME: &str = "sim.sock";
 
-/// One control request.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+/// One control request: a line on the socket, or `smsgate sim ctl <op>`
+/// (the same type parses both, so the two cannot drift apart).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, clap::Subcommand)]
 #[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Request {
-    /// One entry per modem.
+    /// One line per modem: index, number, IMEI, ICCID, link, state, storage, faults.
     Modems,
-    /// An inbound message from the outside world to a modem.
+    /// Deliver a message from the outside world to a modem; prints it.
     Inject {
-        /// Target modem index.
+        /// Target modem index K (as in DIR/modemK).
+        #[arg(long)]
         modem: usize,
-        /// Originator number.
+        /// The sender's number.
+        #[arg(long)]
         from: String,
-        /// Message text.
+        /// The message text.
+        #[arg(long)]
         text: String,
-        /// Force this many parts.
+        /// Force a multipart message of this many parts.
+        #[arg(long)]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         parts: Option<u8>,
         /// Deliver the parts last-first.
+        #[arg(long)]
         #[serde(default)]
         out_of_order: bool,
         /// Message class (only 0, flash, is supported).
+        #[arg(long)]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         class: Option<u8>,
-        /// Force UCS-2.
+        /// Encode in UCS-2 even when GSM 7-bit would do.
+        #[arg(long)]
         #[serde(default)]
         ucs2: bool,
     },
-    /// Messages the network received from the modems.
+    /// One line per message the network received from the modems.
     Outbox,
-    /// What a modem has stored (read-only: nothing is marked read).
+    /// One line per message stored on a modem (nothing is marked read).
     Inbox {
-        /// Modem index.
+        /// Modem index K.
+        #[arg(long)]
         modem: usize,
     },
-    /// Pull the modem's USB plug (`off`: plug it back).
+    /// Pull the plug: the pty and the link go away (--off: replug).
     Unplug {
-        /// Modem index.
+        /// Modem index K.
+        #[arg(long)]
         modem: usize,
-        /// Undo.
+        /// Clear this fault instead of setting it.
+        #[arg(long)]
         #[serde(default)]
         off: bool,
     },
-    /// Plug it back in (a new pty; the modem reboots).
+    /// Plug back in: a new pty at a new node, the link recreated, the modem boots.
     Replug {
-        /// Modem index.
+        /// Modem index K.
+        #[arg(long)]
         modem: usize,
     },
-    /// Stop answering (`off`: resume).
+    /// The modem stops answering (--off: answers again).
     Hang {
-        /// Modem index.
+        /// Modem index K.
+        #[arg(long)]
         modem: usize,
-        /// Undo.
+        /// Clear this fault instead of setting it.
+        #[arg(long)]
         #[serde(default)]
         off: bool,
     },
-    /// Write garbage to the DTE (`off`: stop).
+    /// Random bytes and broken lines to the DTE (--off: stop).
     Garbage {
-        /// Modem index.
+        /// Modem index K.
+        #[arg(long)]
         modem: usize,
-        /// Undo.
+        /// Clear this fault instead of setting it.
+        #[arg(long)]
         #[serde(default)]
         off: bool,
     },
-    /// Answer `+CMGS` with `+CMS ERROR: code` at `rate` (`off`: stop).
+    /// Answer AT+CMGS with +CMS ERROR: CODE (--off: stop).
     CmsError {
-        /// Modem index.
+        /// Modem index K.
+        #[arg(long)]
         modem: usize,
-        /// The error code (TS 27.005 §3.2.5); required unless `off`.
+        /// The +CMS ERROR code (3GPP TS 27.005 §3.2.5), e.g. 500; required unless --off.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         code: Option<u16>,
-        /// Probability 0..=1, default 1.
+        /// Probability of the error per send, 0..1 [default: 1].
+        #[arg(long)]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rate: Option<f64>,
-        /// Undo.
+        /// Clear this fault instead of setting it.
+        #[arg(long)]
         #[serde(default)]
         off: bool,
     },
-    /// Report storage full (`off`: normal again).
+    /// Storage full: +CMS ERROR: 322, inbound held by the network (--off: stop).
     Full {
-        /// Modem index.
+        /// Modem index K.
+        #[arg(long)]
         modem: usize,
-        /// Undo.
+        /// Clear this fault instead of setting it.
+        #[arg(long)]
         #[serde(default)]
         off: bool,
     },
-    /// Reboot the modem.
+    /// Reboot the modem (as AT+CFUN=1,1).
     Reboot {
-        /// Modem index.
+        /// Modem index K.
+        #[arg(long)]
         modem: usize,
     },
-    /// Clear every fault of the modem (and replug it if unplugged).
+    /// Clear every fault of the modem (replugging it if unplugged).
     Clear {
-        /// Modem index.
+        /// Modem index K.
+        #[arg(long)]
         modem: usize,
     },
+}
+
+/// A modem's line: what its task knows plus what the network holds for it.
+fn modem_line(network: &Network, info: ModemInfo) -> Result<Value, String> {
+    let waiting = network.waiting(info.modem);
+    let mut v = serde_json::to_value(info).map_err(|e| e.to_string())?;
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("waiting".into(), waiting.into());
+    }
+    Ok(v)
 }
 
 /// Answers one request.
@@ -138,16 +171,16 @@ pub async fn handle(network: &Network, req: Request) -> Result<Value, String> {
             .fault(op)
             .await
             .map_err(|e| e.to_string())?;
-        serde_json::to_value(info).map_err(|e| e.to_string())
+        modem_line(network, info)
     };
     match req {
         Request::Modems => {
             let mut out = Vec::new();
             for m in network.modems() {
-                out.push(
-                    serde_json::to_value(m.info().await.map_err(|e| e.to_string())?)
-                        .map_err(|e| e.to_string())?,
-                );
+                out.push(modem_line(
+                    network,
+                    m.info().await.map_err(|e| e.to_string())?,
+                )?);
             }
             Ok(Value::Array(out))
         }
