@@ -416,8 +416,7 @@ fn serve(
             }
         }
         if !batch.is_empty() {
-            worker::run_batch(conn, batch.drain(..));
-            match events::last(conn) {
+            worker::run_batch(conn, batch.drain(..), || match events::last(conn) {
                 Ok(last) => {
                     cursor.send_if_modified(|c| {
                         let newer = last > *c;
@@ -426,7 +425,7 @@ fn serve(
                     });
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read the event cursor"),
-            }
+            });
         }
     }
     // Refuse what is still queued rather than leave callers hanging.

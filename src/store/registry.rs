@@ -59,10 +59,18 @@ pub(crate) fn bump_daily(conn: &Connection, modem: &str, now_ms: i64, which: Dai
              ON CONFLICT (modem, day) DO UPDATE SET failed = failed + 1"
         }
     };
+    let op = "update daily counter";
     conn.prepare_cached(sql)
         .and_then(|mut st| st.execute(params![modem, now_ms.div_euclid(DAY_MS)]))
-        .map(|_| ())
-        .map_err(StoreError::sql("update daily counter"))
+        .map_err(StoreError::sql(op))?;
+    // A modem that works is a modem seen, even before it was identified.
+    conn.prepare_cached(
+        "INSERT INTO modems (id, first_seen_ms, last_seen_ms) VALUES (?1, ?2, ?2)
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .and_then(|mut st| st.execute(params![modem, now_ms]))
+    .map(|_| ())
+    .map_err(StoreError::sql(op))
 }
 
 /// Records that a modem (and its SIM) was seen.

@@ -87,8 +87,14 @@ impl<T: Send + 'static> Done for Ran<T> {
 /// A boxed request.
 pub(crate) type BoxJob = Box<dyn Job>;
 
-/// Runs one group commit.
-pub(crate) fn run_batch(conn: &Connection, jobs: impl Iterator<Item = BoxJob>) {
+/// Runs one group commit. `on_commit` runs after a successful `COMMIT`,
+/// before anyone is answered (it publishes the new event cursor, so a
+/// caller that got its answer also sees the cursor).
+pub(crate) fn run_batch(
+    conn: &Connection,
+    jobs: impl Iterator<Item = BoxJob>,
+    on_commit: impl FnOnce(),
+) {
     let mut pending: Vec<Box<dyn Done>> = Vec::new();
     let mut in_tx = false;
     for job in jobs {
@@ -141,6 +147,7 @@ pub(crate) fn run_batch(conn: &Connection, jobs: impl Iterator<Item = BoxJob>) {
     }
     match conn.execute_batch("COMMIT") {
         Ok(()) => {
+            on_commit();
             for d in pending {
                 d.finish(None);
             }
@@ -209,7 +216,7 @@ mod tests {
         });
         let (j3, r3) = job(|_: &Connection| -> Result<()> { panic!("bug in a request") });
         let (j4, r4) = job(insert(4));
-        run_batch(&conn, vec![j1, j2, j3, j4].into_iter());
+        run_batch(&conn, vec![j1, j2, j3, j4].into_iter(), || {});
         assert!(r1.blocking_recv().unwrap().is_ok());
         assert!(matches!(
             r2.blocking_recv().unwrap(),
@@ -239,7 +246,7 @@ mod tests {
                 .map(|_| ())
                 .map_err(StoreError::sql("insert"))
         });
-        run_batch(&conn, vec![j1, j2].into_iter());
+        run_batch(&conn, vec![j1, j2].into_iter(), || {});
         assert!(matches!(
             r1.blocking_recv().unwrap(),
             Err(StoreError::NotCommitted(_))
@@ -252,7 +259,7 @@ mod tests {
         assert!(conn.is_autocommit());
         // The connection is usable afterwards.
         let (j3, r3) = job(insert(3));
-        run_batch(&conn, vec![j3].into_iter());
+        run_batch(&conn, vec![j3].into_iter(), || {});
         assert!(r3.blocking_recv().unwrap().is_ok());
         assert_eq!(values(&conn), vec![3]);
     }
