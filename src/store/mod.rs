@@ -26,6 +26,8 @@ mod events;
 mod inbound;
 mod limits;
 mod outbound;
+#[cfg(test)]
+mod plans;
 mod registry;
 mod schema;
 mod types;

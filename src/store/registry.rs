@@ -157,11 +157,11 @@ pub(crate) fn modems(conn: &Connection, now_ms: i64, limit: u32) -> Result<Vec<M
     let op = "list modems";
     let mut st = conn
         .prepare_cached(
-            "SELECT m.id, m.manufacturer, m.model, m.revision, m.iccid, m.state,
-                    m.first_seen_ms, m.last_seen_ms,
+            "SELECT modems.id, manufacturer, model, revision, iccid, state,
+                    first_seen_ms, last_seen_ms,
                     coalesce(d.sent, 0), coalesce(d.received, 0), coalesce(d.failed, 0)
-             FROM modems m LEFT JOIN daily_counters d ON d.modem = m.id AND d.day = ?1
-             ORDER BY m.id LIMIT ?2",
+             FROM modems LEFT JOIN daily_counters d ON d.modem = modems.id AND d.day = ?1
+             ORDER BY modems.id LIMIT ?2",
         )
         .map_err(StoreError::sql(op))?;
     let rows = st
