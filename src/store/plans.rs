@@ -5,6 +5,7 @@
 
 use std::sync::Mutex;
 
+use rusqlite::trace::{TraceEvent, TraceEventCodes};
 use rusqlite::Connection;
 
 use super::config::{RetryPolicy, StoreConfig};
@@ -13,9 +14,11 @@ use super::{delivery, events, inbound, outbound, registry, schema};
 
 static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-fn record(sql: &str) {
-    if let Ok(mut seen) = SEEN.lock() {
-        seen.push(sql.to_owned());
+fn record(event: TraceEvent<'_>) {
+    if let TraceEvent::Stmt(stmt, _) = event {
+        if let (Some(sql), Ok(mut seen)) = (stmt.expanded_sql(), SEEN.lock()) {
+            seen.push(sql);
+        }
     }
 }
 
@@ -120,10 +123,11 @@ fn exercise(conn: &Connection) {
 #[test]
 fn every_statement_uses_an_index() {
     let dir = tempfile::tempdir().unwrap();
-    let mut db = schema::open(&StoreConfig::at(dir.path().join("p.db"))).unwrap();
-    db.conn.trace(Some(record));
+    let db = schema::open(&StoreConfig::at(dir.path().join("p.db"))).unwrap();
+    db.conn
+        .trace_v2(TraceEventCodes::SQLITE_TRACE_STMT, Some(record));
     exercise(&db.conn);
-    db.conn.trace(None);
+    db.conn.trace_v2(TraceEventCodes::empty(), None);
     let seen = std::mem::take(&mut *SEEN.lock().unwrap());
     let mut checked = 0;
     let mut bad = Vec::new();
