@@ -20,7 +20,9 @@ fn msg(i: usize) -> NewOutbound {
     NewOutbound {
         recipient: format!("+1555{:07}", i % 10_000_000),
         text: Some("benchmark message".into()),
-        parts: vec![vec![0x01, 0x00, 0x0B, 0x91, 0x51, 0x55, 0x21, 0x43, 0x65, 0xF7]],
+        parts: vec![vec![
+            0x01, 0x00, 0x0B, 0x91, 0x51, 0x55, 0x21, 0x43, 0x65, 0xF7,
+        ]],
         ..Default::default()
     }
 }
@@ -165,7 +167,8 @@ fn status_query(c: &mut Criterion) {
         b.iter(|| {
             let parts = rt.block_on(store.claim_due(MODEM, T0, 1)).expect("claim");
             for p in parts {
-                rt.block_on(store.mark_sent(p.attempt, 1, T0)).expect("sent");
+                rt.block_on(store.mark_sent(p.attempt, 1, T0))
+                    .expect("sent");
             }
         })
     });

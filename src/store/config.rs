@@ -122,3 +122,33 @@ impl StoreConfig {
         Duration::from_millis(self.busy_timeout_ms)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let p = RetryPolicy {
+            base_ms: 1_000,
+            max_ms: 5_000,
+            max_attempts: 9,
+        };
+        let got: Vec<i64> = (0..6).map(|a| p.delay_ms(a)).collect();
+        assert_eq!(got, [1_000, 1_000, 2_000, 4_000, 5_000, 5_000]);
+        assert_eq!(p.delay_ms(u32::MAX), 5_000);
+    }
+
+    #[test]
+    fn config_reads_from_toml_and_rejects_unknown_keys() {
+        let c: StoreConfig = toml::from_str(
+            "path = \"/tmp/x.db\"\nsynchronous = \"normal\"\n[retry]\nmax_attempts = 3\n",
+        )
+        .unwrap();
+        assert_eq!(c.path, PathBuf::from("/tmp/x.db"));
+        assert_eq!(c.synchronous, Synchronous::Normal);
+        assert_eq!(c.retry.max_attempts, 3);
+        assert_eq!(c.retry.base_ms, RetryPolicy::default().base_ms);
+        assert!(toml::from_str::<StoreConfig>("synchronus = \"full\"").is_err());
+    }
+}

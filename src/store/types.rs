@@ -599,3 +599,69 @@ pub struct OpenReport {
     /// flagged maybe-sent.
     pub requeued_sending: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use PartState::*;
+
+    #[test]
+    fn message_state_combines_parts() {
+        let table: &[(&[PartState], MessageState)] = &[
+            (&[Queued], MessageState::Queued),
+            (&[Queued, Queued], MessageState::Queued),
+            (&[Sending, Queued], MessageState::Sending),
+            (&[Sent, Queued], MessageState::Sending),
+            (&[Sent, Sending], MessageState::Sending),
+            (&[Sent, Sent], MessageState::Sent),
+            (&[Sent, Delivered], MessageState::Sent),
+            (&[Delivered, Delivered], MessageState::Delivered),
+            (&[Delivered, Failed], MessageState::Failed),
+            (&[Expired, Sending], MessageState::Expired),
+            (&[Expired, Failed], MessageState::Failed),
+            (&[Cancelled, Cancelled], MessageState::Cancelled),
+            (&[Sent, Unknown("x".into())], MessageState::Failed),
+            (&[], MessageState::Queued),
+        ];
+        for (parts, want) in table {
+            assert_eq!(&MessageState::combine(parts.iter()), want, "{parts:?}");
+        }
+    }
+
+    #[test]
+    fn tp_st_classes_follow_23040() {
+        let table = [
+            (0x00, ReportClass::Delivered),
+            (0x02, ReportClass::Delivered),
+            (0x03, ReportClass::Failed), // reserved
+            (0x1F, ReportClass::Delivered),
+            (0x20, ReportClass::Pending),
+            (0x24, ReportClass::Failed), // reserved
+            (0x30, ReportClass::Pending),
+            (0x40, ReportClass::Failed),
+            (0x63, ReportClass::Failed),
+            (0x7F, ReportClass::Failed),
+            (0x80, ReportClass::Failed), // reserved
+        ];
+        for (st, want) in table {
+            assert_eq!(ReportClass::of(st), want, "TP-ST {st:#04x}");
+        }
+    }
+
+    #[test]
+    fn states_round_trip_through_text_and_keep_unknown_values() {
+        for s in [
+            "queued",
+            "sending",
+            "sent",
+            "delivered",
+            "failed",
+            "expired",
+            "cancelled",
+        ] {
+            assert_eq!(PartState::parse(s).as_str(), s);
+            assert_eq!(MessageState::parse(s).to_string(), s);
+        }
+        assert_eq!(PartState::parse("held"), PartState::Unknown("held".into()));
+    }
+}
