@@ -193,6 +193,11 @@ async fn idempotency_key_returns_the_first_message_and_refuses_other_content() {
             created: false
         }
     );
+    assert_eq!(
+        store.find_by_key("client-1:req-42").await.unwrap(),
+        Some(first.id)
+    );
+    assert_eq!(store.find_by_key("other").await.unwrap(), None);
     let mut other = req.clone();
     other.text = Some("something else".into());
     match store.enqueue(other, T0).await {
@@ -756,6 +761,8 @@ async fn events_replay_from_a_cursor_and_bus_acks() {
     ));
     let left = store.inbound_unacked(InboundId(0), 10).await.unwrap();
     assert_eq!(left.iter().map(|m| m.id).collect::<Vec<_>>(), [b]);
+    let all = store.inbound_since(InboundId(0), 10).await.unwrap();
+    assert_eq!(all.iter().map(|m| m.id).collect::<Vec<_>>(), [a, b]);
     store.close().await;
 
     // Cursors survive a restart and keep growing.

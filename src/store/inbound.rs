@@ -394,15 +394,22 @@ pub(crate) fn get(conn: &Connection, id: InboundId) -> Result<InboundMessage> {
     })
 }
 
-/// Messages not yet acknowledged by the bus, after `after`, oldest first.
-pub(crate) fn unacked(
+/// Messages after `after`, oldest first; only those not yet acknowledged
+/// by the bus when `unacked_only`.
+pub(crate) fn list(
     conn: &Connection,
     after: InboundId,
     limit: u32,
+    unacked_only: bool,
 ) -> Result<Vec<InboundMessage>> {
-    let op = "list unacknowledged inbound";
+    let op = "list inbound";
+    let filter = if unacked_only {
+        "bus_state < 2 AND"
+    } else {
+        ""
+    };
     conn.prepare_cached(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM in_messages WHERE bus_state < 2 AND id > ?1
+        "SELECT {MESSAGE_COLUMNS} FROM in_messages WHERE {filter} id > ?1
          ORDER BY id LIMIT ?2"
     ))
     .and_then(|mut st| {

@@ -212,6 +212,12 @@ impl Store {
         self.call(move |c| outbound::cancel(c, id, now_ms)).await
     }
 
+    /// The message a client's idempotency key is bound to, if any.
+    pub async fn find_by_key(&self, key: &str) -> Result<Option<MessageId>> {
+        let key = key.to_owned();
+        self.call(move |c| outbound::find_by_key(c, &key)).await
+    }
+
     /// A message and its parts.
     pub async fn outbound_status(&self, id: MessageId) -> Result<OutboundStatus> {
         self.call(move |c| outbound::status(c, id)).await
@@ -245,7 +251,14 @@ impl Store {
         after: InboundId,
         limit: u32,
     ) -> Result<Vec<InboundMessage>> {
-        self.call(move |c| inbound::unacked(c, after, limit)).await
+        self.call(move |c| inbound::list(c, after, limit, true))
+            .await
+    }
+
+    /// All inbound messages after `after`, oldest first (for an inbox).
+    pub async fn inbound_since(&self, after: InboundId, limit: u32) -> Result<Vec<InboundMessage>> {
+        self.call(move |c| inbound::list(c, after, limit, false))
+            .await
     }
 
     /// Records that the bus handed the message to a client.

@@ -53,12 +53,7 @@ pub(crate) fn enqueue(conn: &Connection, req: &NewOutbound, now_ms: i64) -> Resu
     validate(req)?;
     let op = "enqueue";
     if let Some(key) = &req.idempotency_key {
-        let found = conn
-            .prepare_cached("SELECT id FROM out_messages WHERE idem_key = ?1")
-            .and_then(|mut st| st.query_row([key], |r| r.get::<_, i64>(0)).optional())
-            .map_err(StoreError::sql(op))?;
-        if let Some(id) = found {
-            let id = MessageId(id);
+        if let Some(id) = find_by_key(conn, key)? {
             if same_content(conn, id, req)? {
                 tracing::debug!(message_id = %id, "idempotent repeat of an enqueued message");
                 return Ok(Enqueued { id, created: false });
@@ -113,6 +108,14 @@ pub(crate) fn enqueue(conn: &Connection, req: &NewOutbound, now_ms: i64) -> Resu
     )?;
     tracing::debug!(message_id = %id, parts = req.parts.len(), "message queued");
     Ok(Enqueued { id, created: true })
+}
+
+/// The message that owns an idempotency key.
+pub(crate) fn find_by_key(conn: &Connection, key: &str) -> Result<Option<MessageId>> {
+    conn.prepare_cached("SELECT id FROM out_messages WHERE idem_key = ?1")
+        .and_then(|mut st| st.query_row([key], |r| r.get::<_, i64>(0)).optional())
+        .map(|v| v.map(MessageId))
+        .map_err(StoreError::sql("find idempotency key"))
 }
 
 /// Whether a repeated request asks for exactly what the first one did.

@@ -99,7 +99,9 @@ fn exercise(conn: &Connection) {
     inbound::expire(conn, 0, t + 1, 100).unwrap();
     let id = InboundId(1);
     inbound::get(conn, id).unwrap();
-    inbound::unacked(conn, InboundId(0), 10).unwrap();
+    inbound::list(conn, InboundId(0), 10, true).unwrap();
+    inbound::list(conn, InboundId(0), 10, false).unwrap();
+    outbound::find_by_key(conn, "k").unwrap();
     inbound::set_bus_state(conn, id, BusState::Delivered, t).unwrap();
     inbound::set_bus_state(conn, id, BusState::Acked, t).unwrap();
     registry::modem_seen(
