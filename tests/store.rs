@@ -1002,6 +1002,16 @@ fn crash_child() {
         }
         let s = store.clone();
         tasks.push(tokio::spawn(async move {
+            for i in 0.. {
+                let key = format!("{}-{i}", std::process::id());
+                let mut p = inbound("+4915112345678", T0 + i, None, "hi");
+                p.pdu = key.clone().into_bytes();
+                assert!(s.commit_inbound(p).await.unwrap().new);
+                println!("IN {key}");
+            }
+        }));
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
             loop {
                 // Half the claimed parts stay `sending`: the crash window.
                 for c in s.claim_due(MODEM, i64::MAX / 2, 5).await.unwrap() {
@@ -1031,6 +1041,7 @@ async fn kill_9_loses_nothing_acknowledged() {
     eprintln!("kill -9 test seed {seed}");
     let mut rng = seed;
     let mut acked: Vec<i64> = Vec::new();
+    let mut committed: Vec<String> = Vec::new();
     let mut requeued = 0;
     for round in 0..4 {
         rng = rng
@@ -1070,6 +1081,8 @@ async fn kill_9_loses_nothing_acknowledged() {
         for line in rx.try_iter() {
             if let Some(id) = line.strip_prefix("ACK ").and_then(|s| s.parse().ok()) {
                 acked.push(id);
+            } else if let Some(key) = line.strip_prefix("IN ") {
+                committed.push(key.to_owned());
             }
         }
         eprintln!(
@@ -1078,7 +1091,7 @@ async fn kill_9_loses_nothing_acknowledged() {
             acked.len() - before
         );
     }
-    assert!(!acked.is_empty());
+    assert!(!acked.is_empty() && !committed.is_empty());
     let store = Store::open_async(StoreConfig::at(&path)).await.unwrap();
     requeued += store.open_report().requeued_sending;
     for id in &acked {
@@ -1087,11 +1100,26 @@ async fn kill_9_loses_nothing_acknowledged() {
             .await
             .unwrap_or_else(|e| panic!("acknowledged message {id} lost: {e}"));
     }
+    // Every inbound part answered as committed is there: offered again (as
+    // a modem would after a restart), it is recognised, not new.
+    for key in &committed {
+        let mut p = inbound("+4915112345678", T0, None, "hi");
+        p.pdu = key.clone().into_bytes();
+        let again = store.commit_inbound(p).await.unwrap();
+        assert!(!again.new, "committed inbound part {key} lost");
+    }
     eprintln!(
-        "{} acknowledged, all present; {requeued} parts requeued as maybe-sent",
-        acked.len()
+        "{} sends acknowledged, {} inbound parts committed, all present; \
+         {requeued} parts requeued as maybe-sent",
+        acked.len(),
+        committed.len()
     );
     store.close().await;
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
 }
 
 // ---------- properties ----------
