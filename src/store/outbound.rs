@@ -160,7 +160,9 @@ fn same_content(conn: &Connection, id: MessageId, req: &NewOutbound) -> Result<b
         return Ok(false);
     }
     let mut st = conn
-        .prepare_cached("SELECT payload FROM out_parts WHERE message_id = ?1 ORDER BY seq")
+        .prepare_cached(
+            "SELECT payload FROM out_parts WHERE message_id = ?1 ORDER BY seq LIMIT 256",
+        )
         .map_err(StoreError::sql(op))?;
     let stored = st
         .query_map([id.0], |r| r.get::<_, Vec<u8>>(0))
@@ -382,26 +384,44 @@ pub(crate) fn requeue_sending(
     now_ms: i64,
     why: &str,
 ) -> Result<u64> {
+    let mut total = 0;
+    // In chunks, so memory stays bounded however many parts were in flight.
+    loop {
+        let n = requeue_chunk(conn, modem, now_ms, why, 1000)?;
+        total += n;
+        if n < 1000 {
+            return Ok(total);
+        }
+    }
+}
+
+fn requeue_chunk(
+    conn: &Connection,
+    modem: Option<&str>,
+    now_ms: i64,
+    why: &str,
+    limit: u32,
+) -> Result<u64> {
     let op = "requeue interrupted parts";
-    let mut st = conn
+    let rows = conn
         .prepare_cached(
             "SELECT id, message_id, current_attempt, modem FROM out_parts
-             WHERE state = 'sending' AND (?1 IS NULL OR modem = ?1)",
+             WHERE state = 'sending' AND (?1 IS NULL OR modem = ?1)
+             LIMIT ?2",
         )
-        .map_err(StoreError::sql(op))?;
-    let rows = st
-        .query_map([modem], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                MessageId(r.get(1)?),
-                r.get::<_, Option<i64>>(2)?,
-                r.get::<_, Option<String>>(3)?,
-            ))
+        .and_then(|mut st| {
+            st.query_map(params![modem, limit], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    MessageId(r.get(1)?),
+                    r.get::<_, Option<i64>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
         })
-        .map_err(StoreError::sql(op))?
-        .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(StoreError::sql(op))?;
-    let mut messages = Vec::new();
+    let mut messages = std::collections::BTreeSet::new();
     for (part, message, attempt, part_modem) in &rows {
         if let Some(a) = attempt {
             close_attempt(conn, AttemptId(*a), "interrupted", None, Some(why), now_ms)?;
@@ -415,9 +435,7 @@ pub(crate) fn requeue_sending(
         .map_err(StoreError::sql(op))?;
         tracing::warn!(modem = part_modem.as_deref().unwrap_or("?"), message_id = %message,
             part, "part was in flight, outcome unknown: requeued as maybe-sent");
-        if !messages.contains(message) {
-            messages.push(*message);
-        }
+        messages.insert(*message);
     }
     registry::bump(conn, registry::MAYBE_SENT, rows.len() as u64)?;
     for m in messages {
@@ -513,7 +531,9 @@ pub(crate) fn refresh(
 ) -> Result<Option<MessageState>> {
     let op = "update message state";
     let parts = conn
-        .prepare_cached("SELECT state, reason FROM out_parts WHERE message_id = ?1 ORDER BY seq")
+        .prepare_cached(
+            "SELECT state, reason FROM out_parts WHERE message_id = ?1 ORDER BY seq LIMIT 256",
+        )
         .and_then(|mut st| {
             st.query_map([id.0], |r| {
                 Ok((
