@@ -338,11 +338,22 @@ async fn scheduled_send_and_expiry() {
     assert_eq!(c[0].message, short.id);
     store.mark_sent(c[0].attempt, 9, T0 + 1).await.unwrap();
 
-    // After valid_until nothing of it is claimed, and expiry settles it.
-    let c = store.claim_due(MODEM, T0 + 30_000, 10).await.unwrap();
-    assert!(c.is_empty(), "{c:?}");
+    // The periodic pass expires it once valid_until is reached.
+    assert_eq!(
+        store
+            .expire_due(T0 + 29_999)
+            .await
+            .unwrap()
+            .outbound_expired,
+        0
+    );
     let rep = store.expire_due(T0 + 30_000).await.unwrap();
     assert_eq!(rep.outbound_expired, 1);
+    assert!(store
+        .claim_due(MODEM, T0 + 30_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
     let st = store.outbound_status(short.id).await.unwrap();
     assert_eq!(st.state, MessageState::Expired);
     assert_eq!(st.parts[0].state, PartState::Sent);
@@ -350,6 +361,19 @@ async fn scheduled_send_and_expiry() {
 
     let c = store.claim_due(MODEM, T0 + 60_000, 10).await.unwrap();
     assert_eq!(c[0].message, later.id);
+
+    // A claim after valid_until expires the message itself, even if no
+    // periodic pass ran.
+    let mut gone = msg("+15551230002", 1);
+    gone.valid_until_ms = Some(T0 + 70_000);
+    let gone = store.enqueue(gone, T0).await.unwrap();
+    assert!(store
+        .claim_due(MODEM, T0 + 70_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let st = store.outbound_status(gone.id).await.unwrap();
+    assert_eq!(st.state, MessageState::Expired);
     store.close().await;
 }
 

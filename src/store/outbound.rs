@@ -89,12 +89,12 @@ pub(crate) fn enqueue(conn: &Connection, req: &NewOutbound, now_ms: i64) -> Resu
     let mut st = conn
         .prepare_cached(
             "INSERT INTO out_parts (message_id, seq, payload, recipient_digits, state,
-                 next_attempt_ms)
-             VALUES (?1, ?2, ?3, ?4, 'queued', ?5)",
+                 next_attempt_ms, bound_modem)
+             VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6)",
         )
         .map_err(StoreError::sql(op))?;
     for (i, p) in req.parts.iter().enumerate() {
-        st.execute(params![id.0, i as i64 + 1, p, rdigits, send_at])
+        st.execute(params![id.0, i as i64 + 1, p, rdigits, send_at, req.modem])
             .map_err(StoreError::sql(op))?;
     }
     events::append(
@@ -182,15 +182,29 @@ pub(crate) fn claim_due(
 ) -> Result<Vec<ClaimedPart>> {
     check_id("modem", modem)?;
     let op = "claim due parts";
+    // Expired parts first, so they cannot crowd the due ones out of LIMIT.
+    expire(conn, now_ms, 1000)?;
+    // Two index range scans, bound to this modem and unbound, so a backlog
+    // bound to another (perhaps vanished) modem is never walked through.
     let mut st = conn
         .prepare_cached(
             "SELECT p.id, p.message_id, p.seq, m.parts_total, m.recipient, p.payload,
                     p.attempts, p.maybe_sent
-             FROM out_parts p JOIN out_messages m ON m.id = p.message_id
-             WHERE p.state = 'queued' AND p.next_attempt_ms <= ?1
-               AND (m.modem IS NULL OR m.modem = ?2)
-               AND (m.valid_until_ms IS NULL OR m.valid_until_ms > ?1)
-             ORDER BY p.next_attempt_ms, p.id
+             FROM (
+                 SELECT * FROM (
+                     SELECT id, next_attempt_ms FROM out_parts
+                     WHERE state = 'queued' AND bound_modem = ?2 AND next_attempt_ms <= ?1
+                     ORDER BY next_attempt_ms, id LIMIT ?3)
+                 UNION ALL
+                 SELECT * FROM (
+                     SELECT id, next_attempt_ms FROM out_parts
+                     WHERE state = 'queued' AND bound_modem IS NULL AND next_attempt_ms <= ?1
+                     ORDER BY next_attempt_ms, id LIMIT ?3)
+             ) due
+             JOIN out_parts p ON p.id = due.id
+             JOIN out_messages m ON m.id = p.message_id
+             WHERE m.valid_until_ms IS NULL OR m.valid_until_ms > ?1
+             ORDER BY due.next_attempt_ms, due.id
              LIMIT ?3",
         )
         .map_err(StoreError::sql(op))?;
@@ -215,9 +229,13 @@ pub(crate) fn claim_due(
     let mut messages = Vec::new();
     for mut part in rows {
         // Binding is atomic: this thread is the only writer.
-        conn.prepare_cached("UPDATE out_messages SET modem = ?2 WHERE id = ?1 AND modem IS NULL")
+        let bound = conn
+            .prepare_cached("UPDATE out_messages SET modem = ?2 WHERE id = ?1 AND modem IS NULL")
             .and_then(|mut st| st.execute(params![part.message.0, modem]))
             .map_err(StoreError::sql(op))?;
+        if bound > 0 {
+            sync_binding(conn, part.message)?;
+        }
         conn.prepare_cached(
             "INSERT INTO out_attempts (part_id, modem, started_ms, outcome)
              VALUES (?1, ?2, ?3, 'sending')",
@@ -448,15 +466,31 @@ fn requeue_chunk(
 /// Drops the message's modem binding while no part is in flight or sent
 /// (and it is not pinned), so another modem may take it.
 fn unbind_if_unsent(conn: &Connection, message: MessageId) -> Result<()> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE out_messages SET modem = pin_modem
+             WHERE id = ?1 AND modem IS NOT pin_modem AND NOT EXISTS (
+                 SELECT 1 FROM out_parts WHERE message_id = ?1
+                 AND state IN ('sending', 'sent', 'delivered'))",
+        )
+        .and_then(|mut st| st.execute([message.0]))
+        .map_err(StoreError::sql("unbind message"))?;
+    if changed > 0 {
+        sync_binding(conn, message)?;
+    }
+    Ok(())
+}
+
+/// Copies the message's modem binding onto its parts (what claiming
+/// searches by).
+fn sync_binding(conn: &Connection, message: MessageId) -> Result<()> {
     conn.prepare_cached(
-        "UPDATE out_messages SET modem = pin_modem
-         WHERE id = ?1 AND NOT EXISTS (
-             SELECT 1 FROM out_parts WHERE message_id = ?1
-             AND state IN ('sending', 'sent', 'delivered'))",
+        "UPDATE out_parts SET bound_modem = (SELECT modem FROM out_messages WHERE id = ?1)
+         WHERE message_id = ?1",
     )
     .and_then(|mut st| st.execute([message.0]))
     .map(|_| ())
-    .map_err(StoreError::sql("unbind message"))
+    .map_err(StoreError::sql("bind message"))
 }
 
 /// Cancels a message whose parts are all still queued.

@@ -69,7 +69,8 @@ CREATE TABLE out_parts (
     reason           TEXT,
     attempts         INTEGER NOT NULL DEFAULT 0,
     next_attempt_ms  INTEGER NOT NULL,
-    modem            TEXT,
+    bound_modem      TEXT,               -- = out_messages.modem, for claiming
+    modem            TEXT,                -- modem of the last attempt
     current_attempt  INTEGER,
     mr               INTEGER,
     sent_ms          INTEGER,
@@ -78,8 +79,8 @@ CREATE TABLE out_parts (
     maybe_sent       INTEGER NOT NULL DEFAULT 0,
     UNIQUE (message_id, seq)
 );
--- claim due parts
-CREATE INDEX out_parts_due ON out_parts (next_attempt_ms, id) WHERE state = 'queued';
+-- claim due parts: those bound to the claiming modem, and unbound ones
+CREATE INDEX out_parts_due ON out_parts (bound_modem, next_attempt_ms, id) WHERE state = 'queued';
 -- requeue a vanished modem's parts, crash recovery
 CREATE INDEX out_parts_sending ON out_parts (modem) WHERE state = 'sending';
 -- match a status report
