@@ -1193,3 +1193,176 @@ proptest! {
         block_on(s.close());
     }
 }
+
+#[derive(Debug, Clone)]
+enum Op {
+    Enqueue {
+        parts: usize,
+        pinned: bool,
+        valid_for: Option<i64>,
+    },
+    Claim {
+        other: bool,
+        limit: u32,
+    },
+    Sent {
+        pick: prop::sample::Index,
+        mr: u8,
+    },
+    Failed {
+        pick: prop::sample::Index,
+        permanent: bool,
+    },
+    Cancel {
+        pick: prop::sample::Index,
+    },
+    Report {
+        pick: prop::sample::Index,
+        status: u8,
+    },
+    Release,
+    Expire,
+    Reopen,
+    Tick {
+        ms: i64,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (1usize..4, any::<bool>(), proptest::option::of(1i64..50_000)).prop_map(
+            |(parts, pinned, valid_for)| Op::Enqueue {
+                parts,
+                pinned,
+                valid_for
+            }
+        ),
+        (any::<bool>(), 1u32..4).prop_map(|(other, limit)| Op::Claim { other, limit }),
+        (any::<prop::sample::Index>(), any::<u8>()).prop_map(|(pick, mr)| Op::Sent { pick, mr }),
+        (any::<prop::sample::Index>(), any::<bool>())
+            .prop_map(|(pick, permanent)| Op::Failed { pick, permanent }),
+        any::<prop::sample::Index>().prop_map(|pick| Op::Cancel { pick }),
+        (
+            any::<prop::sample::Index>(),
+            prop_oneof![Just(0u8), Just(0x20), Just(0x41)]
+        )
+            .prop_map(|(pick, status)| Op::Report { pick, status }),
+        Just(Op::Release),
+        Just(Op::Expire),
+        Just(Op::Reopen),
+        (1i64..20_000).prop_map(|ms| Op::Tick { ms }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("STORE_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(32),
+        ..ProptestConfig::default()
+    })]
+
+    /// Any sequence of queue operations keeps the invariants: a message's
+    /// state is the combination of its parts' states; a part is never
+    /// handed out twice at once; a sent part keeps its MR; nothing
+    /// acknowledged disappears.
+    #[test]
+    fn any_sequence_of_queue_operations_keeps_the_invariants(
+        ops in proptest::collection::vec(op(), 1..40),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path());
+        cfg.retry = RetryPolicy { base_ms: 1_000, max_ms: 4_000, max_attempts: 3 };
+        let mut store = Store::open(cfg.clone()).unwrap();
+        let mut now = T0;
+        let mut messages: Vec<MessageId> = Vec::new();
+        let mut in_flight: Vec<(&str, ClaimedPart)> = Vec::new();
+        let mut sent: Vec<(MessageId, u8, String)> = Vec::new();
+        for op in ops {
+            match op {
+                Op::Enqueue { parts, pinned, valid_for } => {
+                    let mut m = msg(&format!("+1555000{}", messages.len()), parts);
+                    m.modem = pinned.then(|| MODEM.to_owned());
+                    m.valid_until_ms = valid_for.map(|v| now + v);
+                    messages.push(block_on(store.enqueue(m, now)).unwrap().id);
+                }
+                Op::Claim { other, limit } => {
+                    let modem = if other { OTHER } else { MODEM };
+                    for c in block_on(store.claim_due(modem, now, limit)).unwrap() {
+                        prop_assert!(
+                            !in_flight.iter().any(|(_, f)| f.part == c.part),
+                            "part {} handed out twice", c.part
+                        );
+                        in_flight.push((modem, c));
+                    }
+                }
+                Op::Sent { pick, mr } if !in_flight.is_empty() => {
+                    let (_, c) = in_flight.remove(pick.index(in_flight.len()));
+                    match block_on(store.mark_sent(c.attempt, mr, now)) {
+                        Ok(()) => sent.push((c.message, mr, c.recipient.clone())),
+                        Err(StoreError::StaleAttempt { .. }) => {}
+                        Err(e) => prop_assert!(false, "mark_sent: {e}"),
+                    }
+                }
+                Op::Failed { pick, permanent } if !in_flight.is_empty() => {
+                    let (_, c) = in_flight.remove(pick.index(in_flight.len()));
+                    let f = if permanent {
+                        SendFailure::Permanent("no".into())
+                    } else {
+                        SendFailure::Temporary("later".into())
+                    };
+                    match block_on(store.mark_failed(c.attempt, f, now)) {
+                        Ok(_) | Err(StoreError::StaleAttempt { .. }) => {}
+                        Err(e) => prop_assert!(false, "mark_failed: {e}"),
+                    }
+                }
+                Op::Cancel { pick } if !messages.is_empty() => {
+                    let id = messages[pick.index(messages.len())];
+                    match block_on(store.cancel(id, now)) {
+                        Ok(()) | Err(StoreError::NotCancellable { .. }) => {}
+                        Err(e) => prop_assert!(false, "cancel: {e}"),
+                    }
+                }
+                Op::Report { pick, status } if !sent.is_empty() => {
+                    let (_, mr, to) = sent[pick.index(sent.len())].clone();
+                    let mut r = report(mr, &to, status, now);
+                    r.pdu.extend_from_slice(&now.to_le_bytes());
+                    block_on(store.record_status_report(r)).unwrap();
+                }
+                Op::Release => {
+                    block_on(store.release_modem(MODEM, now)).unwrap();
+                    in_flight.retain(|(m, _)| *m != MODEM);
+                }
+                Op::Expire => {
+                    block_on(store.expire_due(now)).unwrap();
+                }
+                Op::Reopen => {
+                    block_on(store.close());
+                    store = Store::open(cfg.clone()).unwrap();
+                    // Everything in flight was requeued as maybe-sent.
+                    in_flight.clear();
+                }
+                Op::Tick { ms } => now += ms,
+                _ => {}
+            }
+            for id in &messages {
+                let st = block_on(store.outbound_status(*id)).unwrap();
+                let combined = MessageState::combine(st.parts.iter().map(|p| &p.state));
+                prop_assert_eq!(&st.state, &combined, "message {}: {:?}", id, st.parts);
+                let sending = st.parts.iter().filter(|p| p.state == PartState::Sending).count();
+                let ours = in_flight.iter().filter(|(_, c)| c.message == *id).count();
+                prop_assert_eq!(sending, ours, "message {} in flight", id);
+                let modems: std::collections::BTreeSet<_> = st
+                    .parts
+                    .iter()
+                    .filter(|p| matches!(p.state, PartState::Sending | PartState::Sent | PartState::Delivered))
+                    .filter_map(|p| p.modem.clone())
+                    .collect();
+                prop_assert!(modems.len() <= 1, "message {} split over modems {:?}", id, modems);
+            }
+            for (id, mr, _) in &sent {
+                let st = block_on(store.outbound_status(*id)).unwrap();
+                prop_assert!(st.parts.iter().any(|p| p.mr == Some(*mr)));
+            }
+        }
+        block_on(store.close());
+    }
+}
