@@ -1375,3 +1375,40 @@ proptest! {
         block_on(store.close());
     }
 }
+
+#[tokio::test]
+async fn damaged_pages_give_clear_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    for i in 0..200 {
+        store
+            .enqueue(msg(&format!("+1555{i:07}"), 3), T0)
+            .await
+            .unwrap();
+    }
+    store.close().await;
+    // Force the WAL into the main file, then scribble over its middle.
+    let path = dir.path().join("smsgate.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    drop(conn);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let len = bytes.len();
+    assert!(len > 16 * 4096, "{len}");
+    for b in &mut bytes[4 * 4096..len - 4096] {
+        *b = 0xA5;
+    }
+    std::fs::write(&path, bytes).unwrap();
+    match Store::open_async(config(dir.path())).await {
+        Err(e) => {
+            assert!(matches!(e, StoreError::Corrupt { .. }), "{e:?}");
+            assert!(e.to_string().contains("smsgate.db"), "{e}");
+        }
+        Ok(store) => {
+            let r = store.claim_due(MODEM, T0, 10).await;
+            assert!(matches!(r, Err(StoreError::CorruptData { .. })), "{r:?}");
+            store.close().await;
+        }
+    }
+}

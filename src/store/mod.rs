@@ -348,6 +348,15 @@ fn run_thread(
     let report = match recover(&db.conn, db.schema_from) {
         Ok(r) => r,
         Err(e) => {
+            // Damage found this early is a damaged file: name it.
+            let e = match e {
+                StoreError::CorruptData { source, .. } => StoreError::Corrupt {
+                    path: config.path.clone(),
+                    source,
+                },
+                e => e,
+            };
+            tracing::error!(path = %config.path.display(), error = %e, "cannot open the store");
             let _ = opened.send(Err(e));
             return;
         }
