@@ -18,6 +18,7 @@
 //! Time is always passed in (`now_ms`, unix milliseconds), so every rule
 //! that depends on it is testable. `docs/store.md` describes the schema,
 //! the states and the durability promises.
+#![warn(missing_docs)]
 
 mod config;
 mod delivery;
