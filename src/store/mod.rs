@@ -376,7 +376,7 @@ fn run_thread(
         tracing::warn!(error = %e, "closing the store");
     }
     drop(_lock);
-    if let Some(done) = close {
+    for done in close {
         let _ = done.send(());
     }
 }
@@ -413,17 +413,18 @@ fn recover(conn: &Connection, schema_from: i64) -> Result<OpenReport> {
     })
 }
 
-/// Serves requests in group commits; returns the close request, if any.
+/// Serves requests in group commits; returns the close requests, answered
+/// once the database is closed.
 fn serve(
     conn: &Connection,
     mut rx: mpsc::Receiver<Msg>,
     max_batch: usize,
     cursor: &watch::Sender<u64>,
-) -> Option<oneshot::Sender<()>> {
+) -> Vec<oneshot::Sender<()>> {
     let max_batch = max_batch.max(1);
     let mut batch: Vec<BoxJob> = Vec::with_capacity(max_batch);
-    let mut close = None;
-    while close.is_none() {
+    let mut close = Vec::new();
+    while close.is_empty() {
         let Some(first) = rx.blocking_recv() else {
             break;
         };
@@ -432,7 +433,7 @@ fn serve(
             match msg {
                 Msg::Job(job) => batch.push(job),
                 Msg::Close(done) => {
-                    close = Some(done);
+                    close.push(done);
                     break;
                 }
             }
@@ -458,9 +459,7 @@ fn serve(
     while let Ok(msg) = rx.try_recv() {
         match msg {
             Msg::Job(job) => job.abort(StoreError::Closed),
-            Msg::Close(done) => {
-                let _ = done.send(());
-            }
+            Msg::Close(done) => close.push(done),
         }
     }
     close
