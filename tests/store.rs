@@ -1412,3 +1412,13 @@ async fn damaged_pages_give_clear_errors_not_panics() {
         }
     }
 }
+
+#[tokio::test]
+async fn after_close_other_handles_get_a_clear_error() {
+    let (dir, store) = fresh().await;
+    let other = store.clone();
+    store.close().await;
+    assert!(matches!(other.stats().await, Err(StoreError::Closed)));
+    // The owner lock is released: the store opens again at once.
+    open(dir.path()).await.close().await;
+}
