@@ -227,19 +227,8 @@ fn finish(conn: &Connection, group: Group, now_ms: i64, partial: bool) -> Result
     let parts: Vec<Row> = conn
         .prepare_cached(sql)
         .and_then(|mut st| {
-            st.query_map([key], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()
+            st.query_map([key], |r| Row::try_from(r))?
+                .collect::<rusqlite::Result<Vec<_>>>()
         })
         .map_err(StoreError::sql(op))?;
     let Some(first) = parts.first() else {

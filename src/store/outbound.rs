@@ -136,19 +136,7 @@ fn same_content(conn: &Connection, id: MessageId, req: &NewOutbound) -> Result<b
                     parts_total
              FROM out_messages WHERE id = ?1",
         )
-        .and_then(|mut st| {
-            st.query_row([id.0], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            })
-        })
+        .and_then(|mut st| st.query_row([id.0], |r| Row::try_from(r)))
         .map_err(StoreError::sql(op))?;
     if recipient != req.recipient
         || text != req.text
