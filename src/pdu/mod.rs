@@ -4,3 +4,5 @@
 //! time) and returns values or a precise [`PduError`]. No I/O, no async.
 
 pub mod gsm7;
+pub mod reassembly;
+pub mod ucs2;
