@@ -654,13 +654,14 @@ async fn an_incomplete_group_expires_into_a_flagged_partial_message() {
     let mut cfg = config(dir.path());
     cfg.reassembly_timeout_ms = 600_000;
     let store = Store::open_async(cfg).await.unwrap();
-    let p = inbound("+4915112345678", T0, Some((5, 4, 2)), "middle");
-    let received = p.received_ms;
-    store.commit_inbound(p).await.unwrap();
     store
-        .commit_inbound(inbound("+4915112345678", T0, Some((5, 4, 4)), " end"))
+        .commit_inbound(inbound("+4915112345678", T0, Some((5, 4, 2)), "middle"))
         .await
         .unwrap();
+    // The last part arrives 5 minutes later: the timeout counts from it.
+    let p = inbound("+4915112345678", T0 + 300_000, Some((5, 4, 4)), " end");
+    let received = p.received_ms;
+    store.commit_inbound(p).await.unwrap();
     assert_eq!(
         store
             .expire_due(received + 599_999)

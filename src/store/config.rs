@@ -85,7 +85,7 @@ pub struct StoreConfig {
     pub max_size_bytes: Option<u64>,
     /// Retry schedule for temporary send failures.
     pub retry: RetryPolicy,
-    /// How long an incomplete multipart message waits for its missing parts
+    /// How long an incomplete multipart message waits for a further part
     /// before it is handed on as a flagged partial message (ms).
     pub reassembly_timeout_ms: i64,
     /// How far back a status report may match a sent part (ms). TP-MR wraps

@@ -11,8 +11,8 @@
 //!   originator). A group completes when every sequence number is present.
 //!   A second, different part with the same sequence number means the
 //!   reference was reused: the old group is closed as partial and a new one
-//!   starts. A group that waits longer than `reassembly_timeout_ms` becomes
-//!   a flagged partial message.
+//!   starts. A group that got no new part for `reassembly_timeout_ms`
+//!   becomes a flagged partial message.
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -130,7 +130,14 @@ pub(crate) fn commit(conn: &Connection, p: &InboundPart) -> Result<InboundCommit
             finish(conn, Group::Multi(g), p.received_ms, true)?;
             new_group(conn, &scope, p, c.reference, c.total)?
         }
-        Some(g) => g,
+        Some(g) => {
+            // The timeout counts from the newest part: a long message whose
+            // parts keep trickling in is not cut.
+            conn.prepare_cached("UPDATE in_groups SET last_ms = max(last_ms, ?2) WHERE id = ?1")
+                .and_then(|mut st| st.execute(params![g, p.received_ms]))
+                .map_err(StoreError::sql(op))?;
+            g
+        }
         None => new_group(conn, &scope, p, c.reference, c.total)?,
     };
     conn.prepare_cached("UPDATE in_parts SET group_id = ?2 WHERE id = ?1")
@@ -168,7 +175,7 @@ fn new_group(
     total: u8,
 ) -> Result<i64> {
     conn.prepare_cached(
-        "INSERT INTO in_groups (scope, sender, ref, total, modem, sim, first_ms)
+        "INSERT INTO in_groups (scope, sender, ref, total, modem, sim, last_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )
     .and_then(|mut st| {
@@ -321,13 +328,13 @@ fn finish(conn: &Connection, group: Group, now_ms: i64, partial: bool) -> Result
     Ok(id)
 }
 
-/// Turns groups that waited longer than `timeout_ms` into flagged partial
+/// Turns groups that got no new part for `timeout_ms` into flagged partial
 /// messages (at most `limit` per call).
 pub(crate) fn expire(conn: &Connection, timeout_ms: i64, now_ms: i64, limit: u32) -> Result<u64> {
     let groups = conn
         .prepare_cached(
-            "SELECT id FROM in_groups WHERE open = 1 AND first_ms <= ?1
-             ORDER BY first_ms LIMIT ?2",
+            "SELECT id FROM in_groups WHERE open = 1 AND last_ms <= ?1
+             ORDER BY last_ms LIMIT ?2",
         )
         .and_then(|mut st| {
             st.query_map(

@@ -124,11 +124,11 @@ CREATE TABLE in_groups (
     total    INTEGER NOT NULL,
     modem    TEXT NOT NULL,
     sim      TEXT,
-    first_ms INTEGER NOT NULL,
+    last_ms  INTEGER NOT NULL,            -- when its newest part arrived
     open     INTEGER NOT NULL DEFAULT 1
 );
 CREATE UNIQUE INDEX in_groups_key ON in_groups (scope, sender, ref, total) WHERE open = 1;
-CREATE INDEX in_groups_expiry ON in_groups (first_ms) WHERE open = 1;
+CREATE INDEX in_groups_expiry ON in_groups (last_ms) WHERE open = 1;
 
 CREATE TABLE in_messages (
     id               INTEGER PRIMARY KEY,
