@@ -20,3 +20,4 @@ pub mod cli;
 pub mod hardware;
 pub mod pdu;
 pub mod sim;
+pub mod store;

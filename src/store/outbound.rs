@@ -1,0 +1,658 @@
+//! The outbound queue: message -> parts -> attempts.
+//!
+//! All parts of a message leave through the same modem (a recipient's phone
+//! reassembles parts by originating address, TS 23.040 §9.2.3.24.1), so the
+//! first claim binds the message to the claiming modem. The binding is
+//! dropped again while no part has left, which lets another modem take over
+//! after a temporary failure.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::config::RetryPolicy;
+use super::error::{Result, StoreError};
+use super::events::{self, EventKind};
+use super::limits::{self, check_address, check_id, check_len, digits};
+use super::registry::{self, Daily};
+use super::types::{
+    AttemptId, ClaimedPart, Enqueued, FailureOutcome, MessageId, MessageState, NewOutbound,
+    OutboundStatus, PartId, PartState, PartStatus, SendFailure,
+};
+
+fn validate(req: &NewOutbound) -> Result<()> {
+    check_address("recipient", &req.recipient)?;
+    if req.parts.is_empty() || req.parts.len() > limits::MAX_PARTS {
+        return Err(StoreError::Invalid(format!(
+            "a message has 1 to {} parts, not {}",
+            limits::MAX_PARTS,
+            req.parts.len()
+        )));
+    }
+    for (i, p) in req.parts.iter().enumerate() {
+        limits::check_pdu(&format!("part {}", i + 1), p)?;
+    }
+    if let Some(k) = &req.idempotency_key {
+        if k.is_empty() {
+            return Err(StoreError::Invalid("idempotency key is empty".into()));
+        }
+        check_len("idempotency key", k, limits::MAX_KEY)?;
+    }
+    if let Some(t) = &req.text {
+        check_len("text", t, limits::MAX_TEXT)?;
+    }
+    if let Some(m) = &req.modem {
+        check_id("modem", m)?;
+    }
+    if let Some(c) = &req.client {
+        check_id("client", c)?;
+    }
+    Ok(())
+}
+
+/// Queues a message, or returns the earlier one with the same key.
+pub(crate) fn enqueue(conn: &Connection, req: &NewOutbound, now_ms: i64) -> Result<Enqueued> {
+    validate(req)?;
+    let op = "enqueue";
+    if let Some(key) = &req.idempotency_key {
+        if let Some(id) = find_by_key(conn, key)? {
+            if same_content(conn, id, req)? {
+                tracing::debug!(message_id = %id, "idempotent repeat of an enqueued message");
+                return Ok(Enqueued { id, created: false });
+            }
+            return Err(StoreError::IdempotencyConflict {
+                key: key.clone(),
+                existing: id,
+            });
+        }
+    }
+    let send_at = req.send_at_ms.unwrap_or(now_ms);
+    conn.prepare_cached(
+        "INSERT INTO out_messages (idem_key, recipient, text, client, pin_modem, modem, state,
+             parts_total, created_ms, updated_ms, send_at_ms, valid_until_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, 'queued', ?6, ?7, ?7, ?8, ?9)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            req.idempotency_key,
+            req.recipient,
+            req.text,
+            req.client,
+            req.modem,
+            req.parts.len() as i64,
+            now_ms,
+            send_at,
+            req.valid_until_ms,
+        ])
+    })
+    .map_err(StoreError::sql(op))?;
+    let id = MessageId(conn.last_insert_rowid());
+    let rdigits = digits(&req.recipient);
+    let mut st = conn
+        .prepare_cached(
+            "INSERT INTO out_parts (message_id, seq, payload, recipient_digits, state,
+                 next_attempt_ms, bound_modem)
+             VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6)",
+        )
+        .map_err(StoreError::sql(op))?;
+    for (i, p) in req.parts.iter().enumerate() {
+        st.execute(params![id.0, i as i64 + 1, p, rdigits, send_at, req.modem])
+            .map_err(StoreError::sql(op))?;
+    }
+    events::append(
+        conn,
+        now_ms,
+        &EventKind::MessageState {
+            message: id,
+            state: MessageState::Queued,
+            reason: None,
+        },
+    )?;
+    tracing::debug!(message_id = %id, parts = req.parts.len(), "message queued");
+    Ok(Enqueued { id, created: true })
+}
+
+/// The message that owns an idempotency key.
+pub(crate) fn find_by_key(conn: &Connection, key: &str) -> Result<Option<MessageId>> {
+    conn.prepare_cached("SELECT id FROM out_messages WHERE idem_key = ?1")
+        .and_then(|mut st| st.query_row([key], |r| r.get::<_, i64>(0)).optional())
+        .map(|v| v.map(MessageId))
+        .map_err(StoreError::sql("find idempotency key"))
+}
+
+/// Whether a repeated request asks for exactly what the first one did.
+fn same_content(conn: &Connection, id: MessageId, req: &NewOutbound) -> Result<bool> {
+    let op = "compare idempotent request";
+    type Row = (
+        String,
+        Option<String>,
+        Option<String>,
+        i64,
+        i64,
+        Option<i64>,
+        i64,
+    );
+    let (recipient, text, pin, created, send_at, valid_until, total): Row = conn
+        .prepare_cached(
+            "SELECT recipient, text, pin_modem, created_ms, send_at_ms, valid_until_ms,
+                    parts_total
+             FROM out_messages WHERE id = ?1",
+        )
+        .and_then(|mut st| st.query_row([id.0], |r| Row::try_from(r)))
+        .map_err(StoreError::sql(op))?;
+    if recipient != req.recipient
+        || text != req.text
+        || pin != req.modem
+        || send_at != req.send_at_ms.unwrap_or(created)
+        || valid_until != req.valid_until_ms
+        || total != req.parts.len() as i64
+    {
+        return Ok(false);
+    }
+    let mut st = conn
+        .prepare_cached(
+            "SELECT payload FROM out_parts WHERE message_id = ?1 ORDER BY seq LIMIT 256",
+        )
+        .map_err(StoreError::sql(op))?;
+    let stored = st
+        .query_map([id.0], |r| r.get::<_, Vec<u8>>(0))
+        .map_err(StoreError::sql(op))?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(StoreError::sql(op))?;
+    Ok(stored == req.parts)
+}
+
+/// Hands up to `limit` due parts to `modem`, marking them `sending` and
+/// opening an attempt for each.
+pub(crate) fn claim_due(
+    conn: &Connection,
+    modem: &str,
+    now_ms: i64,
+    limit: u32,
+) -> Result<Vec<ClaimedPart>> {
+    check_id("modem", modem)?;
+    let op = "claim due parts";
+    // Expired parts first, so they cannot crowd the due ones out of LIMIT.
+    expire(conn, now_ms, 1000)?;
+    // Two index range scans, bound to this modem and unbound, so a backlog
+    // bound to another (perhaps vanished) modem is never walked through.
+    let mut st = conn
+        .prepare_cached(
+            "SELECT p.id, p.message_id, p.seq, m.parts_total, m.recipient, p.payload,
+                    p.attempts, p.maybe_sent
+             FROM (
+                 SELECT * FROM (
+                     SELECT id, next_attempt_ms FROM out_parts
+                     WHERE state = 'queued' AND bound_modem = ?2 AND next_attempt_ms <= ?1
+                     ORDER BY next_attempt_ms, id LIMIT ?3)
+                 UNION ALL
+                 SELECT * FROM (
+                     SELECT id, next_attempt_ms FROM out_parts
+                     WHERE state = 'queued' AND bound_modem IS NULL AND next_attempt_ms <= ?1
+                     ORDER BY next_attempt_ms, id LIMIT ?3)
+             ) due
+             JOIN out_parts p ON p.id = due.id
+             JOIN out_messages m ON m.id = p.message_id
+             WHERE m.valid_until_ms IS NULL OR m.valid_until_ms > ?1
+             ORDER BY due.next_attempt_ms, due.id
+             LIMIT ?3",
+        )
+        .map_err(StoreError::sql(op))?;
+    let rows = st
+        .query_map(params![now_ms, modem, limits::limit(limit)], |r| {
+            Ok(ClaimedPart {
+                part: PartId(r.get(0)?),
+                message: MessageId(r.get(1)?),
+                attempt: AttemptId(0),
+                seq: r.get(2)?,
+                total: r.get(3)?,
+                recipient: r.get(4)?,
+                payload: r.get(5)?,
+                attempt_no: r.get::<_, u32>(6)?.saturating_add(1),
+                maybe_sent: r.get::<_, i64>(7)? > 0,
+            })
+        })
+        .map_err(StoreError::sql(op))?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(StoreError::sql(op))?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    let mut messages = Vec::new();
+    for mut part in rows {
+        // Binding is atomic: this thread is the only writer.
+        let bound = conn
+            .prepare_cached("UPDATE out_messages SET modem = ?2 WHERE id = ?1 AND modem IS NULL")
+            .and_then(|mut st| st.execute(params![part.message.0, modem]))
+            .map_err(StoreError::sql(op))?;
+        if bound > 0 {
+            sync_binding(conn, part.message)?;
+        }
+        conn.prepare_cached(
+            "INSERT INTO out_attempts (part_id, modem, started_ms, outcome)
+             VALUES (?1, ?2, ?3, 'sending')",
+        )
+        .and_then(|mut st| st.execute(params![part.part.0, modem, now_ms]))
+        .map_err(StoreError::sql(op))?;
+        part.attempt = AttemptId(conn.last_insert_rowid());
+        conn.prepare_cached(
+            "UPDATE out_parts SET state = 'sending', attempts = attempts + 1, modem = ?2,
+                 current_attempt = ?3
+             WHERE id = ?1",
+        )
+        .and_then(|mut st| st.execute(params![part.part.0, modem, part.attempt.0]))
+        .map_err(StoreError::sql(op))?;
+        tracing::debug!(modem, message_id = %part.message, part = part.seq,
+            attempt = part.attempt_no, "part claimed");
+        if !messages.contains(&part.message) {
+            messages.push(part.message);
+        }
+        claimed.push(part);
+    }
+    for m in messages {
+        refresh(conn, m, now_ms)?;
+    }
+    Ok(claimed)
+}
+
+/// The attempt and its part, checked to be still in flight.
+fn open_attempt(conn: &Connection, attempt: AttemptId) -> Result<(PartId, MessageId, String)> {
+    let op = "find attempt";
+    let row = conn
+        .prepare_cached(
+            "SELECT a.part_id, p.message_id, a.modem, a.outcome
+             FROM out_attempts a JOIN out_parts p ON p.id = a.part_id
+             WHERE a.id = ?1",
+        )
+        .and_then(|mut st| {
+            st.query_row([attempt.0], |r| {
+                Ok((
+                    PartId(r.get(0)?),
+                    MessageId(r.get(1)?),
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .optional()
+        })
+        .map_err(StoreError::sql(op))?;
+    match row {
+        None => Err(StoreError::NotFound {
+            what: "attempt",
+            id: attempt.0,
+        }),
+        Some((part, message, modem, outcome)) if outcome == "sending" => Ok((part, message, modem)),
+        Some((_, _, _, outcome)) => Err(StoreError::StaleAttempt {
+            attempt: attempt.0,
+            outcome,
+        }),
+    }
+}
+
+fn close_attempt(
+    conn: &Connection,
+    attempt: AttemptId,
+    outcome: &str,
+    mr: Option<u8>,
+    error: Option<&str>,
+    now_ms: i64,
+) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE out_attempts SET outcome = ?2, mr = ?3, error = ?4, finished_ms = ?5
+         WHERE id = ?1",
+    )
+    .and_then(|mut st| st.execute(params![attempt.0, outcome, mr, error, now_ms]))
+    .map(|_| ())
+    .map_err(StoreError::sql("close attempt"))
+}
+
+/// Records that the modem accepted the part with message reference `mr`.
+pub(crate) fn mark_sent(conn: &Connection, attempt: AttemptId, mr: u8, now_ms: i64) -> Result<()> {
+    let (part, message, modem) = open_attempt(conn, attempt)?;
+    close_attempt(conn, attempt, "sent", Some(mr), None, now_ms)?;
+    conn.prepare_cached(
+        "UPDATE out_parts SET state = 'sent', mr = ?2, sent_ms = ?3, current_attempt = NULL,
+             reason = NULL
+         WHERE id = ?1",
+    )
+    .and_then(|mut st| st.execute(params![part.0, mr, now_ms]))
+    .map_err(StoreError::sql("mark sent"))?;
+    registry::bump_daily(conn, &modem, now_ms, Daily::Sent)?;
+    tracing::debug!(modem, message_id = %message, part = %part, mr, "part sent");
+    refresh(conn, message, now_ms)?;
+    Ok(())
+}
+
+/// Records a failed attempt: back to the queue with a backoff, or failed.
+pub(crate) fn mark_failed(
+    conn: &Connection,
+    retry: &RetryPolicy,
+    attempt: AttemptId,
+    failure: &SendFailure,
+    now_ms: i64,
+) -> Result<FailureOutcome> {
+    let (part, message, modem) = open_attempt(conn, attempt)?;
+    let op = "mark failed";
+    let (attempts, valid_until): (u32, Option<i64>) = conn
+        .prepare_cached(
+            "SELECT p.attempts, m.valid_until_ms FROM out_parts p
+             JOIN out_messages m ON m.id = p.message_id WHERE p.id = ?1",
+        )
+        .and_then(|mut st| st.query_row([part.0], |r| Ok((r.get(0)?, r.get(1)?))))
+        .map_err(StoreError::sql(op))?;
+    let (kind, reason) = match failure {
+        SendFailure::Temporary(r) => ("temporary", r),
+        SendFailure::Permanent(r) => ("permanent", r),
+    };
+    let reason: String = reason.chars().take(500).collect();
+    close_attempt(conn, attempt, kind, None, Some(&reason), now_ms)?;
+    let next = now_ms.saturating_add(retry.delay_ms(attempts));
+    let outcome = match failure {
+        SendFailure::Temporary(_) if valid_until.is_some_and(|v| v <= next) => {
+            FailureOutcome::Expired
+        }
+        SendFailure::Temporary(_) if attempts < retry.max_attempts => FailureOutcome::Retry {
+            next_attempt_ms: next,
+        },
+        _ => FailureOutcome::Failed,
+    };
+    let (state, stored_reason) = match &outcome {
+        FailureOutcome::Retry { .. } => (PartState::Queued, reason.clone()),
+        FailureOutcome::Expired => (
+            PartState::Expired,
+            format!("expired while retrying: {reason}"),
+        ),
+        FailureOutcome::Failed if matches!(failure, SendFailure::Temporary(_)) => (
+            PartState::Failed,
+            format!("gave up after {attempts} attempts: {reason}"),
+        ),
+        FailureOutcome::Failed => (PartState::Failed, reason.clone()),
+    };
+    conn.prepare_cached(
+        "UPDATE out_parts SET state = ?2, reason = ?3, next_attempt_ms = ?4,
+             current_attempt = NULL
+         WHERE id = ?1",
+    )
+    .and_then(|mut st| st.execute(params![part.0, state.as_str(), stored_reason, next]))
+    .map_err(StoreError::sql(op))?;
+    if state == PartState::Failed {
+        registry::bump_daily(conn, &modem, now_ms, Daily::Failed)?;
+    }
+    tracing::info!(modem, message_id = %message, part = %part, attempts, ?outcome,
+        reason = %reason, "send attempt failed");
+    unbind_if_unsent(conn, message)?;
+    refresh(conn, message, now_ms)?;
+    Ok(outcome)
+}
+
+/// Puts parts left `sending` (by a crash, or on a modem that vanished) back
+/// in the queue, flagged maybe-sent: the modem may have sent them before
+/// the outcome was recorded.
+pub(crate) fn requeue_sending(
+    conn: &Connection,
+    modem: Option<&str>,
+    now_ms: i64,
+    why: &str,
+) -> Result<u64> {
+    let mut total = 0;
+    // In chunks, so memory stays bounded however many parts were in flight.
+    loop {
+        let n = requeue_chunk(conn, modem, now_ms, why, 1000)?;
+        total += n;
+        if n < 1000 {
+            return Ok(total);
+        }
+    }
+}
+
+fn requeue_chunk(
+    conn: &Connection,
+    modem: Option<&str>,
+    now_ms: i64,
+    why: &str,
+    limit: u32,
+) -> Result<u64> {
+    let op = "requeue interrupted parts";
+    let rows = conn
+        .prepare_cached(
+            "SELECT id, message_id, current_attempt, modem FROM out_parts
+             WHERE state = 'sending' AND (?1 IS NULL OR modem = ?1)
+             LIMIT ?2",
+        )
+        .and_then(|mut st| {
+            st.query_map(params![modem, limit], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    MessageId(r.get(1)?),
+                    r.get::<_, Option<i64>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(StoreError::sql(op))?;
+    let mut messages = std::collections::BTreeSet::new();
+    for (part, message, attempt, part_modem) in &rows {
+        if let Some(a) = attempt {
+            close_attempt(conn, AttemptId(*a), "interrupted", None, Some(why), now_ms)?;
+        }
+        conn.prepare_cached(
+            "UPDATE out_parts SET state = 'queued', maybe_sent = maybe_sent + 1,
+                 current_attempt = NULL, reason = ?2
+             WHERE id = ?1",
+        )
+        .and_then(|mut st| st.execute(params![part, why]))
+        .map_err(StoreError::sql(op))?;
+        tracing::warn!(modem = part_modem.as_deref().unwrap_or("?"), message_id = %message,
+            part, "part was in flight, outcome unknown: requeued as maybe-sent");
+        messages.insert(*message);
+    }
+    registry::bump(conn, registry::MAYBE_SENT, rows.len() as u64)?;
+    for m in messages {
+        unbind_if_unsent(conn, m)?;
+        refresh(conn, m, now_ms)?;
+    }
+    Ok(rows.len() as u64)
+}
+
+/// Drops the message's modem binding while no part is in flight or sent
+/// (and it is not pinned), so another modem may take it.
+fn unbind_if_unsent(conn: &Connection, message: MessageId) -> Result<()> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE out_messages SET modem = pin_modem
+             WHERE id = ?1 AND modem IS NOT pin_modem AND NOT EXISTS (
+                 SELECT 1 FROM out_parts WHERE message_id = ?1
+                 AND state IN ('sending', 'sent', 'delivered'))",
+        )
+        .and_then(|mut st| st.execute([message.0]))
+        .map_err(StoreError::sql("unbind message"))?;
+    if changed > 0 {
+        sync_binding(conn, message)?;
+    }
+    Ok(())
+}
+
+/// Copies the message's modem binding onto its parts (what claiming
+/// searches by).
+fn sync_binding(conn: &Connection, message: MessageId) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE out_parts SET bound_modem = (SELECT modem FROM out_messages WHERE id = ?1)
+         WHERE message_id = ?1",
+    )
+    .and_then(|mut st| st.execute([message.0]))
+    .map(|_| ())
+    .map_err(StoreError::sql("bind message"))
+}
+
+/// Cancels a message whose parts are all still queued.
+pub(crate) fn cancel(conn: &Connection, id: MessageId, now_ms: i64) -> Result<()> {
+    let state = message_state(conn, id)?;
+    match state {
+        MessageState::Cancelled => return Ok(()),
+        MessageState::Queued => {}
+        state => return Err(StoreError::NotCancellable { id, state }),
+    }
+    conn.prepare_cached(
+        "UPDATE out_parts SET state = 'cancelled', reason = 'cancelled by client'
+         WHERE message_id = ?1 AND state = 'queued'",
+    )
+    .and_then(|mut st| st.execute([id.0]))
+    .map_err(StoreError::sql("cancel"))?;
+    tracing::info!(message_id = %id, "message cancelled");
+    refresh(conn, id, now_ms)?;
+    Ok(())
+}
+
+fn message_state(conn: &Connection, id: MessageId) -> Result<MessageState> {
+    conn.prepare_cached("SELECT state FROM out_messages WHERE id = ?1")
+        .and_then(|mut st| st.query_row([id.0], |r| r.get::<_, String>(0)).optional())
+        .map_err(StoreError::sql("read message state"))?
+        .map(|s| MessageState::parse(&s))
+        .ok_or(StoreError::NotFound {
+            what: "message",
+            id: id.0,
+        })
+}
+
+/// Expires queued parts of messages whose `valid_until` has passed (at most
+/// `limit` messages per call).
+pub(crate) fn expire(conn: &Connection, now_ms: i64, limit: u32) -> Result<u64> {
+    let op = "expire outbound";
+    let ids = conn
+        .prepare_cached(
+            "SELECT id FROM out_messages
+             WHERE valid_until_ms IS NOT NULL AND valid_until_ms <= ?1
+               AND state IN ('queued', 'sending')
+             ORDER BY valid_until_ms LIMIT ?2",
+        )
+        .and_then(|mut st| {
+            st.query_map(params![now_ms, limits::limit(limit)], |r| {
+                r.get::<_, i64>(0)
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(StoreError::sql(op))?;
+    let mut expired = 0;
+    for id in ids {
+        conn.prepare_cached(
+            "UPDATE out_parts SET state = 'expired', reason = 'validity period ended before it was sent'
+             WHERE message_id = ?1 AND state = 'queued'",
+        )
+        .and_then(|mut st| st.execute([id]))
+        .map_err(StoreError::sql(op))?;
+        if refresh(conn, MessageId(id), now_ms)? == Some(MessageState::Expired) {
+            expired += 1;
+        }
+    }
+    Ok(expired)
+}
+
+/// Recomputes a message's state from its parts; on a change, stores it and
+/// logs an event. Returns the new state if it changed.
+pub(crate) fn refresh(
+    conn: &Connection,
+    id: MessageId,
+    now_ms: i64,
+) -> Result<Option<MessageState>> {
+    let op = "update message state";
+    let parts = conn
+        .prepare_cached(
+            "SELECT state, reason FROM out_parts WHERE message_id = ?1 ORDER BY seq LIMIT 256",
+        )
+        .and_then(|mut st| {
+            st.query_map([id.0], |r| {
+                Ok((
+                    PartState::parse(&r.get::<_, String>(0)?),
+                    r.get::<_, Option<String>>(1)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(StoreError::sql(op))?;
+    let state = MessageState::combine(parts.iter().map(|(s, _)| s));
+    let old = message_state(conn, id)?;
+    if state == old {
+        return Ok(None);
+    }
+    let reason = match state {
+        MessageState::Failed | MessageState::Expired | MessageState::Cancelled => parts
+            .iter()
+            .filter(|(s, _)| s.is_final() && *s != PartState::Delivered)
+            .find_map(|(_, r)| r.clone()),
+        _ => None,
+    };
+    conn.prepare_cached(
+        "UPDATE out_messages SET state = ?2, reason = ?3, updated_ms = ?4 WHERE id = ?1",
+    )
+    .and_then(|mut st| st.execute(params![id.0, state.as_str(), reason, now_ms]))
+    .map_err(StoreError::sql(op))?;
+    tracing::info!(message_id = %id, from = %old, to = %state, "message state");
+    events::append(
+        conn,
+        now_ms,
+        &EventKind::MessageState {
+            message: id,
+            state: state.clone(),
+            reason,
+        },
+    )?;
+    Ok(Some(state))
+}
+
+/// A message with its parts.
+pub(crate) fn status(conn: &Connection, id: MessageId) -> Result<OutboundStatus> {
+    let op = "read message";
+    let mut msg = conn
+        .prepare_cached(
+            "SELECT idem_key, recipient, text, state, reason, modem, created_ms, updated_ms,
+                    send_at_ms, valid_until_ms
+             FROM out_messages WHERE id = ?1",
+        )
+        .and_then(|mut st| {
+            st.query_row([id.0], |r| {
+                Ok(OutboundStatus {
+                    id,
+                    idempotency_key: r.get(0)?,
+                    recipient: r.get(1)?,
+                    text: r.get(2)?,
+                    state: MessageState::parse(&r.get::<_, String>(3)?),
+                    reason: r.get(4)?,
+                    modem: r.get(5)?,
+                    created_ms: r.get(6)?,
+                    updated_ms: r.get(7)?,
+                    send_at_ms: r.get(8)?,
+                    valid_until_ms: r.get(9)?,
+                    parts: Vec::new(),
+                })
+            })
+            .optional()
+        })
+        .map_err(StoreError::sql(op))?
+        .ok_or(StoreError::NotFound {
+            what: "message",
+            id: id.0,
+        })?;
+    msg.parts = conn
+        .prepare_cached(
+            "SELECT id, seq, state, reason, attempts, modem, mr, sent_ms, delivered_ms,
+                    next_attempt_ms, maybe_sent
+             FROM out_parts WHERE message_id = ?1 ORDER BY seq LIMIT 255",
+        )
+        .and_then(|mut st| {
+            st.query_map([id.0], |r| {
+                Ok(PartStatus {
+                    id: PartId(r.get(0)?),
+                    seq: r.get(1)?,
+                    state: PartState::parse(&r.get::<_, String>(2)?),
+                    reason: r.get(3)?,
+                    attempts: r.get(4)?,
+                    modem: r.get(5)?,
+                    mr: r.get(6)?,
+                    sent_ms: r.get(7)?,
+                    delivered_ms: r.get(8)?,
+                    next_attempt_ms: r.get(9)?,
+                    maybe_sent: r.get(10)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(StoreError::sql(op))?;
+    Ok(msg)
+}
