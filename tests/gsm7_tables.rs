@@ -34,14 +34,20 @@ fn csv_fields(line: &str) -> Vec<String> {
                 }
             }
         }
+        let mut saw_comma = false;
         for c in chars.by_ref() {
             if c == ',' {
+                saw_comma = true;
                 break;
             }
             field.push(c);
         }
         fields.push(field);
         if chars.peek().is_none() {
+            // A line that ends in a comma has one more, empty, cell.
+            if saw_comma {
+                fields.push(String::new());
+            }
             return fields;
         }
     }
@@ -188,7 +194,11 @@ fn field_vectors_gsm7_and_ucs2() {
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
     for v in field_vectors(&corpus) {
         let kind = field(&v, "field");
-        let value = field(&v, "value");
+        // Other kinds (UDH IEs, addresses) carry structured values and are
+        // checked by the PDU corpus test.
+        let Some(value) = v["value"].as_str() else {
+            continue;
+        };
         match kind {
             "gsm7_packed" => {
                 let packed = hex::decode(field(&v, "hex")).unwrap();
