@@ -117,6 +117,47 @@ pub struct SimSettings {
     pub me_capacity: Option<usize>,
     /// Capacity of status-report storage (`SR`).
     pub sr_capacity: Option<usize>,
+    /// `ATI` answer lines. Placeholders: see [`SimSettings::responses`].
+    #[serde(default)]
+    pub ati: Vec<String>,
+    /// Seconds a reboot (`AT+CFUN=1,1`, a `reboot` fault) keeps the modem
+    /// silent before the boot URCs.
+    pub boot_secs: Option<u64>,
+    /// Unsolicited lines emitted once the SIM is ready (right after the boot
+    /// URCs without a PIN, or after `+CPIN=` succeeds): Quectel
+    /// `+QIND: SMS DONE`, SIMCom `SMS Ready`.
+    #[serde(default)]
+    pub ready_urcs: Vec<String>,
+    /// Vendor (or overridden standard) commands answered with fixed lines
+    /// and `OK`. The key is the command without `AT`, upper case, as the DTE
+    /// sends it (`^SYSINFO`, `+QPINC?`, `+CBC`). Placeholders in the lines:
+    /// `{imei}`, `{imsi}`, `{iccid}`, `{number}`, `{manufacturer}`,
+    /// `{model}`, `{revision}`, `{rssi}`, `{cpin}` (`READY`, `SIM PIN`,
+    /// `SIM PUK`), `{pin_left}`, `{puk_left}`, `{code_left}` (attempts left
+    /// for the code the SIM asks for now, empty when ready).
+    #[serde(default)]
+    pub responses: BTreeMap<String, Vec<String>>,
+    /// Standard commands this family does not know (answered with
+    /// `unknown_reply`), e.g. `+CCID` on modems that only have a vendor form.
+    #[serde(default)]
+    pub unsupported: Vec<String>,
+    /// Index of the first message slot: 1 per TS 27.005, 0 on Huawei.
+    pub index_base: Option<usize>,
+    /// Storage used for all three `+CPMS` memories after power-on.
+    pub default_storage: Option<String>,
+    /// Where status reports are stored when `+CNMI` `<ds>` is 2 (`SR`, or
+    /// `SM`/`ME` on modems without a status-report store).
+    pub status_report_storage: Option<String>,
+    /// `+CNMI` after power-on and `ATZ` (`mode,mt,bm,ds,bfr`).
+    pub cnmi_default: Option<String>,
+    /// Access technology appended to `+COPS?`/`+CREG`/`+CEREG` (0 GSM,
+    /// 2 UTRAN, 7 E-UTRAN, TS 27.007 §7.3); absent: not shown in `+CREG`.
+    pub access_technology: Option<u8>,
+    /// Signal strength `<rssi>` for `+CSQ` (0..=31, TS 27.007 §8.5).
+    pub rssi: Option<u8>,
+    /// Line terminator of answers: `"\r\n"` (V.250), or `"\r\r\n"` on
+    /// some Huawei firmware.
+    pub line_end: Option<String>,
 }
 
 /// A modem family's profile: one file in `hardware/`.
@@ -145,7 +186,12 @@ pub struct Profile {
 }
 
 /// The profiles compiled into the binary, as (file stem, TOML text).
-pub const BUILTIN: &[(&str, &str)] = &[("generic", include_str!("../hardware/generic.toml"))];
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("generic", include_str!("../hardware/generic.toml")),
+    ("huawei", include_str!("../hardware/huawei.toml")),
+    ("quectel", include_str!("../hardware/quectel.toml")),
+    ("simcom", include_str!("../hardware/simcom.toml")),
+];
 
 impl Profile {
     /// Parses one profile from TOML text; `name` is used in errors.

@@ -1,0 +1,461 @@
+//! Building PDUs from text: SMS-SUBMIT for sending (what AT+CMGS takes,
+//! TS 27.005 §3.5.1), and SMS-DELIVER / SMS-STATUS-REPORT as a network would
+//! send them (for the simulator). Text goes in GSM 7-bit when every
+//! character fits the tables in force, else UCS-2, and is split into
+//! concatenated parts (TS 23.040 §9.2.3.24.1) on character boundaries, so an
+//! escape sequence or a surrogate pair is never cut in two.
+
+use std::fmt;
+
+use super::address::Address;
+use super::dcs::{Alphabet, Dcs, MessageClass, ProtocolId};
+use super::error::PduError;
+use super::gsm7::{self, NationalLanguage, Tables};
+use super::status::Status;
+use super::time::{Timestamp, ValidityPeriod};
+use super::tpdu::{Deliver, StatusReport, Submit};
+use super::ucs2;
+use super::ud::{header_septets, Body, UserData, MAX_OCTETS, MAX_SEPTETS};
+use super::udh::{Ie, Ports, Udh};
+
+/// Most parts one message may have (the concat IE counts in one octet).
+pub const MAX_PARTS: usize = 255;
+
+/// One encoded PDU, ready for AT+CMGS / +CMT: the SMSC field (`00` when
+/// none) followed by the TPDU, and the TPDU's length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedPdu {
+    /// Octets of the TPDU alone: the `<length>` of AT+CMGS (TS 27.005
+    /// §3.5.1).
+    pub tpdu_len: usize,
+    /// SMSC field and TPDU.
+    pub octets: Vec<u8>,
+}
+
+impl EncodedPdu {
+    /// The octets in upper-case hex, as typed after the `> ` prompt.
+    pub fn hex(&self) -> String {
+        hex::encode_upper(&self.octets)
+    }
+}
+
+impl fmt::Display for EncodedPdu {
+    /// `<TPDU length> <hex>`, the CLI's line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.tpdu_len, self.hex())
+    }
+}
+
+/// Options of [`encode_submit`].
+#[derive(Debug, Clone, Default)]
+pub struct SubmitOptions {
+    /// SMSC to put in the PDU; `None` writes `00` (use the SIM's).
+    pub smsc: Option<Address>,
+    /// TP-SRR: ask for a status report.
+    pub status_report: bool,
+    /// Message class; `Some(Class0)` is a flash message.
+    pub class: Option<MessageClass>,
+    /// TP-VP in any of its formats.
+    pub validity: Option<ValidityPeriod>,
+    /// TP-RD: the SC rejects a duplicate of a message it still holds.
+    pub reject_duplicates: bool,
+    /// Use UCS-2 even when the text fits GSM 7-bit.
+    pub force_ucs2: bool,
+    /// National languages whose shift tables may be used (signalled with IEI
+    /// 0x24/0x25); empty means the default alphabet only.
+    pub national: Vec<NationalLanguage>,
+    /// Concatenation reference for multipart messages (the low 8 bits unless
+    /// `ref16`).
+    pub reference: u16,
+    /// Use the 16-bit reference element (IEI 0x08).
+    pub ref16: bool,
+    /// TP-MR (most modems replace it with their own counter).
+    pub message_reference: u8,
+}
+
+/// Options of [`encode_deliver`] and [`encode_deliver_data`].
+#[derive(Debug, Clone)]
+pub struct DeliverOptions {
+    /// SMSC written in front; `None` writes `00`.
+    pub smsc: Option<Address>,
+    /// TP-SCTS (the codec has no clock: the caller passes the time).
+    pub scts: Timestamp,
+    /// Message class; `Some(Class0)` is a flash message.
+    pub class: Option<MessageClass>,
+    /// Use UCS-2 even when the text fits GSM 7-bit.
+    pub force_ucs2: bool,
+    /// National languages whose shift tables may be used.
+    pub national: Vec<NationalLanguage>,
+    /// Concatenation reference.
+    pub reference: u16,
+    /// Use the 16-bit reference element.
+    pub ref16: bool,
+    /// TP-PID.
+    pub pid: u8,
+    /// TP-SRI: the sender asked for a status report.
+    pub status_report_indication: bool,
+    /// Application ports (IEI 0x04/0x05), e.g. for WAP push.
+    pub ports: Option<Ports>,
+}
+
+impl Default for DeliverOptions {
+    fn default() -> Self {
+        DeliverOptions {
+            smsc: None,
+            scts: Timestamp::new(0, 1, 1, 0, 0, 0, 0),
+            class: None,
+            force_ucs2: false,
+            national: Vec::new(),
+            reference: 0,
+            ref16: false,
+            pid: 0,
+            status_report_indication: false,
+            ports: None,
+        }
+    }
+}
+
+/// Text cut into parts, each already in its alphabet.
+#[derive(Debug, Clone)]
+struct Split {
+    alphabet: Alphabet,
+    tables: Tables,
+    /// Septets (GSM 7-bit) or octets (UCS-2 / 8-bit) of each part.
+    parts: Vec<Vec<u8>>,
+    /// The text of each part (empty for data).
+    texts: Vec<String>,
+}
+
+/// Octets the national language elements take for `tables`.
+fn shift_ie_octets(tables: Tables) -> usize {
+    3 * (usize::from(tables.locking != NationalLanguage::Default)
+        + usize::from(tables.single != NationalLanguage::Default))
+}
+
+/// Cuts `text` into pieces of at most `cap` units, where `prefix` gives the
+/// byte length of the longest prefix that fits (whole characters only, so
+/// escapes and surrogate pairs stay together).
+fn chunks(text: &str, cap: usize, prefix: impl Fn(&str, usize) -> usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        // A cap below the widest character would stall; take one char then.
+        let n = match prefix(rest, cap) {
+            0 => rest.chars().next().map_or(rest.len(), char::len_utf8),
+            n => n,
+        };
+        let (head, tail) = rest.split_at(n);
+        out.push(head.to_owned());
+        rest = tail;
+    }
+    if out.is_empty() {
+        out.push(String::new());
+    }
+    out
+}
+
+/// Septet capacity of one part whose header has `hdr` octets (0: none).
+fn septet_cap(hdr: usize) -> usize {
+    if hdr == 0 {
+        MAX_SEPTETS
+    } else {
+        MAX_SEPTETS - header_septets(hdr + 1).0
+    }
+}
+
+/// Octet capacity of one part whose header has `hdr` octets (0: none).
+fn octet_cap(hdr: usize) -> usize {
+    if hdr == 0 {
+        MAX_OCTETS
+    } else {
+        MAX_OCTETS - (hdr + 1)
+    }
+}
+
+fn split_text(
+    text: &str,
+    force_ucs2: bool,
+    allowed: &[NationalLanguage],
+    ref16: bool,
+    extra_hdr: usize,
+) -> Result<Split, PduError> {
+    let concat_ie = if ref16 { 6 } else { 5 };
+    let tables = if force_ucs2 {
+        None
+    } else {
+        gsm7::best_tables(text, allowed)
+    };
+    let chunks = match tables {
+        Some(t) => {
+            let fixed = shift_ie_octets(t) + extra_hdr;
+            let total = gsm7::septet_count(text, t).unwrap_or(usize::MAX);
+            if total <= septet_cap(fixed) {
+                vec![text.to_owned()]
+            } else {
+                // best_tables guarantees every character encodes.
+                chunks(text, septet_cap(fixed + concat_ie), |s, n| {
+                    gsm7::prefix_len(s, t, n).unwrap_or(s.len())
+                })
+            }
+        }
+        None => {
+            if ucs2::unit_count(text) * 2 <= octet_cap(extra_hdr) {
+                vec![text.to_owned()]
+            } else {
+                chunks(text, octet_cap(extra_hdr + concat_ie) / 2, ucs2::prefix_len)
+            }
+        }
+    };
+    if chunks.len() > MAX_PARTS {
+        return Err(PduError::encode(
+            "text",
+            format!("needs {} parts, more than {MAX_PARTS}", chunks.len()),
+        ));
+    }
+    let mut parts = Vec::with_capacity(chunks.len());
+    for chunk in &chunks {
+        parts.push(match tables {
+            Some(t) => {
+                gsm7::encode(chunk, t).map_err(|e| PduError::encode("text", e.to_string()))?
+            }
+            None => ucs2::encode(chunk),
+        });
+    }
+    Ok(Split {
+        alphabet: if tables.is_some() {
+            Alphabet::Gsm7
+        } else {
+            Alphabet::Ucs2
+        },
+        tables: tables.unwrap_or_default(),
+        parts,
+        texts: chunks,
+    })
+}
+
+/// The header of part `seq` (from 1) of `total`, or `None` when nothing
+/// needs signalling.
+fn part_header(
+    seq: usize,
+    total: usize,
+    reference: u16,
+    ref16: bool,
+    tables: Tables,
+    ports: Option<Ports>,
+) -> Option<Udh> {
+    let mut ies = Vec::new();
+    if total > 1 {
+        // MAX_PARTS keeps these within a u8.
+        let (total, seq) = (total.min(MAX_PARTS) as u8, seq.min(MAX_PARTS) as u8);
+        ies.push(if ref16 {
+            Ie::Concat16 {
+                reference,
+                total,
+                seq,
+            }
+        } else {
+            Ie::Concat8 {
+                reference: (reference & 0xFF) as u8,
+                total,
+                seq,
+            }
+        });
+    }
+    if let Some(p) = ports {
+        ies.push(if p.bits == 8 && p.dst <= 0xFF && p.src <= 0xFF {
+            Ie::Ports8 {
+                dst: p.dst as u8,
+                src: p.src as u8,
+            }
+        } else {
+            Ie::Ports16 {
+                dst: p.dst,
+                src: p.src,
+            }
+        });
+    }
+    if tables.locking != NationalLanguage::Default {
+        ies.push(Ie::LockingShift(tables.locking.code()));
+    }
+    if tables.single != NationalLanguage::Default {
+        ies.push(Ie::SingleShift(tables.single.code()));
+    }
+    (!ies.is_empty()).then_some(Udh { ies })
+}
+
+fn ports_ie_octets(ports: Option<Ports>) -> usize {
+    match ports {
+        Some(p) if p.bits == 8 && p.dst <= 0xFF && p.src <= 0xFF => 4,
+        Some(_) => 6,
+        None => 0,
+    }
+}
+
+fn finish(smsc: Option<&Address>, tpdu: &[u8]) -> Result<EncodedPdu, PduError> {
+    let mut octets = Vec::with_capacity(tpdu.len() + 12);
+    match smsc {
+        Some(a) => a
+            .encode_smsc(&mut octets)
+            .map_err(|e| PduError::encode("SMSC", e))?,
+        None => octets.push(0),
+    }
+    octets.extend_from_slice(tpdu);
+    Ok(EncodedPdu {
+        tpdu_len: tpdu.len(),
+        octets,
+    })
+}
+
+fn user_data(split: &Split, i: usize, header: Option<Udh>) -> UserData {
+    let body = match split.alphabet {
+        Alphabet::Data8 => Body::Data(split.parts.get(i).cloned().unwrap_or_default()),
+        _ => Body::Text(split.texts.get(i).cloned().unwrap_or_default()),
+    };
+    UserData {
+        udl: 0,
+        header,
+        body,
+        tables: split.tables,
+    }
+}
+
+/// Encodes `text` to `to` as one or more SMS-SUBMIT PDUs, in order.
+pub fn encode_submit(
+    to: &Address,
+    text: &str,
+    opts: &SubmitOptions,
+) -> Result<Vec<EncodedPdu>, PduError> {
+    let split = split_text(text, opts.force_ucs2, &opts.national, opts.ref16, 0)?;
+    let dcs = Dcs::general(split.alphabet, opts.class);
+    let total = split.parts.len();
+    let mut out = Vec::with_capacity(total);
+    for i in 0..total {
+        let header = part_header(i + 1, total, opts.reference, opts.ref16, split.tables, None);
+        let submit = Submit {
+            first_octet: 0x01,
+            reject_duplicates: opts.reject_duplicates,
+            status_report_request: opts.status_report,
+            reply_path: false,
+            message_reference: opts.message_reference,
+            destination: to.clone(),
+            pid: ProtocolId(0),
+            dcs,
+            validity: opts.validity,
+            user_data: user_data(&split, i, header),
+        };
+        let mut tpdu = Vec::with_capacity(176);
+        submit.encode(&mut tpdu)?;
+        out.push(finish(opts.smsc.as_ref(), &tpdu)?);
+    }
+    Ok(out)
+}
+
+fn deliver_parts(
+    from: &Address,
+    split: &Split,
+    opts: &DeliverOptions,
+) -> Result<Vec<EncodedPdu>, PduError> {
+    let dcs = match (split.alphabet, opts.class) {
+        // 8-bit data with a class: coding group 1111 (TS 23.038 §4).
+        (Alphabet::Data8, Some(c)) => Dcs::from_octet(0xF4 | c.number()),
+        (a, c) => Dcs::general(a, c),
+    };
+    let total = split.parts.len();
+    let mut out = Vec::with_capacity(total);
+    for i in 0..total {
+        let header = part_header(
+            i + 1,
+            total,
+            opts.reference,
+            opts.ref16,
+            split.tables,
+            opts.ports,
+        );
+        let deliver = Deliver {
+            first_octet: 0x04,
+            more_messages: false,
+            status_report_indication: opts.status_report_indication,
+            reply_path: false,
+            originator: from.clone(),
+            pid: ProtocolId(opts.pid),
+            dcs,
+            scts: opts.scts,
+            user_data: user_data(split, i, header),
+        };
+        let mut tpdu = Vec::with_capacity(176);
+        deliver.encode(&mut tpdu)?;
+        out.push(finish(opts.smsc.as_ref(), &tpdu)?);
+    }
+    Ok(out)
+}
+
+/// Encodes `text` from `from` as one or more SMS-DELIVER PDUs, in order
+/// (the caller may hand them out in any order to test reassembly).
+pub fn encode_deliver(
+    from: &Address,
+    text: &str,
+    opts: &DeliverOptions,
+) -> Result<Vec<EncodedPdu>, PduError> {
+    let extra = ports_ie_octets(opts.ports);
+    let split = split_text(text, opts.force_ucs2, &opts.national, opts.ref16, extra)?;
+    deliver_parts(from, &split, opts)
+}
+
+/// Encodes 8-bit `data` from `from` as SMS-DELIVER PDUs (split into parts
+/// of up to 134 octets, or 140 when it fits one).
+pub fn encode_deliver_data(
+    from: &Address,
+    data: &[u8],
+    opts: &DeliverOptions,
+) -> Result<Vec<EncodedPdu>, PduError> {
+    let extra = ports_ie_octets(opts.ports);
+    let concat_ie = if opts.ref16 { 6 } else { 5 };
+    let parts: Vec<Vec<u8>> = if data.len() <= octet_cap(extra) {
+        vec![data.to_vec()]
+    } else {
+        data.chunks(octet_cap(extra + concat_ie))
+            .map(<[u8]>::to_vec)
+            .collect()
+    };
+    if parts.len() > MAX_PARTS {
+        return Err(PduError::encode(
+            "data",
+            format!("needs {} parts, more than {MAX_PARTS}", parts.len()),
+        ));
+    }
+    let split = Split {
+        alphabet: Alphabet::Data8,
+        tables: Tables::default(),
+        texts: vec![String::new(); parts.len()],
+        parts,
+    };
+    deliver_parts(from, &split, opts)
+}
+
+/// Encodes an SMS-STATUS-REPORT about message `mr` sent to `recipient`.
+pub fn encode_status_report(
+    smsc: Option<&Address>,
+    mr: u8,
+    recipient: &Address,
+    scts: Timestamp,
+    discharge_time: Timestamp,
+    status: Status,
+) -> Result<EncodedPdu, PduError> {
+    let report = StatusReport {
+        first_octet: 0x06,
+        more_messages: false,
+        for_command: false,
+        message_reference: mr,
+        recipient: recipient.clone(),
+        scts,
+        discharge_time,
+        status,
+        parameter_indicator: None,
+        pid: None,
+        dcs: None,
+        user_data: None,
+    };
+    let mut tpdu = Vec::with_capacity(32);
+    report.encode(&mut tpdu)?;
+    finish(smsc, &tpdu)
+}

@@ -1,0 +1,765 @@
+//! `smsgate sim` driven from outside, as a DTE would: the real binary, real
+//! pseudo-terminals opened through the `DIR/modemK` links with raw termios,
+//! AT commands byte by byte, and `smsgate sim ctl` for the control socket.
+//!
+//! Every wait reads with a timeout until the expected bytes arrive; no test
+//! relies on a sleep for correctness. (The only fixed waits are for the
+//! *absence* of an answer from a hung modem, which cannot be observed any
+//! other way.)
+
+mod common;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_smsgate");
+
+/// Generous: the machine is shared and slow; a pass is usually instant.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A running `smsgate sim`, stopped (SIGTERM) on drop.
+struct Sim {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    ready: Value,
+}
+
+impl Sim {
+    fn start(extra: &[&str]) -> Sim {
+        let dir = tempfile::tempdir().unwrap();
+        let log = File::create(dir.path().join("sim.log")).unwrap();
+        let mut child = Command::new(BIN)
+            .arg("sim")
+            .arg("--dir")
+            .arg(dir.path())
+            .args(extra)
+            .env("SMSGATE_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the simulator never blocks on stdout.
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(WAIT) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "no ready line; log:\n{}",
+                    std::fs::read_to_string(dir.path().join("sim.log")).unwrap_or_default()
+                );
+            }
+        };
+        let ready: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(ready["ready"], true, "{line}");
+        Sim {
+            child: Some(child),
+            dir,
+            ready,
+        }
+    }
+
+    fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn link(&self, k: usize) -> PathBuf {
+        self.dir().join(format!("modem{k}"))
+    }
+
+    fn number(&self, k: usize) -> String {
+        self.ready["modems"][k]["number"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// `smsgate sim ctl --dir DIR args...`: the JSON lines printed, or the
+    /// stderr text on failure.
+    fn ctl(&self, args: &[&str]) -> Result<Vec<Value>, String> {
+        let out = Command::new(BIN)
+            .arg("sim")
+            .arg("ctl")
+            .arg("--dir")
+            .arg(self.dir())
+            .args(args)
+            .output()
+            .unwrap();
+        if out.status.success() {
+            Ok(String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    fn ctl_ok(&self, args: &[&str]) -> Vec<Value> {
+        self.ctl(args)
+            .unwrap_or_else(|e| panic!("sim ctl {args:?} failed: {e}\nlog:\n{}", self.log()))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir().join("sim.log")).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "simulator did not exit on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A serial device opened the way a DTE opens one.
+struct Dev {
+    file: File,
+    buf: Vec<u8>,
+}
+
+impl Dev {
+    fn open(path: &Path) -> Dev {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc_flags())
+            .open(path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        let mut tio = nix::sys::termios::tcgetattr(file.as_fd()).unwrap();
+        nix::sys::termios::cfmakeraw(&mut tio);
+        nix::sys::termios::tcsetattr(file.as_fd(), nix::sys::termios::SetArg::TCSANOW, &tio)
+            .unwrap();
+        Dev {
+            file,
+            buf: Vec::new(),
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.file.write_all(bytes).unwrap();
+    }
+
+    /// Reads whatever arrives within `timeout` into the buffer; Err on a
+    /// read error (an unplugged port).
+    fn fill(&mut self, timeout: Duration) -> std::io::Result<usize> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let ms = timeout.as_millis().min(60_000) as u16;
+        let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
+        let n = poll(&mut fds, PollTimeout::from(ms)).map_err(std::io::Error::from)?;
+        if n == 0 {
+            return Ok(0);
+        }
+        let mut chunk = [0u8; 4096];
+        match self.file.read(&mut chunk) {
+            Ok(0) => Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "eof",
+            )),
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                Ok(n)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads until the buffer contains `needle`; returns everything up to
+    /// and including it, leaving the rest buffered.
+    fn read_until(&mut self, needle: &str, timeout: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(pos) = find(&self.buf, needle.as_bytes()) {
+                let end = pos + needle.len();
+                let got: Vec<u8> = self.buf.drain(..end).collect();
+                return Ok(String::from_utf8_lossy(&got).into_owned());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "timed out waiting for {needle:?}; got {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                ));
+            }
+            self.fill(left.min(Duration::from_millis(200)))
+                .map_err(|e| format!("read error waiting for {needle:?}: {e}"))?;
+        }
+    }
+
+    /// Sends `cmd` + CR and reads up to its final result (OK, ERROR,
+    /// +CME/+CMS ERROR); returns the whole answer.
+    fn at(&mut self, cmd: &str) -> String {
+        self.write(format!("{cmd}\r").as_bytes());
+        self.final_result(WAIT)
+            .unwrap_or_else(|e| panic!("{cmd}: {e}"))
+    }
+
+    fn final_result(&mut self, timeout: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = String::from_utf8_lossy(&self.buf).into_owned();
+            for fin in ["\r\nOK\r\n", "\r\nERROR\r\n"] {
+                if let Some(pos) = text.find(fin) {
+                    let end = pos + fin.len();
+                    self.buf.drain(..end);
+                    return Ok(text[..end].to_string());
+                }
+            }
+            for prefix in ["+CME ERROR:", "+CMS ERROR:"] {
+                if let Some(pos) = text.find(prefix) {
+                    if let Some(nl) = text[pos..].find("\r\n") {
+                        let end = pos + nl + 2;
+                        self.buf.drain(..end);
+                        return Ok(text[..end].to_string());
+                    }
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!("no final result; got {text:?}"));
+            }
+            self.fill(left.min(Duration::from_millis(200)))
+                .map_err(|e| format!("read error: {e}"))?;
+        }
+    }
+
+    /// Sends one PDU with `AT+CMGS` (prompt, PDU, Ctrl-Z) and returns the answer.
+    fn cmgs(&mut self, pdu_hex: &str) -> String {
+        let tpdu_len = pdu_hex.len() / 2 - 1; // minus the "00" SMSC field
+        self.write(format!("AT+CMGS={tpdu_len}\r").as_bytes());
+        self.read_until("> ", WAIT).unwrap();
+        self.write(format!("{pdu_hex}\x1a").as_bytes());
+        self.final_result(WAIT).unwrap()
+    }
+}
+
+fn libc_flags() -> i32 {
+    (nix::fcntl::OFlag::O_NOCTTY | nix::fcntl::OFlag::O_NONBLOCK).bits()
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A modem ready for SMS in PDU mode: echo off, verbose errors,
+/// new messages stored and indicated (+CMTI), reports routed (+CDS).
+fn setup(dev: &mut Dev) {
+    let r = dev.at("ATE0");
+    assert!(r.ends_with("OK\r\n"), "{r}");
+    for cmd in ["AT+CMEE=1", "AT+CMGF=0", "AT+CNMI=2,1,0,1,0"] {
+        let r = dev.at(cmd);
+        assert!(r.ends_with("OK\r\n"), "{cmd}: {r}");
+    }
+}
+
+/// The BCD semi-octets of an address's digits (TS 23.040 §9.1.2.3).
+fn bcd(number: &str) -> String {
+    let d: Vec<char> = number.trim_start_matches('+').chars().collect();
+    let mut out = String::new();
+    for pair in d.chunks(2) {
+        out.push(*pair.get(1).unwrap_or(&'F'));
+        out.push(pair[0]);
+    }
+    out
+}
+
+/// An SMS-SUBMIT to an international `to` with GSM 7-bit "hello", written
+/// from TS 23.040 §9.2.2.2 by hand: first octet (MTI=01, VPF=10 relative,
+/// SRR as asked), MR 0, DA, PID 0, DCS 0, VP 0xAA (4 days), UDL 5, UD.
+fn submit_hello(to: &str, report: bool) -> String {
+    let first = if report { "31" } else { "11" };
+    let digits = to.trim_start_matches('+').len();
+    format!("00{first}00{digits:02X}91{}0000AA05E8329BFD06", bcd(to))
+}
+
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The index in a `+CMTI: "ME",3` line.
+fn cmti_index(text: &str) -> u32 {
+    let line = text.lines().find(|l| l.starts_with("+CMTI:")).unwrap();
+    line.rsplit(',').next().unwrap().trim().parse().unwrap()
+}
+
+/// The PDU line that follows the `+CMGR:` header.
+fn cmgr_pdu(answer: &str) -> String {
+    let mut lines = answer.lines().skip_while(|l| !l.starts_with("+CMGR:"));
+    lines.next().expect("+CMGR header");
+    lines.next().expect("PDU line").trim().to_string()
+}
+
+#[test]
+fn ready_line_and_modems_list_identities_and_links() {
+    let sim = Sim::start(&["--modems", "2"]);
+    let modems = sim.ctl_ok(&["modems"]);
+    assert_eq!(modems.len(), 2);
+    for (k, m) in modems.iter().enumerate() {
+        assert_eq!(m["modem"], k);
+        assert_eq!(m["number"], format!("+1555000000{k}"));
+        assert_eq!(m["imei"].as_str().unwrap().len(), 15);
+        assert!(m["iccid"].as_str().unwrap().starts_with("89"));
+        assert_eq!(m["link"], sim.link(k).to_str().unwrap());
+        assert_eq!(m["state"], "running");
+        assert_eq!(m["profile"], "generic");
+        assert_eq!(m["storage"]["sm"][0], 0, "{m}");
+        assert!(std::fs::read_link(sim.link(k)).is_ok());
+    }
+    assert_eq!(sim.ready["modems"][1]["imei"], modems[1]["imei"]);
+    // The device answers identification like a modem.
+    let mut dev = Dev::open(&sim.link(0));
+    dev.at("ATE0");
+    let imei = modems[0]["imei"].as_str().unwrap();
+    let r = dev.at("AT+CGSN");
+    assert!(r.contains(imei), "{r}");
+    let r = dev.at("AT+CIMI");
+    assert!(r.contains(modems[0]["imsi"].as_str().unwrap()), "{r}");
+    let r = dev.at("AT+CGMI");
+    assert!(r.ends_with("OK\r\n"), "{r}");
+}
+
+#[test]
+fn message_between_modems_arrives_as_cmti_and_reads_back() {
+    let sim = Sim::start(&["--modems", "2"]);
+    let mut m0 = Dev::open(&sim.link(0));
+    let mut m1 = Dev::open(&sim.link(1));
+    setup(&mut m0);
+    setup(&mut m1);
+    let r = m0.cmgs(&submit_hello(&sim.number(1), false));
+    assert!(r.contains("+CMGS:") && r.ends_with("OK\r\n"), "{r}");
+    let urc = m1
+        .read_until("\r\n+CMTI:", WAIT)
+        .and_then(|_| m1.read_until("\r\n", WAIT));
+    let idx = cmti_index(&format!("+CMTI:{}", urc.unwrap()));
+    let r = m1.at(&format!("AT+CMGR={idx}"));
+    let pdu = cmgr_pdu(&r);
+    // SMSC field, then an SMS-DELIVER from modem0's number with "hello".
+    let decoded = smsgate::pdu::decode_hex(&pdu, Default::default()).unwrap();
+    assert_eq!(decoded.smsc.unwrap().to_string(), "+15559990000");
+    let smsgate::pdu::Tpdu::Deliver(d) = decoded.tpdu else {
+        panic!("not an SMS-DELIVER: {pdu}")
+    };
+    assert_eq!(d.originator.to_string(), sim.number(0));
+    assert_eq!(d.user_data.text(), Some("hello"));
+    assert!(pdu.ends_with("05E8329BFD06"), "same UD: {pdu}");
+    // The outbox records it as a modem-to-modem message.
+    let out = sim.ctl_ok(&["outbox"]);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0]["modem"], 0);
+    assert_eq!(out[0]["to"], sim.number(1));
+    assert_eq!(out[0]["to_modem"], 1);
+    assert_eq!(out[0]["text"], "hello");
+}
+
+#[test]
+fn message_to_outside_is_in_the_outbox_with_a_status_report() {
+    let sim = Sim::start(&["--modems", "1", "--report-delay", "300ms"]);
+    let mut m0 = Dev::open(&sim.link(0));
+    setup(&mut m0);
+    let r = m0.cmgs(&submit_hello("+4915112345678", true));
+    assert!(r.contains("+CMGS:"), "{r}");
+    let out = wait_for("outbox entry", || {
+        let o = sim.ctl_ok(&["outbox"]);
+        (!o.is_empty()).then_some(o)
+    });
+    assert_eq!(out[0]["to"], "+4915112345678");
+    assert_eq!(out[0]["text"], "hello");
+    assert_eq!(out[0]["parts"], 1);
+    assert_eq!(out[0]["report_requested"], true);
+    assert_eq!(out[0]["to_modem"], Value::Null);
+    assert!(out[0]["time"].as_str().unwrap().contains('T'));
+    // +CNMI ds=1: the report is routed as +CDS: <len> + PDU, after the delay.
+    let report = read_cds(&mut m0);
+    assert_eq!(report.message_reference, cmgs_mr(&r));
+    assert_eq!(report.recipient.to_string(), "+4915112345678");
+    assert_eq!(report.status.0, 0, "delivered");
+}
+
+#[test]
+fn status_report_for_a_message_between_modems() {
+    let sim = Sim::start(&["--modems", "2", "--report-delay", "100ms"]);
+    let mut m0 = Dev::open(&sim.link(0));
+    let mut m1 = Dev::open(&sim.link(1));
+    setup(&mut m0);
+    setup(&mut m1);
+    let r = m0.cmgs(&submit_hello(&sim.number(1), true));
+    m1.read_until("+CMTI:", WAIT).unwrap();
+    let report = read_cds(&mut m0);
+    assert_eq!(report.message_reference, cmgs_mr(&r));
+    assert_eq!(report.recipient.to_string(), sim.number(1));
+}
+
+/// The TP-MR in a `+CMGS: <mr>` answer.
+fn cmgs_mr(answer: &str) -> u8 {
+    let line = answer.lines().find(|l| l.starts_with("+CMGS:")).unwrap();
+    line["+CMGS:".len()..].trim().parse().unwrap()
+}
+
+/// Reads a `+CDS: <len>` URC and its PDU line and decodes the report.
+fn read_cds(dev: &mut Dev) -> smsgate::pdu::StatusReport {
+    dev.read_until("+CDS:", WAIT).unwrap();
+    dev.read_until("\r\n", WAIT).unwrap();
+    let pdu = dev.read_until("\r\n", WAIT).unwrap();
+    let decoded = smsgate::pdu::decode_hex(pdu.trim(), Default::default()).unwrap();
+    match decoded.tpdu {
+        smsgate::pdu::Tpdu::StatusReport(r) => r,
+        other => panic!("not a status report: {other:?}"),
+    }
+}
+
+#[test]
+fn injected_message_arrives_as_cmti() {
+    let sim = Sim::start(&["--modems", "1"]);
+    let mut m0 = Dev::open(&sim.link(0));
+    setup(&mut m0);
+    let inj = sim.ctl_ok(&[
+        "inject",
+        "--modem",
+        "0",
+        "--from",
+        "+4915112345678",
+        "--text",
+        "hi there",
+    ]);
+    assert_eq!(inj[0]["parts"], 1);
+    assert_eq!(inj[0]["delivered"], true);
+    m0.read_until("+CMTI:", WAIT).unwrap();
+    let line = m0.read_until("\r\n", WAIT).unwrap();
+    let idx: u32 = line.rsplit(',').next().unwrap().trim().parse().unwrap();
+    let r = m0.at(&format!("AT+CMGR={idx}"));
+    let pdu = cmgr_pdu(&r);
+    let decoded = smsgate::pdu::decode_hex(&pdu, Default::default()).unwrap();
+    let smsgate::pdu::Tpdu::Deliver(d) = decoded.tpdu else {
+        panic!("not an SMS-DELIVER: {pdu}")
+    };
+    assert_eq!(d.originator.to_string(), "+4915112345678");
+    assert_eq!(d.user_data.text(), Some("hi there"));
+}
+
+#[test]
+fn multipart_injection_delivers_every_part() {
+    let sim = Sim::start(&["--modems", "1"]);
+    let mut m0 = Dev::open(&sim.link(0));
+    setup(&mut m0);
+    let inj = sim.ctl_ok(&[
+        "inject",
+        "--modem",
+        "0",
+        "--from",
+        "+4915112345678",
+        "--text",
+        "abcdef",
+        "--parts",
+        "3",
+        "--out-of-order",
+    ]);
+    assert_eq!(inj[0]["parts"], 3);
+    // All three indications first: a command's answer would swallow them.
+    let mut indices = Vec::new();
+    for _ in 0..3 {
+        m0.read_until("+CMTI:", WAIT).unwrap();
+        let line = m0.read_until("\r\n", WAIT).unwrap();
+        indices.push(
+            line.rsplit(',')
+                .next()
+                .unwrap()
+                .trim()
+                .parse::<u32>()
+                .unwrap(),
+        );
+    }
+    let mut parts = Vec::new();
+    for idx in indices {
+        let r = m0.at(&format!("AT+CMGR={idx}"));
+        let decoded = smsgate::pdu::decode_hex(&cmgr_pdu(&r), Default::default()).unwrap();
+        let smsgate::pdu::Tpdu::Deliver(d) = decoded.tpdu else {
+            panic!("not a deliver")
+        };
+        let c = d.user_data.header.as_ref().unwrap().concat().unwrap();
+        parts.push((c.seq, d.user_data.text().unwrap().to_string()));
+    }
+    // Delivered last-first; in sequence order they spell the text.
+    assert_eq!(parts.iter().map(|p| p.0).collect::<Vec<_>>(), vec![3, 2, 1]);
+    parts.sort();
+    assert_eq!(parts.into_iter().map(|p| p.1).collect::<String>(), "abcdef");
+}
+
+#[test]
+fn device_survives_close_and_reopen() {
+    let sim = Sim::start(&["--modems", "1"]);
+    for round in 0..3 {
+        let mut dev = Dev::open(&sim.link(0));
+        dev.at("ATE0");
+        let r = dev.at("AT");
+        assert!(r.ends_with("OK\r\n"), "round {round}: {r}");
+        drop(dev);
+    }
+}
+
+#[test]
+fn ctl_errors_are_clear_and_nonzero() {
+    let sim = Sim::start(&["--modems", "1"]);
+    let e = sim.ctl(&["hang", "--modem", "7"]).unwrap_err();
+    assert!(e.starts_with("error:") && e.contains("no modem 7"), "{e}");
+    let e = sim
+        .ctl(&["cms-error", "--modem", "0", "--rate", "2", "500"])
+        .unwrap_err();
+    assert!(e.contains("rate"), "{e}");
+    let e = sim
+        .ctl(&["inject", "--modem", "0", "--from", "nobody", "--text", "x"])
+        .unwrap_err();
+    assert!(e.contains("--from"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["sim", "ctl", "--dir"])
+        .arg(dir.path())
+        .arg("modems")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the simulator"));
+}
+
+#[test]
+fn bad_flags_and_unwritable_dir_fail_with_a_message() {
+    let out = Command::new(BIN)
+        .args(["sim", "--dir", "/proc/smsgate-nope", "--modems", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("error:") && err.contains("/proc/smsgate-nope"),
+        "{err}"
+    );
+    let out = Command::new(BIN)
+        .args(["sim", "--dir", "/tmp/x", "--latency", "soon"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--latency"));
+}
+
+#[test]
+fn sigterm_removes_links_and_socket_and_exits_zero() {
+    let mut sim = Sim::start(&["--modems", "2"]);
+    let sock = sim.dir().join("sim.sock");
+    assert!(sock.exists());
+    let st = sim.terminate();
+    assert!(st.success(), "{st:?}");
+    assert!(!sock.exists());
+    for k in 0..2 {
+        assert!(
+            std::fs::symlink_metadata(sim.link(k)).is_err(),
+            "link {k} left behind"
+        );
+    }
+}
+
+#[test]
+fn unplug_and_replug() {
+    let sim = Sim::start(&["--modems", "1"]);
+    let mut dev = Dev::open(&sim.link(0));
+    dev.at("ATE0");
+    let old_tty = std::fs::read_link(sim.link(0)).unwrap();
+    let r = sim.ctl_ok(&["unplug", "--modem", "0"]);
+    assert_eq!(r[0]["state"], "unplugged");
+    assert!(std::fs::symlink_metadata(sim.link(0)).is_err(), "link gone");
+    // The open descriptor now fails, as on a USB pull (EIO or hang-up);
+    // the write itself may already fail.
+    let _ = dev.file.write_all(b"AT\r");
+    let mut failed = false;
+    for _ in 0..50 {
+        if dev.fill(Duration::from_millis(100)).is_err() {
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed, "the open fd keeps working after unplug");
+    drop(dev);
+    let r = sim.ctl_ok(&["replug", "--modem", "0"]);
+    assert_eq!(
+        r[0]["state"], "rebooting",
+        "power came back: the modem boots"
+    );
+    let new_tty = std::fs::read_link(sim.link(0)).unwrap();
+    assert_eq!(r[0]["tty"], new_tty.to_str().unwrap());
+    let _ = old_tty; // the node may or may not be reused
+    let mut dev = Dev::open(&sim.link(0));
+    // The modem boots after a replug; it answers once it is up.
+    let r = wait_for("modem to answer after replug", || {
+        dev.write(b"AT\r");
+        dev.final_result(Duration::from_millis(500)).ok()
+    });
+    assert!(r.ends_with("OK\r\n"), "{r}");
+}
+
+#[test]
+fn hang_stops_answers_until_cleared() {
+    let sim = Sim::start(&["--modems", "2"]);
+    let mut dev = Dev::open(&sim.link(0));
+    dev.at("ATE0");
+    let r = sim.ctl_ok(&["hang", "--modem", "0"]);
+    assert_eq!(r[0]["state"], "hung");
+    dev.write(b"AT\r");
+    // The other modem and the control socket are not held up by it.
+    let mut other = Dev::open(&sim.link(1));
+    assert!(other.at("AT").ends_with("OK\r\n"));
+    assert_eq!(sim.ctl_ok(&["modems"]).len(), 2);
+    assert!(
+        dev.final_result(Duration::from_millis(1500)).is_err(),
+        "a hung modem answered"
+    );
+    sim.ctl_ok(&["hang", "--modem", "0", "--off"]);
+    let r = wait_for("answer after hang --off", || {
+        dev.write(b"AT\r");
+        dev.final_result(Duration::from_millis(500)).ok()
+    });
+    assert!(r.contains("OK"), "{r}");
+}
+
+#[test]
+fn cms_error_fault_answers_cmgs_with_the_code() {
+    let sim = Sim::start(&["--modems", "1"]);
+    let mut dev = Dev::open(&sim.link(0));
+    setup(&mut dev);
+    sim.ctl_ok(&["cms-error", "500", "--modem", "0"]);
+    let r = dev.cmgs(&submit_hello("+4915112345678", false));
+    assert!(r.contains("+CMS ERROR: 500"), "{r}");
+    sim.ctl_ok(&["cms-error", "--modem", "0", "--off"]);
+    let r = dev.cmgs(&submit_hello("+4915112345678", false));
+    assert!(r.contains("+CMGS:"), "{r}");
+}
+
+#[test]
+fn full_storage_holds_inbound_until_cleared() {
+    let sim = Sim::start(&["--modems", "1"]);
+    let mut dev = Dev::open(&sim.link(0));
+    setup(&mut dev);
+    sim.ctl_ok(&["full", "--modem", "0"]);
+    let inj = sim.ctl_ok(&[
+        "inject",
+        "--modem",
+        "0",
+        "--from",
+        "+4915112345678",
+        "--text",
+        "later",
+    ]);
+    assert_eq!(inj[0]["delivered"], false, "{inj:?}");
+    sim.ctl_ok(&["clear", "--modem", "0"]);
+    // The network retries, as an SMSC does.
+    dev.read_until("+CMTI:", WAIT).unwrap();
+}
+
+#[test]
+fn reboot_makes_the_modem_boot_again() {
+    let sim = Sim::start(&["--modems", "1"]);
+    let mut dev = Dev::open(&sim.link(0));
+    dev.at("ATE0");
+    let r = sim.ctl_ok(&["reboot", "--modem", "0"]);
+    assert_eq!(r[0]["state"], "rebooting");
+    // After a reboot echo is back on (volatile settings reset).
+    let r = wait_for("answer after reboot", || {
+        dev.write(b"AT\r");
+        dev.final_result(Duration::from_millis(500)).ok()
+    });
+    assert!(r.contains("AT\r"), "echo on again after reboot: {r:?}");
+}
+
+#[test]
+fn reboot_and_replug_emit_the_profile_boot_urcs() {
+    let sim = Sim::start(&["--modems", "1", "--profile", "quectel"]);
+    let mut dev = Dev::open(&sim.link(0));
+    dev.at("ATE0");
+    sim.ctl_ok(&["reboot", "--modem", "0"]);
+    dev.read_until("RDY", WAIT).unwrap();
+    drop(dev);
+    sim.ctl_ok(&["unplug", "--modem", "0"]);
+    sim.ctl_ok(&["unplug", "--modem", "0", "--off"]);
+    let mut dev = Dev::open(&sim.link(0));
+    dev.read_until("RDY", WAIT).unwrap();
+}
+
+#[test]
+fn pin_and_numbers_flags_reach_the_modems() {
+    let sim = Sim::start(&["--numbers", "+4930123,+4930124,+4930125", "--pin", "4321"]);
+    let modems = sim.ctl_ok(&["modems"]);
+    assert_eq!(modems.len(), 3);
+    assert_eq!(modems[2]["number"], "+4930125");
+    let mut dev = Dev::open(&sim.link(2));
+    dev.at("ATE0");
+    let r = dev.at("AT+CPIN?");
+    assert!(r.contains("SIM PIN"), "{r}");
+    let r = dev.at("AT+CPIN=\"4321\"");
+    assert!(r.ends_with("OK\r\n"), "{r}");
+}
+
+#[test]
+fn garbage_fault_writes_unrequested_bytes() {
+    let sim = Sim::start(&["--modems", "1", "--seed", "7"]);
+    let mut dev = Dev::open(&sim.link(0));
+    dev.at("ATE0");
+    sim.ctl_ok(&["garbage", "--modem", "0"]);
+    let n = wait_for("garbage", || {
+        dev.fill(Duration::from_millis(200)).unwrap();
+        (!dev.buf.is_empty()).then_some(dev.buf.len())
+    });
+    assert!(n > 0);
+    sim.ctl_ok(&["garbage", "--modem", "0", "--off"]);
+    // Once off, the modem talks sense again.
+    let r = wait_for("clean answer", || {
+        dev.buf.clear();
+        dev.write(b"AT\r");
+        dev.final_result(Duration::from_millis(500)).ok()
+    });
+    assert!(r.contains("OK"));
+}
