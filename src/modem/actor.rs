@@ -705,12 +705,40 @@ impl Actor {
         Ok(())
     }
 
+    /// SIM locked: touch nothing, but notice a reboot (boot URCs) or a
+    /// SIM that became ready (a human entered the PIN elsewhere): then
+    /// identify again, the SIM may have been swapped.
     async fn idle(&mut self) -> Input {
-        loop {
-            if let Some(i) = self.wait(self.cfg.probe_interval).await {
-                return i;
+        let mut urcs = self.urcs.take();
+        let input = loop {
+            let wake = tokio::select! {
+                i = self.wait(self.cfg.probe_interval) => match i {
+                    Some(i) => Err(i),
+                    None => Ok(None),
+                },
+                u = recv_urc(urcs.as_mut()) => Ok(Some(u)),
+            };
+            match wake {
+                Err(i) => break i,
+                Ok(Some(Ok(urc @ (Urc::Pin(_) | Urc::Ready | Urc::SimState { .. })))) => {
+                    info!(modem = %self.cfg.name, ?urc, "SIM state changed");
+                    break Input::Rebooted;
+                }
+                Ok(Some(Err(broadcast::error::RecvError::Closed))) => break self.closed_input(),
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    // +CPIN? only reads the state; it never spends an attempt.
+                    match self.at(&PinQuery).await {
+                        Ok(PinState::Ready) => break Input::Rebooted,
+                        Err(Fail::Stop) => break Input::Shutdown,
+                        Err(Fail::Link(LinkError::Closed)) => break self.closed_input(),
+                        _ => {}
+                    }
+                }
             }
-        }
+        };
+        self.urcs = urcs;
+        input
     }
 
     async fn recheck(&mut self) -> Input {
@@ -1218,6 +1246,15 @@ async fn stopping(rx: &mut watch::Receiver<bool>) {
         if rx.changed().await.is_err() {
             return;
         }
+    }
+}
+
+async fn recv_urc(
+    rx: Option<&mut broadcast::Receiver<Urc>>,
+) -> Result<Urc, broadcast::error::RecvError> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

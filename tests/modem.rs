@@ -1,0 +1,562 @@
+//! The modem actor against `smsgate sim` (the real binary) on real
+//! pseudo-terminals: bring-up per profile, PIN safety, receiving with
+//! commit-before-delete, sending, and faults (hang, unplug, reboot).
+//!
+//! Waits are bounded polls of observable state (the actor's watch, the
+//! simulator's `sim ctl` answers); no test relies on a sleep to be right.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use smsgate::at::commands::EnterPin;
+use smsgate::at::{Link, LinkConfig};
+use smsgate::modem::{
+    self, Committed, ModemConfig, ModemEvent, ModemHandle, Received, RejectedPins, SendError,
+    Snapshot,
+};
+use smsgate::pdu::{encode_submit, Address, EncodedPdu, SubmitOptions, Tpdu};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+const BIN: &str = env!("CARGO_BIN_EXE_smsgate");
+/// Generous: the machine is shared; a pass is usually much faster.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// `smsgate sim` in a temporary directory, killed on drop.
+struct Sim {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Sim {
+    fn start(args: &[&str]) -> Sim {
+        let dir = tempfile::tempdir().unwrap();
+        let log = File::create(dir.path().join("sim.log")).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["sim", "--dir"])
+            .arg(dir.path())
+            .args(args)
+            .env("SMSGATE_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(first.contains("\"ready\":true"), "sim not ready: {first}");
+        Sim { child, dir }
+    }
+
+    fn port(&self, k: usize) -> PathBuf {
+        self.dir.path().join(format!("modem{k}"))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sim.log")).unwrap_or_default()
+    }
+
+    async fn ctl(&self, args: &[&str]) -> Vec<Value> {
+        let out = tokio::process::Command::new(BIN)
+            .args(["sim", "ctl", "--dir"])
+            .arg(self.dir.path())
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "sim ctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    async fn modem(&self, k: usize) -> Value {
+        self.ctl(&["modems"]).await.swap_remove(k)
+    }
+
+    /// Messages stored in modem `k`, all storages.
+    async fn stored(&self, k: usize) -> u64 {
+        let m = self.modem(k).await;
+        ["sm", "me", "sr"]
+            .iter()
+            .map(|s| m["storage"][s][0].as_u64().unwrap())
+            .sum()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Short timers so faults are noticed in seconds.
+fn config(sim: &Sim, k: usize) -> ModemConfig {
+    let mut c = ModemConfig::new(format!("m{k}"), sim.port(k));
+    c.probe_interval = Duration::from_millis(700);
+    c.probe_timeout = Duration::from_secs(1);
+    c.backoff_min = Duration::from_millis(200);
+    c.backoff_max = Duration::from_secs(2);
+    c.settle_max = Duration::from_secs(4);
+    c.sweep_timeout = Duration::from_secs(10);
+    c.commit_timeout = Duration::from_secs(5);
+    c
+}
+
+fn start(c: ModemConfig) -> (ModemHandle, mpsc::Receiver<ModemEvent>) {
+    start_with(c, RejectedPins::new())
+}
+
+fn start_with(c: ModemConfig, r: RejectedPins) -> (ModemHandle, mpsc::Receiver<ModemEvent>) {
+    modem::spawn(c, r).unwrap()
+}
+
+async fn wait_state(h: &ModemHandle, state: &str) -> Snapshot {
+    let mut rx = h.watch();
+    let got = match timeout(WAIT, rx.wait_for(|s| s.state == state)).await {
+        Ok(Ok(s)) => s.clone(),
+        _ => panic!("never reached {state}; now {:?}", h.snapshot()),
+    };
+    got
+}
+
+/// The next inbound part or status report, skipping state events.
+async fn next_received(
+    ev: &mut mpsc::Receiver<ModemEvent>,
+) -> (Received, tokio::sync::oneshot::Sender<Committed>) {
+    loop {
+        match timeout(WAIT, ev.recv()).await {
+            Ok(Some(ModemEvent::Inbound { part, commit })) => return (part, commit),
+            Ok(Some(ModemEvent::StatusReport { report, commit })) => return (report, commit),
+            Ok(Some(ModemEvent::State(_))) => continue,
+            other => panic!("no inbound event: {other:?}"),
+        }
+    }
+}
+
+fn text_of(r: &Received) -> String {
+    match &r.decoded {
+        Ok(p) => match &p.tpdu {
+            Tpdu::Deliver(d) => match &d.user_data.body {
+                smsgate::pdu::Body::Text(t) => t.clone(),
+                other => panic!("not text: {other:?}"),
+            },
+            other => panic!("not a deliver: {other:?}"),
+        },
+        Err(e) => panic!("undecodable: {e}"),
+    }
+}
+
+fn concat_seq(r: &Received) -> Option<u8> {
+    match &r.decoded {
+        Ok(p) => match &p.tpdu {
+            Tpdu::Deliver(d) => d
+                .user_data
+                .header
+                .as_ref()
+                .and_then(|h| h.concat())
+                .map(|c| c.seq),
+            _ => None,
+        },
+        Err(_) => None,
+    }
+}
+
+async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !f().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn submit(to: &str, text: &str) -> Vec<EncodedPdu> {
+    encode_submit(
+        &Address::parse_number(to).unwrap(),
+        text,
+        &SubmitOptions::default(),
+    )
+    .unwrap()
+}
+
+// ------------------------------------------------------------- bring-up
+
+async fn bring_up(profile: &str) {
+    let sim = Sim::start(&["--modems", "1", "--profile", profile]);
+    let (h, _ev) = start(config(&sim, 0));
+    let s = wait_state(&h, "ready").await;
+    let m = sim.modem(0).await;
+    assert_eq!(s.imei.as_deref(), m["imei"].as_str(), "{s:?}");
+    assert_eq!(s.imsi.as_deref(), m["imsi"].as_str(), "{s:?}");
+    assert_eq!(s.iccid.as_deref(), m["iccid"].as_str(), "{s:?}");
+    assert_eq!(s.own_number.as_deref(), m["number"].as_str(), "{s:?}");
+    assert_eq!(s.profile.as_deref(), Some(profile), "{s:?}");
+    assert_eq!(s.registration.as_deref(), Some("home"));
+    assert!(s.manufacturer.is_some() && s.model.is_some() && s.revision.is_some());
+    h.shutdown().await;
+    assert_eq!(h.snapshot().state, "stopped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bring_up_generic() {
+    bring_up("generic").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bring_up_huawei() {
+    bring_up("huawei").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bring_up_quectel() {
+    bring_up("quectel").await;
+}
+
+// ------------------------------------------------------------------ PIN
+
+async fn iccid(sim: &Sim) -> String {
+    sim.modem(0).await["iccid"].as_str().unwrap().to_string()
+}
+
+fn wrong_pins_in_log(sim: &Sim) -> usize {
+    sim.log().matches("wrong PIN").count()
+}
+
+/// Enters `pin` `n` times through the AT engine, as a careless human would.
+async fn enter_pin_by_hand(sim: &Sim, pin: &str, n: usize) {
+    let port = tokio_serial::SerialPortBuilderExt::open_native_async(tokio_serial::new(
+        sim.port(0).to_string_lossy(),
+        115_200,
+    ))
+    .unwrap();
+    let link = Link::spawn(port, LinkConfig::new("human"));
+    for _ in 0..n {
+        assert!(link.send(&EnterPin::new(pin).unwrap()).await.is_err());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn correct_pin_from_config_gets_ready() {
+    let sim = Sim::start(&["--modems", "1", "--pin", "1234"]);
+    let mut c = config(&sim, 0);
+    c.pins.insert(iccid(&sim).await, "1234".into());
+    let (h, _ev) = start(c);
+    wait_state(&h, "ready").await;
+    assert_eq!(wrong_pins_in_log(&sim), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_pin_is_sent_once_and_never_again() {
+    // Quectel announces a reboot (+CPIN: SIM PIN among its boot URCs).
+    let sim = Sim::start(&["--modems", "1", "--pin", "1234", "--profile", "quectel"]);
+    let mut c = config(&sim, 0);
+    c.pins.insert(iccid(&sim).await, "9999".into());
+    let rejected = RejectedPins::new();
+    let (h, _ev) = start_with(c.clone(), rejected.clone());
+    let s = wait_state(&h, "sim-locked").await;
+    let reason = s.detail;
+    assert!(
+        reason.contains("rejected") && reason.contains("2 attempt"),
+        "{reason}"
+    );
+    assert_eq!(wrong_pins_in_log(&sim), 1);
+    // The modem reboots and asks again: the actor re-identifies, but does
+    // not try the rejected PIN.
+    sim.ctl(&["reboot", "--modem", "0"]).await;
+    let mut rx = h.watch();
+    timeout(WAIT, rx.wait_for(|s| s.state == "identifying"))
+        .await
+        .unwrap()
+        .unwrap();
+    wait_state(&h, "sim-locked").await;
+    h.shutdown().await;
+    // A new actor in the same process remembers too.
+    let (h2, _ev2) = start_with(c, rejected);
+    let s = wait_state(&h2, "sim-locked").await;
+    assert!(s.detail.contains("rejected before"), "{}", s.detail);
+    assert_eq!(wrong_pins_in_log(&sim), 1, "the PIN was sent twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_attempt_is_left_to_a_human() {
+    let sim = Sim::start(&["--modems", "1", "--pin", "1234"]);
+    enter_pin_by_hand(&sim, "0000", 2).await;
+    let mut c = config(&sim, 0);
+    c.pins.insert(iccid(&sim).await, "1234".into());
+    let (h, _ev) = start(c);
+    let s = wait_state(&h, "sim-locked").await;
+    assert!(s.detail.contains("one PIN attempt left"), "{}", s.detail);
+    assert_eq!(wrong_pins_in_log(&sim), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn puk_locked_sim_is_reported() {
+    let sim = Sim::start(&["--modems", "1", "--pin", "1234"]);
+    enter_pin_by_hand(&sim, "0000", 3).await;
+    let mut c = config(&sim, 0);
+    c.pins.insert(iccid(&sim).await, "1234".into());
+    let (h, _ev) = start(c);
+    let s = wait_state(&h, "sim-locked").await;
+    assert!(s.detail.contains("PUK"), "{}", s.detail);
+    assert_eq!(wrong_pins_in_log(&sim), 3);
+    // Sends are refused at once, temporarily (another modem may take it).
+    let e = h.send(submit("+4915112345678", "hi")).await.unwrap_err();
+    assert!(e.is_temporary(), "{e}");
+}
+
+// -------------------------------------------------------------- receive
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_is_deleted_only_after_commit() {
+    let sim = Sim::start(&["--modems", "1"]);
+    let (h, mut ev) = start(config(&sim, 0));
+    wait_state(&h, "ready").await;
+    sim.ctl(&[
+        "inject",
+        "--modem",
+        "0",
+        "--from",
+        "+4915112345678",
+        "--text",
+        "hello gateway",
+    ])
+    .await;
+    let (part, commit) = next_received(&mut ev).await;
+    assert_eq!(text_of(&part), "hello gateway");
+    assert!(
+        matches!(part.origin, modem::Origin::Stored { .. }),
+        "{:?}",
+        part.origin
+    );
+    assert_eq!(part.modem, sim.modem(0).await["imei"].as_str().unwrap());
+    // Not committed yet: still on the modem.
+    assert_eq!(sim.stored(0).await, 1);
+    commit.send(Committed).unwrap();
+    eventually("deleted after commit", || async {
+        sim.stored(0).await == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_out_of_order_arrives_whole() {
+    let sim = Sim::start(&["--modems", "1"]);
+    let (h, mut ev) = start(config(&sim, 0));
+    wait_state(&h, "ready").await;
+    let text: String = (0..400)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    sim.ctl(&[
+        "inject",
+        "--modem",
+        "0",
+        "--from",
+        "+4915112345678",
+        "--text",
+        &text,
+        "--parts",
+        "3",
+        "--out-of-order",
+    ])
+    .await;
+    let mut parts = BTreeMap::new();
+    while parts.len() < 3 {
+        let (p, commit) = next_received(&mut ev).await;
+        commit.send(Committed).unwrap();
+        parts.insert(concat_seq(&p).unwrap(), text_of(&p));
+    }
+    assert_eq!(parts.keys().copied().collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(parts.values().cloned().collect::<String>(), text);
+    eventually("all parts deleted", || async { sim.stored(0).await == 0 }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncommitted_stays_and_is_offered_again() {
+    let sim = Sim::start(&["--modems", "1"]);
+    let mut c = config(&sim, 0);
+    c.commit_timeout = Duration::from_millis(500);
+    c.sweep_interval = Duration::from_secs(2);
+    let (h, mut ev) = start(c);
+    wait_state(&h, "ready").await;
+    sim.ctl(&[
+        "inject",
+        "--modem",
+        "0",
+        "--from",
+        "+4915112345678",
+        "--text",
+        "keep me",
+    ])
+    .await;
+    let (first, commit) = next_received(&mut ev).await;
+    drop(commit); // the store failed: no commit
+    let (again, commit) = next_received(&mut ev).await;
+    assert_eq!(again.pdu, first.pdu);
+    assert_eq!(again.origin, first.origin);
+    assert_eq!(sim.stored(0).await, 1, "deleted without a commit");
+    commit.send(Committed).unwrap();
+    eventually("deleted after the late commit", || async {
+        sim.stored(0).await == 0
+    })
+    .await;
+}
+
+// ----------------------------------------------------------------- send
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_single_and_multipart() {
+    let sim = Sim::start(&["--modems", "1"]);
+    let (h, _ev) = start(config(&sim, 0));
+    wait_state(&h, "ready").await;
+    let sent = h
+        .send(submit("+4915112345678", "hello world"))
+        .await
+        .unwrap();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].mr.is_some());
+    let long: String = "0123456789".repeat(35);
+    let sent = h.send(submit("+4915112345679", &long)).await.unwrap();
+    assert_eq!(sent.len(), 3);
+    let mrs: BTreeSet<_> = sent.iter().map(|p| p.mr.unwrap()).collect();
+    assert_eq!(mrs.len(), 3, "each part has its own TP-MR");
+    let out = sim.ctl(&["outbox"]).await;
+    assert!(out
+        .iter()
+        .any(|m| m["to"] == "+4915112345678" && m["text"] == "hello world"));
+    let multi = out
+        .iter()
+        .find(|m| m["to"] == "+4915112345679")
+        .expect("multipart in the outbox");
+    assert_eq!(multi["text"], long.as_str());
+    assert_eq!(multi["parts"], 3);
+    let want: Vec<Value> = sent.iter().map(|p| Value::from(p.mr.unwrap())).collect();
+    assert_eq!(multi["mrs"], Value::Array(want));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cms_errors_are_classified() {
+    let sim = Sim::start(&["--modems", "1"]);
+    let (h, _ev) = start(config(&sim, 0));
+    wait_state(&h, "ready").await;
+    sim.ctl(&["cms-error", "500", "--modem", "0"]).await;
+    match h.send(submit("+4915112345678", "x")).await {
+        Err(SendError::Temporary { reason, sent }) => {
+            assert!(reason.contains("500"), "{reason}");
+            assert!(sent.is_empty());
+        }
+        other => panic!("want temporary, got {other:?}"),
+    }
+    sim.ctl(&["cms-error", "21", "--modem", "0"]).await;
+    match h.send(submit("+4915112345678", "x")).await {
+        Err(SendError::Permanent { reason, .. }) => assert!(reason.contains("21"), "{reason}"),
+        other => panic!("want permanent, got {other:?}"),
+    }
+    sim.ctl(&["cms-error", "--modem", "0", "--off"]).await;
+    // Refusals from the network are not a sick modem.
+    assert_eq!(h.snapshot().state, "ready");
+    h.send(submit("+4915112345678", "after")).await.unwrap();
+    assert!(sim.ctl(&["outbox"]).await.iter().all(|m| m["text"] != "x"));
+}
+
+// --------------------------------------------------------------- faults
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hang_escalates_and_recovers() {
+    let sim = Sim::start(&["--modems", "1"]);
+    let (h, _ev) = start(config(&sim, 0));
+    wait_state(&h, "ready").await;
+    sim.ctl(&["hang", "--modem", "0"]).await;
+    let mut rx = h.watch();
+    timeout(WAIT, rx.wait_for(|s| s.state == "resetting"))
+        .await
+        .expect("the probe never failed")
+        .unwrap();
+    let e = h
+        .send(submit("+4915112345678", "while hung"))
+        .await
+        .unwrap_err();
+    assert!(e.is_temporary());
+    sim.ctl(&["hang", "--modem", "0", "--off"]).await;
+    wait_state(&h, "ready").await;
+    h.send(submit("+4915112345678", "after the hang"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unplug_is_gone_and_replug_is_ready_again() {
+    let sim = Sim::start(&["--modems", "1"]);
+    let (h, _ev) = start(config(&sim, 0));
+    wait_state(&h, "ready").await;
+    sim.ctl(&["unplug", "--modem", "0"]).await;
+    wait_state(&h, "gone").await;
+    let e = h
+        .send(submit("+4915112345678", "nowhere"))
+        .await
+        .unwrap_err();
+    assert!(e.is_temporary(), "{e}");
+    sim.ctl(&["replug", "--modem", "0"]).await;
+    wait_state(&h, "ready").await;
+    h.send(submit("+4915112345678", "back")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reboot_mid_sweep_loses_nothing() {
+    let sim = Sim::start(&["--modems", "1"]);
+    let n = 6;
+    for i in 0..n {
+        let text = format!("message {i}");
+        sim.ctl(&[
+            "inject",
+            "--modem",
+            "0",
+            "--from",
+            "+4915112345678",
+            "--text",
+            &text,
+        ])
+        .await;
+    }
+    assert_eq!(sim.stored(0).await, n);
+    let (h, mut ev) = start(config(&sim, 0));
+    let mut seen = BTreeSet::new();
+    let (first, commit) = next_received(&mut ev).await;
+    // The start-up sweep is under way: pull the rug.
+    sim.ctl(&["reboot", "--modem", "0"]).await;
+    commit.send(Committed).unwrap();
+    seen.insert(text_of(&first));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while seen.len() < n as usize || sim.stored(0).await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "seen {seen:?}");
+        if let Ok(Some(e)) = timeout(Duration::from_millis(500), ev.recv()).await {
+            match e {
+                ModemEvent::Inbound { part, commit } => {
+                    seen.insert(text_of(&part));
+                    let _ = commit.send(Committed);
+                }
+                ModemEvent::StatusReport { commit, .. } => drop(commit),
+                ModemEvent::State(_) => {}
+            }
+        }
+    }
+    let want: BTreeSet<String> = (0..n).map(|i| format!("message {i}")).collect();
+    assert_eq!(seen, want);
+    wait_state(&h, "ready").await;
+}
