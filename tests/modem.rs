@@ -229,6 +229,11 @@ async fn bring_up_quectel() {
     bring_up("quectel").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bring_up_simcom() {
+    bring_up("simcom").await;
+}
+
 // ------------------------------------------------------------------ PIN
 
 async fn iccid(sim: &Sim) -> String {
@@ -559,4 +564,123 @@ async fn reboot_mid_sweep_loses_nothing() {
     let want: BTreeSet<String> = (0..n).map(|i| format!("message {i}")).collect();
     assert_eq!(seen, want);
     wait_state(&h, "ready").await;
+}
+
+// ---------------------------------------------- routed messages, reports
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flash_message_is_routed_and_acknowledged_after_commit() {
+    let sim = Sim::start(&["--modems", "1"]);
+    let (h, mut ev) = start(config(&sim, 0));
+    wait_state(&h, "ready").await;
+    sim.ctl(&[
+        "inject",
+        "--modem",
+        "0",
+        "--from",
+        "+4915112345678",
+        "--text",
+        "flash",
+        "--class",
+        "0",
+    ])
+    .await;
+    let (part, commit) = next_received(&mut ev).await;
+    assert_eq!(part.origin, modem::Origin::Routed);
+    assert_eq!(text_of(&part), "flash");
+    commit.send(Committed).unwrap();
+    // Acknowledged (+CNMA): the modem does not store it, and the actor is
+    // still ready and able to receive the next one.
+    sim.ctl(&[
+        "inject",
+        "--modem",
+        "0",
+        "--from",
+        "+4915112345678",
+        "--text",
+        "second",
+        "--class",
+        "0",
+    ])
+    .await;
+    let (part, commit) = next_received(&mut ev).await;
+    assert_eq!(text_of(&part), "second");
+    commit.send(Committed).unwrap();
+    assert_eq!(sim.stored(0).await, 0);
+    assert_eq!(h.snapshot().state, "ready");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacknowledged_flash_message_is_kept_by_the_modem_and_swept() {
+    let sim = Sim::start(&["--modems", "1"]);
+    let mut c = config(&sim, 0);
+    c.commit_timeout = Duration::from_millis(300);
+    c.sweep_interval = Duration::from_secs(2);
+    let (h, mut ev) = start(c);
+    wait_state(&h, "ready").await;
+    sim.ctl(&[
+        "inject",
+        "--modem",
+        "0",
+        "--from",
+        "+4915112345678",
+        "--text",
+        "flash",
+        "--class",
+        "0",
+    ])
+    .await;
+    let (part, commit) = next_received(&mut ev).await;
+    assert_eq!(part.origin, modem::Origin::Routed);
+    drop(commit);
+    // 27.005 §3.4.4: without +CNMA the modem stores it; a sweep offers it.
+    let (again, commit) = next_received(&mut ev).await;
+    assert!(
+        matches!(again.origin, modem::Origin::Stored { .. }),
+        "{:?}",
+        again.origin
+    );
+    assert_eq!(text_of(&again), "flash");
+    commit.send(Committed).unwrap();
+    eventually("deleted after commit", || async {
+        sim.stored(0).await == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_report_comes_back_with_the_part_reference() {
+    let sim = Sim::start(&["--modems", "1", "--report-delay", "200ms"]);
+    let (h, mut ev) = start(config(&sim, 0));
+    wait_state(&h, "ready").await;
+    let opts = SubmitOptions {
+        status_report: true,
+        ..SubmitOptions::default()
+    };
+    let parts = encode_submit(
+        &Address::parse_number("+4915112345678").unwrap(),
+        "report me",
+        &opts,
+    )
+    .unwrap();
+    let sent = h.send(parts).await.unwrap();
+    let mr = sent[0].mr.unwrap();
+    let report = loop {
+        match timeout(WAIT, ev.recv()).await {
+            Ok(Some(ModemEvent::StatusReport { report, commit })) => {
+                commit.send(Committed).unwrap();
+                break report;
+            }
+            Ok(Some(ModemEvent::State(_))) => {}
+            other => panic!("no status report: {other:?}"),
+        }
+    };
+    match report.decoded.as_ref().map(|p| &p.tpdu) {
+        Ok(Tpdu::StatusReport(r)) => {
+            assert_eq!(r.message_reference, mr);
+            assert_eq!(r.recipient.to_string(), "+4915112345678");
+        }
+        other => panic!("not a status report: {other:?}"),
+    }
+    eventually("report deleted", || async { sim.stored(0).await == 0 }).await;
 }
