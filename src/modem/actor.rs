@@ -557,7 +557,12 @@ impl Actor {
                 self.rejected.insert(&key);
                 return Err(self.closed_input());
             }
-            Err(Fail::Link(e)) => Some(e.to_string()),
+            // Never the command text: it holds the PIN.
+            Err(Fail::Link(LinkError::At { error, .. })) => Some(error.to_string()),
+            Err(Fail::Link(LinkError::Timeout { after, .. })) => {
+                Some(format!("no answer within {after:?}"))
+            }
+            Err(Fail::Link(LinkError::Parse { .. })) => Some("unreadable answer".into()),
         };
         if let Some(err) = refused {
             // Whatever the reason (wrong PIN, timeout), it is never sent
