@@ -394,3 +394,32 @@ async fn duplex_eof_closes_link() {
         Err(LinkError::Closed)
     ));
 }
+
+#[tokio::test]
+async fn duplex_cmt_and_cds_with_pdu_reach_subscribers() {
+    let (host, mut modem) = tokio::io::duplex(256);
+    let link = Link::spawn(host, config("dup3"));
+    let mut urcs = link.subscribe();
+    let peer = tokio::spawn(async move {
+        modem.write_all(b"\r\n+CMT: ,23\r\n0791AB").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        modem.write_all(b"CD\r\n+CDS:25\r07914875\r").await.unwrap();
+        modem
+    });
+    assert_eq!(
+        urcs.recv().await.unwrap(),
+        Urc::Message {
+            alpha: None,
+            length: Some(23),
+            pdu: "0791ABCD".into()
+        }
+    );
+    assert_eq!(
+        urcs.recv().await.unwrap(),
+        Urc::StatusReport {
+            length: Some(25),
+            pdu: "07914875".into()
+        }
+    );
+    drop(peer.await.unwrap());
+}
