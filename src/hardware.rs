@@ -128,6 +128,10 @@ pub struct SimSettings {
     /// `+QIND: SMS DONE`, SIMCom `SMS Ready`.
     #[serde(default)]
     pub ready_urcs: Vec<String>,
+    /// Seconds between the SIM becoming ready and `ready_urcs`; until then
+    /// SMS commands answer `+CMS ERROR: 314` (SIM busy), as Quectel and
+    /// SIMCom modules do before `+QIND: SMS DONE` / `SMS Ready`.
+    pub sms_ready_secs: Option<u64>,
     /// Vendor (or overridden standard) commands answered with fixed lines
     /// and `OK`. The key is the command without `AT`, upper case, as the DTE
     /// sends it (`^SYSINFO`, `+QPINC?`, `+CBC`). Placeholders in the lines:

@@ -899,3 +899,168 @@ fn corpus_field_vectors() {
     );
     assert!(failures.is_empty());
 }
+
+/// The real `smsgate pdu` binary, without the corpus.
+mod cli {
+    use std::io::Write;
+    use std::process::{Command, Output, Stdio};
+
+    fn smsgate(args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_smsgate"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+        drop(input);
+        child.wait_with_output().unwrap()
+    }
+
+    fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn decode_prints_one_json_object_per_pdu() {
+        // Hand-made: SMSC +44770009123, DELIVER from +4477000910, "hi".
+        let deliver = "07914477009021F3040A91447700900100004220923295854002E834";
+        let report = "00062A05A12143F5422092329585404220923295854046";
+        let out = smsgate(&["pdu", "decode", deliver, report], None);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v = json_lines(&out);
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0]["type"], "deliver");
+        assert_eq!(v[0]["smsc"], "+44770009123");
+        assert_eq!(v[0]["from"], "+4477000910");
+        assert_eq!(v[0]["timestamp"], "2024-02-29T23:59:58+01:00");
+        assert_eq!(v[0]["alphabet"], "gsm7");
+        assert_eq!(v[0]["text"], "hi");
+        assert_eq!(v[0]["concat"], serde_json::Value::Null);
+        assert_eq!(v[0]["class"], serde_json::Value::Null);
+        assert_eq!(v[0]["report_requested"], false);
+        assert_eq!(v[1]["type"], "status-report");
+        assert_eq!(v[1]["smsc"], serde_json::Value::Null);
+        assert_eq!(v[1]["recipient"], "12345");
+        assert_eq!(v[1]["reference"], 42);
+        assert_eq!(v[1]["discharge_time"], "2024-02-29T23:59:58+01:00");
+        assert_eq!(v[1]["status"]["code"], 0x46);
+        assert_eq!(v[1]["status"]["class"], "permanent");
+        assert_eq!(v[1]["status"]["meaning"], "SM validity period expired");
+    }
+
+    #[test]
+    fn decode_reads_stdin_and_bare_tpdus() {
+        let out = smsgate(
+            &["pdu", "decode", "--no-smsc"],
+            Some("040491361900005150713220052308C8303A8C0EA3C3\n"),
+        );
+        assert!(out.status.success());
+        let v = json_lines(&out);
+        assert_eq!(v[0]["text"], "Hahahaha");
+        assert_eq!(v[0]["timestamp"], "2015-05-17T23:02:50+08:00");
+    }
+
+    #[test]
+    fn bad_pdu_exits_1_naming_field_and_offset() {
+        let out = smsgate(&["pdu", "decode", "07914477009021F3040A9144770090"], None);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("error: TP-OA at octet 11"), "{err}");
+        assert!(out.stdout.is_empty());
+        let out = smsgate(&["pdu", "decode", "0xyz"], None);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("hex"));
+    }
+
+    #[test]
+    fn encode_prints_length_and_hex_per_part() {
+        let out = smsgate(
+            &[
+                "pdu",
+                "encode",
+                "--to",
+                "+27820001111",
+                "--text",
+                "Hello World!",
+            ],
+            None,
+        );
+        assert!(out.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "24 0001000B917228001011F100000CC8329BFD065DDF72363904\n"
+        );
+        let long = "x".repeat(200);
+        let out = smsgate(
+            &[
+                "pdu",
+                "encode",
+                "--to",
+                "12345",
+                "--smsc",
+                "+4477",
+                "--report",
+                "--flash",
+                "--validity",
+                "1d",
+                "--ref",
+                "9",
+            ],
+            Some(&format!("{long}\n")),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 2);
+        for (i, l) in lines.iter().enumerate() {
+            let (len, hex) = l.split_once(' ').unwrap();
+            // SMSC field 03 91 4477, then the TPDU of the stated length.
+            assert!(hex.starts_with("03914477"));
+            assert_eq!(len.parse::<usize>().unwrap(), hex.len() / 2 - 4);
+            let out = smsgate(&["pdu", "decode", hex], None);
+            let v = &json_lines(&out)[0];
+            assert_eq!(v["to"], "12345");
+            assert_eq!(v["class"], 0);
+            assert_eq!(v["report_requested"], true);
+            assert_eq!(v["validity"]["seconds"], 86_400);
+            assert_eq!(v["concat"]["ref"], 9);
+            assert_eq!(v["concat"]["seq"], i + 1);
+        }
+    }
+
+    #[test]
+    fn encode_rejects_bad_arguments() {
+        for args in [
+            &["pdu", "encode", "--to", "12ab", "--text", "x"][..],
+            &[
+                "pdu",
+                "encode",
+                "--to",
+                "1",
+                "--text",
+                "x",
+                "--validity",
+                "soon",
+            ],
+            &["pdu", "encode", "--to", "1", "--text", "x", "--ref", "300"],
+        ] {
+            let out = smsgate(args, None);
+            assert_eq!(out.status.code(), Some(1), "{args:?}");
+            assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: "));
+        }
+    }
+}

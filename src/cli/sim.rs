@@ -86,84 +86,7 @@ pub struct CtlArgs {
     pub timeout: u64,
     /// The operation.
     #[command(subcommand)]
-    pub op: CtlOp,
-}
-
-/// `--modem K` and `--off`, shared by the fault operations.
-#[derive(Debug, Args)]
-pub struct FaultArgs {
-    /// Modem index K (as in DIR/modemK).
-    #[arg(long)]
-    pub modem: usize,
-    /// Clear this fault instead of setting it.
-    #[arg(long)]
-    pub off: bool,
-}
-
-/// `--modem K` alone.
-#[derive(Debug, Args)]
-pub struct ModemArg {
-    /// Modem index K (as in DIR/modemK).
-    #[arg(long)]
-    pub modem: usize,
-}
-
-/// Control operations.
-#[derive(Debug, Subcommand)]
-pub enum CtlOp {
-    /// One line per modem: index, number, IMEI, ICCID, link, state, faults.
-    Modems,
-    /// Deliver a message from the outside world to a modem; prints it.
-    Inject {
-        /// Target modem index.
-        #[arg(long)]
-        modem: usize,
-        /// Sender's number.
-        #[arg(long)]
-        from: String,
-        /// Message text.
-        #[arg(long)]
-        text: String,
-        /// Force a multipart message of N parts.
-        #[arg(long)]
-        parts: Option<u8>,
-        /// Deliver the parts last-first.
-        #[arg(long)]
-        out_of_order: bool,
-        /// Message class (0 = flash).
-        #[arg(long)]
-        class: Option<u8>,
-        /// Encode in UCS-2 even when GSM 7-bit would do.
-        #[arg(long)]
-        ucs2: bool,
-    },
-    /// One line per message the network received from the modems.
-    Outbox,
-    /// Pull the plug: the pty and the link go away (--off: replug).
-    Unplug(FaultArgs),
-    /// Plug back in: a new pty, the link recreated, the modem boots.
-    Replug(ModemArg),
-    /// The modem stops answering (--off: answers again).
-    Hang(FaultArgs),
-    /// Random bytes and broken lines to the DTE (--off: stop).
-    Garbage(FaultArgs),
-    /// Answer AT+CMGS with +CMS ERROR: CODE (--off: stop).
-    CmsError {
-        /// The +CMS ERROR code (3GPP TS 27.005 §3.2.5), e.g. 500.
-        code: Option<u16>,
-        /// Probability of the error per send, 0..1.
-        #[arg(long)]
-        rate: Option<f64>,
-        /// Modem and --off.
-        #[command(flatten)]
-        fault: FaultArgs,
-    },
-    /// Storage full: +CMS ERROR: 322, inbound held by the network (--off: stop).
-    Full(FaultArgs),
-    /// Reboot the modem (as AT+CFUN=1,1).
-    Reboot(ModemArg),
-    /// Clear every fault of the modem (replugging it if unplugged).
-    Clear(ModemArg),
+    pub op: Request,
 }
 
 /// Runs `smsgate sim` or `smsgate sim ctl`.
@@ -283,58 +206,12 @@ fn run_sim(cfg: SimConfig) -> ExitCode {
     }
 }
 
-fn request(op: CtlOp) -> Request {
-    match op {
-        CtlOp::Modems => Request::Modems,
-        CtlOp::Outbox => Request::Outbox,
-        CtlOp::Inject {
-            modem,
-            from,
-            text,
-            parts,
-            out_of_order,
-            class,
-            ucs2,
-        } => Request::Inject {
-            modem,
-            from,
-            text,
-            parts,
-            out_of_order,
-            class,
-            ucs2,
-        },
-        CtlOp::Unplug(f) => Request::Unplug {
-            modem: f.modem,
-            off: f.off,
-        },
-        CtlOp::Replug(m) => Request::Replug { modem: m.modem },
-        CtlOp::Hang(f) => Request::Hang {
-            modem: f.modem,
-            off: f.off,
-        },
-        CtlOp::Garbage(f) => Request::Garbage {
-            modem: f.modem,
-            off: f.off,
-        },
-        CtlOp::CmsError { code, rate, fault } => Request::CmsError {
-            modem: fault.modem,
-            code,
-            rate,
-            off: fault.off,
-        },
-        CtlOp::Full(f) => Request::Full {
-            modem: f.modem,
-            off: f.off,
-        },
-        CtlOp::Reboot(m) => Request::Reboot { modem: m.modem },
-        CtlOp::Clear(m) => Request::Clear { modem: m.modem },
-    }
-}
-
 fn run_ctl(args: CtlArgs) -> ExitCode {
-    let req = request(args.op);
-    match control::call(&args.dir, &req, Duration::from_secs(args.timeout.max(1))) {
+    match control::call(
+        &args.dir,
+        &args.op,
+        Duration::from_secs(args.timeout.max(1)),
+    ) {
         Ok(result) => {
             let mut out = std::io::stdout().lock();
             let lines = match result {
@@ -429,7 +306,7 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            request(c.op),
+            c.op,
             Request::CmsError {
                 modem: 1,
                 code: Some(500),
@@ -442,7 +319,7 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            request(c.op),
+            c.op,
             Request::Hang {
                 modem: 0,
                 off: true
@@ -471,7 +348,7 @@ mod tests {
             panic!()
         };
         assert!(matches!(
-            request(c.op),
+            c.op,
             Request::Inject {
                 parts: Some(2),
                 out_of_order: true,

@@ -459,3 +459,225 @@ pub fn encode_status_report(
     report.encode(&mut tpdu)?;
     finish(smsc, &tpdu)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pdu::tpdu::{decode, DecodeOptions, Tpdu};
+
+    fn to() -> Address {
+        Address::parse_number("+4915112345678").unwrap()
+    }
+
+    fn texts(parts: &[EncodedPdu]) -> Vec<String> {
+        parts
+            .iter()
+            .map(|p| {
+                let pdu = decode(&p.octets, DecodeOptions::default()).unwrap();
+                assert_eq!(pdu.tpdu_len + 1, p.octets.len(), "no SMSC: one `00` octet");
+                pdu.tpdu.user_data().unwrap().text().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    fn submit(text: &str, opts: &SubmitOptions) -> Vec<EncodedPdu> {
+        encode_submit(&to(), text, opts).unwrap()
+    }
+
+    #[test]
+    fn gsm7_part_sizes() {
+        let o = SubmitOptions::default();
+        assert_eq!(submit(&"a".repeat(160), &o).len(), 1);
+        let parts = submit(&"a".repeat(161), &o);
+        assert_eq!(
+            texts(&parts).iter().map(String::len).collect::<Vec<_>>(),
+            [153, 8]
+        );
+        let parts = submit(
+            &"a".repeat(161),
+            &SubmitOptions {
+                ref16: true,
+                ..o.clone()
+            },
+        );
+        assert_eq!(texts(&parts)[0].len(), 152);
+    }
+
+    #[test]
+    fn escape_sequences_are_never_split() {
+        // 152 septets, then '€' (escape + 0x65): it does not fit in 153.
+        let text = format!("{}€{}", "a".repeat(152), "b".repeat(10));
+        let t = texts(&submit(&text, &SubmitOptions::default()));
+        assert_eq!(t, ["a".repeat(152), format!("€{}", "b".repeat(10))]);
+        // 80 '€' are 160 septets: one part.
+        assert_eq!(submit(&"€".repeat(80), &SubmitOptions::default()).len(), 1);
+    }
+
+    #[test]
+    fn ucs2_part_sizes_and_surrogates() {
+        let o = SubmitOptions::default();
+        assert_eq!(submit(&"я".repeat(70), &o).len(), 1);
+        let t = texts(&submit(&"я".repeat(71), &o));
+        assert_eq!(
+            t.iter().map(|s| s.chars().count()).collect::<Vec<_>>(),
+            [67, 4]
+        );
+        // 66 units then a pair: the pair does not fit in 67 units.
+        let text = format!("{}😀xxxxx", "я".repeat(66));
+        let t = texts(&submit(&text, &o));
+        assert_eq!(t, [&"я".repeat(66), "😀xxxxx"]);
+    }
+
+    #[test]
+    fn options_reach_the_first_octet_and_dcs() {
+        let o = SubmitOptions {
+            status_report: true,
+            class: Some(MessageClass::Class0),
+            validity: Some(ValidityPeriod::Relative(0xAA)),
+            reject_duplicates: true,
+            message_reference: 7,
+            smsc: Some(Address::parse_number("+447700900").unwrap()),
+            ..SubmitOptions::default()
+        };
+        let p = &submit("hi", &o)[0];
+        // SMSC 06 91 44770009F0, fo 0x35 (SRR|VPF rel|RD|SUBMIT), MR 7.
+        assert!(p.hex().starts_with("069144770009F03507"), "{}", p.hex());
+        assert_eq!(p.tpdu_len, p.octets.len() - 7);
+        let pdu = decode(&p.octets, DecodeOptions::default()).unwrap();
+        let Tpdu::Submit(s) = pdu.tpdu else { panic!() };
+        assert_eq!(s.dcs.raw, 0x10);
+        assert_eq!(s.message_reference, 7);
+        assert!(s.status_report_request && s.reject_duplicates);
+        assert_eq!(s.destination.to_string(), "+4915112345678");
+    }
+
+    #[test]
+    fn forced_ucs2_and_16bit_reference() {
+        let o = SubmitOptions {
+            force_ucs2: true,
+            ref16: true,
+            reference: 0xBEEF,
+            ..SubmitOptions::default()
+        };
+        let parts = submit(&"x".repeat(70), &o);
+        assert_eq!(parts.len(), 1);
+        let parts = submit(&"x".repeat(71), &o);
+        let pdu = decode(&parts[1].octets, DecodeOptions::default()).unwrap();
+        let c = pdu
+            .tpdu
+            .user_data()
+            .unwrap()
+            .header
+            .as_ref()
+            .unwrap()
+            .concat()
+            .unwrap();
+        assert_eq!((c.reference, c.total, c.seq, c.wide), (0xBEEF, 2, 2, true));
+    }
+
+    #[test]
+    fn national_shift_tables_are_signalled() {
+        let text = "Çok güzel, teşekkürler";
+        // Without national tables the Turkish 'ş' forces UCS-2.
+        let p = &submit(text, &SubmitOptions::default())[0];
+        let pdu = decode(&p.octets, DecodeOptions::default()).unwrap();
+        assert_eq!(pdu.tpdu.dcs().unwrap().alphabet, Alphabet::Ucs2);
+        let o = SubmitOptions {
+            national: vec![NationalLanguage::Turkish],
+            ..SubmitOptions::default()
+        };
+        let p = &submit(text, &o)[0];
+        let pdu = decode(&p.octets, DecodeOptions::default()).unwrap();
+        assert_eq!(pdu.tpdu.dcs().unwrap().alphabet, Alphabet::Gsm7);
+        let ud = pdu.tpdu.user_data().unwrap();
+        assert_eq!(ud.text(), Some(text));
+        assert!(ud
+            .header
+            .as_ref()
+            .unwrap()
+            .ies
+            .iter()
+            .any(|ie| matches!(ie, Ie::SingleShift(1) | Ie::LockingShift(1))));
+        // The shift IE shrinks the part: 155 septets with one IE.
+        let long = "ş".repeat(100);
+        let parts = submit(&long, &o);
+        assert!(parts.len() >= 2);
+        assert_eq!(texts(&parts).concat(), long);
+    }
+
+    #[test]
+    fn empty_text_is_one_empty_part() {
+        let parts = submit("", &SubmitOptions::default());
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].hex(), "0001000D91945111325476F8000000");
+    }
+
+    #[test]
+    fn bad_recipient_is_an_error() {
+        let a = Address {
+            value: "12x".into(),
+            ..to()
+        };
+        assert!(encode_submit(&a, "hi", &SubmitOptions::default()).is_err());
+    }
+
+    #[test]
+    fn deliver_and_status_report_for_the_simulator() {
+        let from = Address::alphanumeric("Bank");
+        let opts = DeliverOptions {
+            scts: Timestamp::new(26, 11, 26, 8, 15, 0, 4),
+            class: Some(MessageClass::Class0),
+            ..DeliverOptions::default()
+        };
+        let parts = encode_deliver(&from, &"ü".repeat(200), &opts).unwrap();
+        assert_eq!(parts.len(), 2);
+        let pdu = decode(&parts[0].octets, DecodeOptions::default()).unwrap();
+        let Tpdu::Deliver(d) = &pdu.tpdu else {
+            panic!()
+        };
+        assert_eq!(d.originator.to_string(), "Bank");
+        assert_eq!(d.scts.to_rfc3339().unwrap(), "2026-11-26T08:15:00+01:00");
+        assert_eq!(d.dcs.class, Some(MessageClass::Class0));
+
+        let data: Vec<u8> = (0..=255).collect();
+        let opts = DeliverOptions {
+            ports: Some(Ports {
+                dst: 2948,
+                src: 9200,
+                bits: 16,
+            }),
+            ..DeliverOptions::default()
+        };
+        let parts = encode_deliver_data(&from, &data, &opts).unwrap();
+        let mut got = Vec::new();
+        for p in &parts {
+            let pdu = decode(&p.octets, DecodeOptions::default()).unwrap();
+            let ud = pdu.tpdu.user_data().unwrap();
+            assert_eq!(ud.header.as_ref().unwrap().ports().unwrap().dst, 2948);
+            let crate::pdu::Body::Data(d) = &ud.body else {
+                panic!()
+            };
+            got.extend_from_slice(d);
+        }
+        assert_eq!(got, data);
+
+        let r = encode_status_report(
+            None,
+            42,
+            &to(),
+            Timestamp::new(26, 11, 26, 8, 15, 0, 0),
+            Timestamp::new(26, 11, 26, 8, 15, 9, 0),
+            Status(0),
+        )
+        .unwrap();
+        let pdu = decode(&r.octets, DecodeOptions::default()).unwrap();
+        let Tpdu::StatusReport(s) = &pdu.tpdu else {
+            panic!()
+        };
+        assert_eq!((s.message_reference, s.status), (42, Status(0)));
+        assert_eq!(
+            s.discharge_time.to_rfc3339().unwrap(),
+            "2026-11-26T08:15:09+00:00"
+        );
+    }
+}

@@ -132,8 +132,9 @@ pub enum PduError {
     Malformed {
         /// The field that is wrong.
         field: Field,
-        /// Octet offset of the start of that field (for hex input, the
-        /// digit index divided by two).
+        /// Octet offset where the problem was found: the start of the
+        /// field, or of the part of it that is wrong or missing (for hex
+        /// input, the digit index divided by two).
         offset: usize,
         /// What is wrong with it.
         reason: Reason,

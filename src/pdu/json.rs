@@ -142,8 +142,14 @@ pub fn to_json(pdu: &Pdu) -> Value {
             );
             m.insert("for_command".into(), r.for_command.into());
             m.insert("pid".into(), r.pid.map(|p| p.0).into());
+            m.insert("validity".into(), Value::Null);
             if r.dcs.is_some() || r.user_data.is_some() {
                 user_data(&mut m, r.dcs, r.user_data.as_ref());
+            } else {
+                // Same keys as the other types, so scripts need no special case.
+                for k in ["alphabet", "dcs", "class", "concat", "ports", "udh", "mwi"] {
+                    m.insert(k.into(), Value::Null);
+                }
             }
         }
         Tpdu::DeliverReport(raw) | Tpdu::SubmitReport(raw) => {

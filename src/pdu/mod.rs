@@ -21,6 +21,8 @@ pub mod encode;
 pub mod error;
 pub mod gsm7;
 pub mod json;
+#[cfg(test)]
+mod proptests;
 pub mod reassembly;
 pub mod status;
 pub mod time;

@@ -33,94 +33,122 @@ const MAX_CONNECTIONS: usize = 32;
 /// The socket's file name inside the simulator directory.
 pub const SOCKET_NAME: &str = "sim.sock";
 
-/// One control request.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+/// One control request: a line on the socket, or `smsgate sim ctl <op>`
+/// (the same type parses both, so the two cannot drift apart).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, clap::Subcommand)]
 #[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Request {
-    /// One entry per modem.
+    /// One line per modem: index, number, IMEI, ICCID, link, state, storage, faults.
     Modems,
-    /// An inbound message from the outside world to a modem.
+    /// Deliver a message from the outside world to a modem; prints it.
     Inject {
-        /// Target modem index.
+        /// Target modem index K (as in DIR/modemK).
+        #[arg(long)]
         modem: usize,
-        /// Originator number.
+        /// The sender's number.
+        #[arg(long)]
         from: String,
-        /// Message text.
+        /// The message text.
+        #[arg(long)]
         text: String,
-        /// Force this many parts.
+        /// Force a multipart message of this many parts.
+        #[arg(long)]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         parts: Option<u8>,
         /// Deliver the parts last-first.
+        #[arg(long)]
         #[serde(default)]
         out_of_order: bool,
         /// Message class (only 0, flash, is supported).
+        #[arg(long)]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         class: Option<u8>,
-        /// Force UCS-2.
+        /// Encode in UCS-2 even when GSM 7-bit would do.
+        #[arg(long)]
         #[serde(default)]
         ucs2: bool,
     },
-    /// Messages the network received from the modems.
+    /// One line per message the network received from the modems.
     Outbox,
-    /// Pull the modem's USB plug (`off`: plug it back).
+    /// One line per message stored on a modem (nothing is marked read).
+    Inbox {
+        /// Modem index K.
+        #[arg(long)]
+        modem: usize,
+    },
+    /// Pull the plug: the pty and the link go away (--off: replug).
     Unplug {
-        /// Modem index.
+        /// Modem index K.
+        #[arg(long)]
         modem: usize,
-        /// Undo.
+        /// Clear this fault instead of setting it.
+        #[arg(long)]
         #[serde(default)]
         off: bool,
     },
-    /// Plug it back in (a new pty; the modem reboots).
+    /// Plug back in: a new pty at a new node, the link recreated, the modem boots.
     Replug {
-        /// Modem index.
+        /// Modem index K.
+        #[arg(long)]
         modem: usize,
     },
-    /// Stop answering (`off`: resume).
+    /// The modem stops answering (--off: answers again).
     Hang {
-        /// Modem index.
+        /// Modem index K.
+        #[arg(long)]
         modem: usize,
-        /// Undo.
+        /// Clear this fault instead of setting it.
+        #[arg(long)]
         #[serde(default)]
         off: bool,
     },
-    /// Write garbage to the DTE (`off`: stop).
+    /// Random bytes and broken lines to the DTE (--off: stop).
     Garbage {
-        /// Modem index.
+        /// Modem index K.
+        #[arg(long)]
         modem: usize,
-        /// Undo.
+        /// Clear this fault instead of setting it.
+        #[arg(long)]
         #[serde(default)]
         off: bool,
     },
-    /// Answer `+CMGS` with `+CMS ERROR: code` at `rate` (`off`: stop).
+    /// Answer AT+CMGS with +CMS ERROR: CODE (--off: stop).
     CmsError {
-        /// Modem index.
+        /// Modem index K.
+        #[arg(long)]
         modem: usize,
-        /// The error code (TS 27.005 §3.2.5); required unless `off`.
+        /// The +CMS ERROR code (3GPP TS 27.005 §3.2.5), e.g. 500; required unless --off.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         code: Option<u16>,
-        /// Probability 0..=1, default 1.
+        /// Probability of the error per send, 0..1 [default: 1].
+        #[arg(long)]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rate: Option<f64>,
-        /// Undo.
+        /// Clear this fault instead of setting it.
+        #[arg(long)]
         #[serde(default)]
         off: bool,
     },
-    /// Report storage full (`off`: normal again).
+    /// Storage full: +CMS ERROR: 322, inbound held by the network (--off: stop).
     Full {
-        /// Modem index.
+        /// Modem index K.
+        #[arg(long)]
         modem: usize,
-        /// Undo.
+        /// Clear this fault instead of setting it.
+        #[arg(long)]
         #[serde(default)]
         off: bool,
     },
-    /// Reboot the modem.
+    /// Reboot the modem (as AT+CFUN=1,1).
     Reboot {
-        /// Modem index.
+        /// Modem index K.
+        #[arg(long)]
         modem: usize,
     },
-    /// Clear every fault of the modem (and replug it if unplugged).
+    /// Clear every fault of the modem (replugging it if unplugged).
     Clear {
-        /// Modem index.
+        /// Modem index K.
+        #[arg(long)]
         modem: usize,
     },
 }
@@ -128,11 +156,11 @@ pub enum Request {
 /// Answers one request.
 pub async fn handle(network: &Network, req: Request) -> Result<Value, String> {
     let fault = |modem: usize, op: FaultOp| async move {
-        let handle = network
-            .modems()
-            .get(modem)
-            .ok_or_else(|| format!("no modem {modem} (there are {})", network.modems().len()))?;
-        let info = handle.fault(op).await.map_err(|e| e.to_string())?;
+        let info = network
+            .modem(modem)?
+            .fault(op)
+            .await
+            .map_err(|e| e.to_string())?;
         serde_json::to_value(info).map_err(|e| e.to_string())
     };
     match req {
@@ -147,6 +175,14 @@ pub async fn handle(network: &Network, req: Request) -> Result<Value, String> {
             Ok(Value::Array(out))
         }
         Request::Outbox => serde_json::to_value(network.outbox()).map_err(|e| e.to_string()),
+        Request::Inbox { modem } => {
+            let entries = network
+                .modem(modem)?
+                .inbox()
+                .await
+                .map_err(|e| e.to_string())?;
+            serde_json::to_value(entries).map_err(|e| e.to_string())
+        }
         Request::Inject {
             modem,
             from,
@@ -433,6 +469,51 @@ mod tests {
             "not json",
         ] {
             assert!(serde_json::from_str::<Request>(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn empty_network() -> (Network, watch::Sender<bool>) {
+        let (tx, rx) = watch::channel(false);
+        (Network::new(Vec::new(), Duration::from_millis(10), rx), tx)
+    }
+
+    #[tokio::test]
+    async fn bad_requests_get_an_error_answer() {
+        let (net, _stop) = empty_network();
+        for (line, needle) in [
+            (&b"{\"op\":\"hang\",\"modem\":3}"[..], "no modem 3"),
+            (b"{\"op\":\"explode\"}", "bad request"),
+            (b"\xff\xfe", "bad request"),
+            (b"{\"op\":\"cms-error\",\"modem\":0}", "needs a code"),
+            (
+                b"{\"op\":\"cms-error\",\"modem\":0,\"code\":5000}",
+                "out of range",
+            ),
+            (
+                b"{\"op\":\"inject\",\"modem\":0,\"from\":\"+1\",\"text\":\"ab\",\"parts\":3}",
+                "cannot cut",
+            ),
+            (
+                b"{\"op\":\"inject\",\"modem\":0,\"from\":\"+1\",\"text\":\"ab\",\"class\":1}",
+                "class 1",
+            ),
+        ] {
+            let v = answer_line(&net, line).await;
+            assert_eq!(v["ok"], false, "{v}");
+            let err = v["error"].as_str().unwrap();
+            assert!(err.contains(needle), "{err}");
+        }
+        let v = answer_line(&net, b"{\"op\":\"outbox\"}").await;
+        assert_eq!(v, json!({"ok": true, "result": []}));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_line_gets_an_answer_and_never_panics(line in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let (net, _stop) = rt.block_on(async { empty_network() });
+            let v = rt.block_on(answer_line(&net, &line));
+            proptest::prop_assert!(v["ok"].is_boolean());
         }
     }
 

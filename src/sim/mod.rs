@@ -12,11 +12,14 @@
 //! * [`runtime`]: one task per modem wiring a [`modem::SimModem`] to its
 //!   pty, plus the faults that live outside the modem (unplug, garbage).
 //! * [`control`]: the JSON Lines control socket (`DIR/sim.sock`).
+//! * [`dte`]: a minimal blocking serial client to drive the simulator from
+//!   tests, benchmarks and scripts.
 //!
 //! Never used by production code paths: the daemon only ever sees a
 //! simulated modem through its pseudo-terminal, exactly like real hardware.
 
 pub mod control;
+pub mod dte;
 pub mod identity;
 pub mod modem;
 pub mod network;

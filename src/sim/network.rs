@@ -189,6 +189,14 @@ impl Network {
         &self.inner.modems
     }
 
+    /// Modem `k`, or an error naming how many there are.
+    pub fn modem(&self, k: usize) -> Result<&ModemHandle, String> {
+        self.inner
+            .modems
+            .get(k)
+            .ok_or_else(|| format!("no modem {k} (there are {})", self.inner.modems.len()))
+    }
+
     /// The outbox, oldest first.
     pub fn outbox(&self) -> Vec<OutboxRecord> {
         let mut st = self.state();
@@ -256,13 +264,7 @@ impl Network {
 
     /// Builds and delivers an inbound message from the outside world.
     pub async fn inject(&self, inj: &Injection) -> Result<Injected, String> {
-        if self.inner.modems.get(inj.modem).is_none() {
-            return Err(format!(
-                "no modem {} (there are {})",
-                inj.modem,
-                self.inner.modems.len()
-            ));
-        }
+        self.modem(inj.modem)?;
         if !super::identity::valid_number(&inj.from) {
             return Err(format!("invalid --from number {:?}", inj.from));
         }
@@ -701,6 +703,7 @@ mod codec {
                     udl: 0, // recomputed by the encoder
                     header: Some(Udh {
                         ies: vec![Ie::Concat8 {
+                            // The 8-bit element carries the low octet.
                             reference: reference as u8,
                             total: n,
                             seq,

@@ -18,7 +18,9 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::modem::{Faults, Identity, NetEvent, ReceiveError, SimModem, StorageUsage};
+use super::modem::{
+    Faults, Identity, NetEvent, ReceiveError, SimModem, StorageUsage, StoredMessage,
+};
 use super::network::Network;
 use super::pty::SimPty;
 use super::SimError;
@@ -128,6 +130,85 @@ impl From<StorageUsage> for StorageInfo {
     }
 }
 
+/// One message stored on a modem, as `sim ctl inbox` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InboxEntry {
+    /// The modem index.
+    pub modem: usize,
+    /// `SM`, `ME` or `SR`.
+    pub mem: &'static str,
+    /// The index `AT+CMGR` takes.
+    pub index: usize,
+    /// `<stat>` (TS 27.005 §3.1): 0 unread, 1 read, 2 unsent, 3 sent.
+    pub stat: u8,
+    /// `deliver`, `status-report`, `submit`, or `unknown` when the TPDU
+    /// does not decode.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Originator of a message received.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Destination of a stored message, or recipient of a status report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The text, when the user data is text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// `(reference, total, seq)` of a concatenated part.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concat: Option<(u16, u8, u8)>,
+    /// The TPDU in hex (no SMSC field).
+    pub tpdu: String,
+}
+
+impl InboxEntry {
+    fn new(modem: usize, m: StoredMessage) -> Self {
+        use crate::pdu::{self, DecodeOptions, Tpdu};
+        let opts = DecodeOptions {
+            smsc: false,
+            ..DecodeOptions::default()
+        };
+        let concat = |ud: &pdu::UserData| {
+            ud.header
+                .as_ref()
+                .and_then(|h| h.concat())
+                .map(|c| (c.reference, c.total, c.seq))
+        };
+        let mut e = InboxEntry {
+            modem,
+            mem: m.mem,
+            index: m.index,
+            stat: m.stat,
+            kind: "unknown",
+            from: None,
+            to: None,
+            text: None,
+            concat: None,
+            tpdu: hex::encode_upper(&m.tpdu),
+        };
+        match pdu::decode(&m.tpdu, opts).map(|p| p.tpdu) {
+            Ok(Tpdu::Deliver(d)) => {
+                e.kind = "deliver";
+                e.from = Some(d.originator.to_string());
+                e.text = d.user_data.text().map(str::to_string);
+                e.concat = concat(&d.user_data);
+            }
+            Ok(Tpdu::Submit(s)) => {
+                e.kind = "submit";
+                e.to = Some(s.destination.to_string());
+                e.text = s.user_data.text().map(str::to_string);
+                e.concat = concat(&s.user_data);
+            }
+            Ok(Tpdu::StatusReport(r)) => {
+                e.kind = "status-report";
+                e.to = Some(r.recipient.to_string());
+            }
+            Ok(_) | Err(_) => {}
+        }
+        e
+    }
+}
+
 /// A request to one modem task.
 #[derive(Debug)]
 pub enum ModemCmd {
@@ -151,6 +232,11 @@ pub enum ModemCmd {
         op: FaultOp,
         /// The info after the change, or why it failed.
         reply: oneshot::Sender<Result<ModemInfo, String>>,
+    },
+    /// List what the modem has stored (read-only).
+    Inbox {
+        /// One entry per stored message.
+        reply: oneshot::Sender<Vec<InboxEntry>>,
     },
     /// Report the modem's info.
     Info {
@@ -227,6 +313,11 @@ impl ModemHandle {
             .map_err(|e| HandleError::Refused(self.index, e))
     }
 
+    /// What the modem has stored.
+    pub async fn inbox(&self) -> Result<Vec<InboxEntry>, HandleError> {
+        self.request(|reply| ModemCmd::Inbox { reply }).await
+    }
+
     /// The modem's info.
     pub async fn info(&self) -> Result<ModemInfo, HandleError> {
         self.request(|reply| ModemCmd::Info { reply }).await
@@ -255,6 +346,8 @@ pub struct ModemTask {
     profile_id: String,
     link: PathBuf,
     pty: Option<SimPty>,
+    /// The node of the last pty, so that a replug can avoid reusing it.
+    last_tty: Option<PathBuf>,
     /// Output produced by the modem but not yet accepted by the pty.
     pending: Vec<u8>,
     faults: FaultState,
@@ -285,6 +378,7 @@ impl ModemTask {
             profile_id: profile.id.clone(),
             link: link.to_path_buf(),
             pty: Some(pty),
+            last_tty: None,
             pending: Vec::new(),
             faults: FaultState::default(),
             // A different stream than the modem's own, same reproducibility.
@@ -347,7 +441,12 @@ impl ModemTask {
             let pending = &self.pending;
             let garbage = self.faults.garbage;
             tokio::select! {
-                _ = shutdown.changed() => {}
+                r = shutdown.changed() => {
+                    // The sender gone means the simulator is gone: stop too.
+                    if r.is_err() {
+                        break;
+                    }
+                }
                 cmd = self.rx.recv() => match cmd {
                     Some(cmd) => self.handle(cmd),
                     None => break,
@@ -436,6 +535,16 @@ impl ModemTask {
             ModemCmd::Info { reply } => {
                 let _ = reply.send(self.info());
             }
+            ModemCmd::Inbox { reply } => {
+                let index = self.index;
+                let _ = reply.send(
+                    self.modem
+                        .stored()
+                        .into_iter()
+                        .map(|m| InboxEntry::new(index, m))
+                        .collect(),
+                );
+            }
         }
     }
 
@@ -476,7 +585,9 @@ impl ModemTask {
     fn unplug(&mut self) {
         // Dropping the pty closes master and slave and removes the link: a
         // DTE holding the device open now gets EIO/hang-up, as on a USB pull.
-        self.pty = None;
+        if let Some(old) = self.pty.take() {
+            self.last_tty = Some(old.tty().to_path_buf());
+        }
         self.pending.clear();
         self.faults.unplugged = true;
     }
@@ -486,7 +597,15 @@ impl ModemTask {
             // Replugging a plugged modem is a pull-and-push: a new node.
             self.unplug();
         }
-        let pty = SimPty::open(&self.link).map_err(|e| e.to_string())?;
+        let mut pty = SimPty::open(&self.link).map_err(|e| e.to_string())?;
+        if self.last_tty.as_deref() == Some(pty.tty()) {
+            // The kernel handed back the node just freed. A re-enumerated USB
+            // modem often gets a new one, and a DTE must follow the link, not
+            // a cached node: take the next node (the link moves with it) and
+            // free this one.
+            let next = SimPty::open(&self.link).map_err(|e| e.to_string())?;
+            drop(std::mem::replace(&mut pty, next));
+        }
         tracing::info!(tty = %pty.tty().display(), "replugged");
         self.pty = Some(pty);
         self.faults.unplugged = false;

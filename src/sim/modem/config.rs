@@ -69,6 +69,7 @@ pub(crate) struct SimConfig {
     pub iccid_commands: BTreeMap<String, String>,
     pub boot_urcs: Vec<String>,
     pub ready_urcs: Vec<String>,
+    pub sms_ready: Duration,
     pub periodic_urcs: Vec<String>,
     pub periodic: Option<Duration>,
     pub unknown_reply: String,
@@ -146,6 +147,7 @@ impl SimConfig {
                 .collect(),
             boot_urcs: s.boot_urcs.clone(),
             ready_urcs: s.ready_urcs.clone(),
+            sms_ready: Duration::from_secs(s.sms_ready_secs.unwrap_or(0).min(600)),
             periodic_urcs: s.periodic_urcs.clone(),
             periodic: s
                 .periodic_secs

@@ -309,6 +309,7 @@ impl SimModem {
     /// for SMS commands, `+CMS ERROR: 311/316` (TS 27.005 §3.2.5).
     fn need_sim(&self, sms: bool) -> Result<(), Fail> {
         let (cme, cms) = match self.sim {
+            SimState::Ready if sms && self.sms_busy_until.is_some() => return Err(Fail::Cms(314)),
             SimState::Ready => return Ok(()),
             SimState::NeedPin => (11, 311),
             SimState::NeedPuk => (12, 316),
@@ -785,7 +786,7 @@ impl SimModem {
 
     /// The message at the index the DTE gave: `+CMS ERROR: 321` when the
     /// index is out of range or empty.
-    fn stored(&self, mem: Mem, arg: Option<&Arg>) -> Result<(usize, Stored), Fail> {
+    fn stored_at(&self, mem: Mem, arg: Option<&Arg>) -> Result<(usize, Stored), Fail> {
         let i = self.slot(mem, arg)?;
         let msg = self.store.get(mem, i).cloned().ok_or(Fail::Cms(321))?;
         Ok((i, msg))
@@ -842,7 +843,7 @@ impl SimModem {
             return Ok(());
         };
         let mem = self.mem[0];
-        let (i, msg) = self.stored(mem, a.first())?;
+        let (i, msg) = self.stored_at(mem, a.first())?;
         if self.set.cmgf == 1 {
             info.extend(self.text_cmgr(&msg)?);
         } else {
@@ -950,7 +951,7 @@ impl SimModem {
             return Ok(());
         };
         let mem = self.mem[1];
-        let (i, msg) = self.stored(mem, a.first())?;
+        let (i, msg) = self.stored_at(mem, a.first())?;
         if peek::mti(&msg.tpdu) != Some(peek::MTI_SUBMIT) {
             return Err(Fail::Cms(302));
         }
@@ -975,7 +976,7 @@ impl SimModem {
         match kind {
             PromptKind::SendPdu { len } => {
                 let (smsc, tpdu) = parse_pdu_input(buf, *len)?;
-                if !peek::submit_plausible(&tpdu) {
+                if !peek::submit_ok(&tpdu) {
                     return Err(Fail::Cms(304));
                 }
                 let mr = self.submit(tpdu, smsc.len() > 1)?;

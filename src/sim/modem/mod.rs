@@ -99,6 +99,20 @@ pub struct MemUsage {
     pub total: usize,
 }
 
+/// One message in the modem's memories, as [`SimModem::stored`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// `SM`, `ME` or `SR`.
+    pub mem: &'static str,
+    /// The index `+CMGR` takes (counting from the profile's `index_base`).
+    pub index: usize,
+    /// `<stat>`: 0 received unread, 1 received read, 2 stored unsent,
+    /// 3 stored sent (TS 27.005 §3.1).
+    pub stat: u8,
+    /// The TPDU (no SMSC field).
+    pub tpdu: Vec<u8>,
+}
+
 /// Usage of the three physical memories.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StorageUsage {
@@ -291,6 +305,8 @@ pub struct SimModem {
     buffered: VecDeque<Vec<u8>>,
     awaiting_ack: Option<AwaitingAck>,
     ussd: Option<(Instant, String)>,
+    /// Until then SMS commands answer `+CMS ERROR: 314` (SIM busy).
+    sms_busy_until: Option<Instant>,
     next_periodic: Option<Instant>,
     /// Registration as last announced, to emit `+CREG` URCs on change.
     announced_reg: bool,
@@ -340,6 +356,7 @@ impl SimModem {
             buffered: VecDeque::new(),
             awaiting_ack: None,
             ussd: None,
+            sms_busy_until: None,
             next_periodic: cfg.periodic.map(|p| now + p),
             announced_reg: false,
             events: Vec::new(),
@@ -354,7 +371,7 @@ impl SimModem {
     /// Bytes the DTE wrote.
     pub fn input(&mut self, bytes: &[u8], now: Instant) {
         self.tick(now);
-        if self.faults.hang || self.silent(now) {
+        if self.faults.hang || self.booting() {
             tracing::trace!(modem = %self.id.number, n = bytes.len(), "input swallowed (hung or rebooting)");
             return;
         }
@@ -396,6 +413,7 @@ impl SimModem {
             boot,
             self.awaiting_ack.as_ref().map(|a| a.deadline),
             self.ussd.as_ref().map(|(t, _)| *t),
+            self.sms_busy_until,
             self.next_periodic,
         ]
         .into_iter()
@@ -413,7 +431,7 @@ impl SimModem {
     /// as `+CNMI` says.
     pub fn receive(&mut self, tpdu: &[u8], now: Instant) -> Result<(), ReceiveError> {
         self.tick(now);
-        self.check_can_receive(tpdu, now)?;
+        self.check_can_receive(tpdu)?;
         let class = peek::deliver_class(tpdu);
         let msg = Stored {
             stat: Stat::RecUnread,
@@ -458,7 +476,7 @@ impl SimModem {
     /// `+CDS`, `+CDSI` or nothing, as `+CNMI` `<ds>` says.
     pub fn receive_status_report(&mut self, tpdu: &[u8], now: Instant) -> Result<(), ReceiveError> {
         self.tick(now);
-        self.check_can_receive(tpdu, now)?;
+        self.check_can_receive(tpdu)?;
         let msg = Stored {
             stat: Stat::RecUnread,
             smsc: peek::smsc_field(&self.id.smsc),
@@ -533,6 +551,25 @@ impl SimModem {
         }
     }
 
+    /// Every stored message, SM then ME then SR, without marking anything
+    /// read (for the control socket; the DTE's reads go through `+CMGR`).
+    pub fn stored(&self) -> Vec<StoredMessage> {
+        let mut out = Vec::new();
+        for mem in [Mem::Sm, Mem::Me, Mem::Sr] {
+            for i in self.store.list(mem, storage::Filter::All) {
+                if let Some(m) = self.store.get(mem, i) {
+                    out.push(StoredMessage {
+                        mem: mem.name(),
+                        index: i + self.cfg.index_base,
+                        stat: m.stat.number(),
+                        tpdu: m.tpdu.clone(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
     /// Whether the modem is rebooting (silent) at `now`.
     pub fn is_rebooting(&self, now: Instant) -> bool {
         self.silent(now)
@@ -549,6 +586,12 @@ impl SimModem {
         }
     }
 
+    /// A reboot is under way (or accepted and about to start): no new input
+    /// is taken and nothing new is said until the boot is over.
+    fn booting(&self) -> bool {
+        matches!(self.power, Power::Booting { .. })
+    }
+
     /// Rebooting and past the moment the reboot started.
     fn silent(&self, now: Instant) -> bool {
         matches!(self.power, Power::Booting { from, .. } if now >= from)
@@ -561,8 +604,9 @@ impl SimModem {
             && self.set.cops_mode != 2
     }
 
-    fn check_can_receive(&self, tpdu: &[u8], now: Instant) -> Result<(), ReceiveError> {
-        if self.faults.hang || self.silent(now) || !self.registered() {
+    fn check_can_receive(&self, tpdu: &[u8]) -> Result<(), ReceiveError> {
+        if self.faults.hang || self.booting() || !self.registered() || self.sms_busy_until.is_some()
+        {
             return Err(ReceiveError::NotReady);
         }
         if tpdu.is_empty() || tpdu.len() > MAX_TPDU {
@@ -600,11 +644,24 @@ impl SimModem {
         }
     }
 
+    /// `+CMT` (TS 27.005 §3.4.1): PDU mode `+CMT: ,<length>` and the PDU,
+    /// text mode per `+CSDH`.
     fn render_cmt(&self, msg: &Stored) -> Vec<String> {
+        if self.set.cmgf == 1 {
+            if let Some(lines) = self.text_cmt(msg) {
+                return lines;
+            }
+        }
         vec![format!("+CMT: ,{}", msg.tpdu.len()), msg.pdu_hex()]
     }
 
+    /// `+CDS` (TS 27.005 §3.4.1): `+CDS: <length>` and the PDU, or text.
     fn render_cds(&self, msg: &Stored) -> Vec<String> {
+        if self.set.cmgf == 1 {
+            if let Some(lines) = self.text_cds(msg) {
+                return lines;
+            }
+        }
         vec![format!("+CDS: {}", msg.tpdu.len()), msg.pdu_hex()]
     }
 
@@ -615,8 +672,11 @@ impl SimModem {
                 self.finish_boot(now);
             }
         }
-        if self.faults.hang || self.silent(now) {
+        if self.faults.hang || self.booting() {
             return;
+        }
+        if self.sms_busy_until.is_some_and(|t| now >= t) {
+            self.sms_ready(now);
         }
         if let Some(a) = &self.awaiting_ack {
             if now >= a.deadline {
@@ -683,6 +743,7 @@ impl SimModem {
         self.held.clear();
         self.buffered.clear();
         self.ussd = None;
+        self.sms_busy_until = None;
         if let Some(a) = self.awaiting_ack.take() {
             // An unacknowledged +CMT was never RP-ACKed: the network keeps
             // it. We cannot hand it back, so keep it in storage instead.
@@ -713,9 +774,19 @@ impl SimModem {
     }
 
     fn sim_became_ready(&mut self, now: Instant) {
+        if self.cfg.sms_ready.is_zero() {
+            self.sms_ready(now);
+        } else {
+            self.sms_busy_until = Some(now + self.cfg.sms_ready);
+        }
+        self.registration_changed(now);
+    }
+
+    /// The SIM's SMS files are read: the profile's ready URCs.
+    fn sms_ready(&mut self, now: Instant) {
+        self.sms_busy_until = None;
         let lines: Vec<String> = self.cfg.ready_urcs.iter().map(|l| self.render(l)).collect();
         self.urc(lines, now);
-        self.registration_changed(now);
     }
 
     /// Emits `+CREG`/`+CGREG`/`+CEREG` URCs if registration changed
@@ -783,7 +854,7 @@ impl SimModem {
     /// One unsolicited result code of several lines (`+CMT: ,<len>` and its
     /// PDU), framed as one block.
     fn urc_block(&mut self, lines: Vec<String>, now: Instant) {
-        if lines.is_empty() || self.faults.hang || self.silent(now) {
+        if lines.is_empty() || self.faults.hang || self.booting() {
             return;
         }
         let bytes = self.frame_urc(&lines);
@@ -947,7 +1018,7 @@ impl SimModem {
         let body = line.get(2..).unwrap_or("");
         let mut answer = Vec::new();
         let mut delay = Duration::ZERO;
-        let mut after_ok: Option<exec::After> = None;
+        let mut after_ok: Vec<exec::After> = Vec::new();
         let result = match cmdline::parse(body) {
             Err(cmdline::Syntax) => Err(Fail::Error),
             Ok(cmds) => {
@@ -959,7 +1030,7 @@ impl SimModem {
                     match r {
                         Ok(exec::Flow::Next) => {}
                         Ok(exec::Flow::Delay(d)) => delay += d,
-                        Ok(exec::Flow::Then(a)) => after_ok = Some(a),
+                        Ok(exec::Flow::Then(a)) => after_ok.push(a),
                         Ok(exec::Flow::Prompt(kind)) => {
                             let due = self.reply_due(now);
                             answer.extend_from_slice(b"\r\n> ");
@@ -985,7 +1056,7 @@ impl SimModem {
         let due = self.reply_due(now) + delay;
         self.queue(due, answer);
         if result.is_ok() {
-            if let Some(a) = after_ok {
+            for a in after_ok {
                 self.after(a, due);
             }
         }
@@ -1012,21 +1083,21 @@ impl SimModem {
                 self.release_held(now);
             }
             _ => {
+                let text_mode = matches!(
+                    p.kind,
+                    PromptKind::SendText { .. } | PromptKind::WriteText { .. }
+                );
                 if p.buf.len() < MAX_PROMPT {
                     p.buf.push(b);
                 } else {
                     p.overflow = true;
                 }
-                self.echo(b, now);
-                // In text mode a CR ends a line of the message and the modem
-                // prompts again (TS 27.005 §3.5.1).
-                if b == b'\r'
-                    && matches!(
-                        self.prompt.as_ref().map(|p| &p.kind),
-                        Some(PromptKind::SendText { .. } | PromptKind::WriteText { .. })
-                    )
-                {
-                    self.queue(now, b"\n> ".to_vec());
+                if text_mode && b == b'\r' {
+                    // In text mode a CR ends a line of the message and the
+                    // modem prompts again (TS 27.005 §3.5.1).
+                    self.queue(now, b"\r\n> ".to_vec());
+                } else {
+                    self.echo(b, now);
                 }
             }
         }

@@ -1,7 +1,10 @@
-//! The few TPDU fields a modem itself looks at, read without decoding the
-//! message: the message type, TP-MR, the data coding scheme's message class.
-//! A real modem routes and numbers messages from these octets alone; the
-//! full codec lives in [`crate::pdu`].
+//! The few TPDU facts a modem itself needs: the message type, the message
+//! class of an incoming SMS-DELIVER (read from its TP-DCS octet alone, as a
+//! modem routes before it decodes anything), whether an SMS-SUBMIT from the
+//! DTE is well-formed, and the SMSC address field. Decoding and encoding
+//! are the codec's ([`crate::pdu`]).
+
+use crate::pdu::{self, Address, Dcs, DecodeOptions, Direction, Tpdu};
 
 /// TP-MTI of a TPDU, TS 23.040 §9.2.3.1 (bits 1..0 of the first octet).
 pub(crate) fn mti(tpdu: &[u8]) -> Option<u8> {
@@ -11,100 +14,45 @@ pub(crate) fn mti(tpdu: &[u8]) -> Option<u8> {
 /// TP-MTI of an SMS-SUBMIT (MS to SC).
 pub(crate) const MTI_SUBMIT: u8 = 0x01;
 
-/// Length in octets of an address field whose length octet says `digits`
-/// semi-octets, TS 23.040 §9.1.2.5 (length octet and type octet included).
-fn address_len(digits: u8) -> usize {
-    2 + usize::from(digits).div_ceil(2)
-}
-
-/// Offset of TP-PID in an SMS-DELIVER (after TP-OA), if the TPDU is long
-/// enough to hold it and TP-DCS.
-fn deliver_pid_offset(tpdu: &[u8]) -> Option<usize> {
-    let digits = *tpdu.get(1)?;
-    let pid = 1 + address_len(digits);
-    (tpdu.len() > pid + 1).then_some(pid)
-}
-
-/// The message class of an SMS-DELIVER from its TP-DCS, TS 23.038 §4
-/// (general data coding groups 00xx/01xx with bit 4 set, and group 1111);
-/// `None` when it has no class or the TPDU is too short to say.
+/// The message class of an SMS-DELIVER from its TP-DCS (TS 23.038 §4);
+/// `None` when it has none or the TPDU is too short to say. TP-DCS follows
+/// the first octet, TP-OA (length in semi-octets, type, digits) and TP-PID
+/// (TS 23.040 §9.2.2.1).
 pub(crate) fn deliver_class(tpdu: &[u8]) -> Option<u8> {
-    let dcs = *tpdu.get(deliver_pid_offset(tpdu)? + 1)?;
-    match dcs >> 4 {
-        0x0..=0x7 if dcs & 0x10 != 0 => Some(dcs & 0x03),
-        0xF => Some(dcs & 0x03),
-        _ => None,
-    }
+    let digits = usize::from(*tpdu.get(1)?);
+    let dcs_at = 1 + 2 + digits.div_ceil(2) + 1;
+    let raw = *tpdu.get(dcs_at)?;
+    Dcs::from_octet(raw).class.map(|c| c.number())
 }
 
-/// Checks that an SMS-SUBMIT's fixed header fits in the TPDU (TS 23.040
-/// §9.2.2.2: first octet, TP-MR, TP-DA, TP-PID, TP-DCS, TP-VP, TP-UDL) and
-/// that TP-UDL does not promise more user data than there is.
-pub(crate) fn submit_plausible(tpdu: &[u8]) -> bool {
-    let Some(&fo) = tpdu.first() else {
-        return false;
+/// Decodes a TPDU without SMSC field travelling in `direction`.
+pub(crate) fn decode(tpdu: &[u8], direction: Direction) -> Option<Tpdu> {
+    let opts = DecodeOptions {
+        direction,
+        smsc: false,
+        ..DecodeOptions::default()
     };
-    if fo & 0x03 != MTI_SUBMIT {
-        return false;
-    }
-    let Some(&digits) = tpdu.get(2) else {
-        return false;
-    };
-    if digits > 20 {
-        return false;
-    }
-    // TP-VPF, bits 4..3: none, enhanced (7), relative (1), absolute (7).
-    let vp = match (fo >> 3) & 0x03 {
-        0 => 0,
-        2 => 1,
-        _ => 7,
-    };
-    let pid = 2 + address_len(digits);
-    let dcs_at = pid + 1;
-    let udl_at = dcs_at + 1 + vp;
-    let (Some(&dcs), Some(&udl)) = (tpdu.get(dcs_at), tpdu.get(udl_at)) else {
-        return false;
-    };
-    let have = tpdu.len() - udl_at - 1;
-    let udl = usize::from(udl);
-    // TS 23.038 §4: 7-bit default alphabet unless the group says 8-bit or
-    // UCS-2; TP-UDL counts septets for 7-bit, octets otherwise.
-    // Reserved groups are read as 7-bit (TS 23.038 §4), the lenient choice.
-    let seven_bit = match dcs >> 4 {
-        0x0..=0x7 => (dcs >> 2) & 0x03 != 1 && (dcs >> 2) & 0x03 != 2,
-        0xE => false,
-        0xF => dcs & 0x04 == 0,
-        _ => true,
-    };
-    let need = if seven_bit {
-        (udl * 7).div_ceil(8)
-    } else {
-        udl
-    };
-    need <= have && need <= 140
+    pdu::decode(tpdu, opts).ok().map(|p| p.tpdu)
 }
 
-/// The SMSC address field for `number` (`+` for international), TS 24.011
-/// §8.2.5.2 / TS 23.040 §9.1.2.5 semi-octets; `[0]` for an empty number.
+/// Whether the DTE's TPDU is an SMS-SUBMIT the codec can read in full
+/// (TS 23.040 §9.2.2.2); a real modem refuses the others with
+/// `+CMS ERROR: 304`.
+pub(crate) fn submit_ok(tpdu: &[u8]) -> bool {
+    matches!(
+        decode(tpdu, Direction::MobileOriginated),
+        Some(Tpdu::Submit(_))
+    )
+}
+
+/// The SMSC address field for `number` (TS 27.005 §3.1: length octet, type,
+/// semi-octets); `[0]` for no or an unusable number.
 pub(crate) fn smsc_field(number: &str) -> Vec<u8> {
-    let intl = number.starts_with('+');
-    let digits: Vec<u8> = number
-        .bytes()
-        .filter(u8::is_ascii_digit)
-        .map(|d| d - b'0')
-        .take(20)
-        .collect();
-    if digits.is_empty() {
-        return vec![0];
+    let mut out = Vec::new();
+    match Address::parse_number(number).map(|a| a.encode_smsc(&mut out)) {
+        Ok(Ok(())) => out,
+        _ => vec![0],
     }
-    let mut out = vec![0, if intl { 0x91 } else { 0x81 }];
-    for pair in digits.chunks(2) {
-        let lo = pair[0];
-        let hi = pair.get(1).copied().unwrap_or(0x0F);
-        out.push(hi << 4 | lo);
-    }
-    out[0] = (out.len() - 1) as u8;
-    out
 }
 
 #[cfg(test)]
@@ -119,7 +67,6 @@ mod tests {
             "07915155000000F1"
         );
         assert_eq!(smsc_field(""), vec![0]);
-        assert_eq!(hex::encode_upper(smsc_field("1234")), "03812143");
     }
 
     #[test]
@@ -140,12 +87,12 @@ mod tests {
         // From the smstools recording: "Hello from smstools".
         let ok =
             hex::decode("11000B915155112122F20000FF13C8329BFD0699E5EF3668DE9ED3DF6FF61C").unwrap();
-        assert!(submit_plausible(&ok));
-        assert!(!submit_plausible(&ok[..ok.len() - 1]));
+        assert!(submit_ok(&ok));
+        assert!(!submit_ok(&ok[..ok.len() - 1]));
         let mut deliver = ok.clone();
         deliver[0] = 0x04;
-        assert!(!submit_plausible(&deliver));
-        assert!(!submit_plausible(&[]));
-        assert!(!submit_plausible(&[0x11, 0x00]));
+        assert!(!submit_ok(&deliver));
+        assert!(!submit_ok(&[]));
+        assert!(!submit_ok(&[0x11, 0x00]));
     }
 }

@@ -422,6 +422,13 @@ fn receive_store_and_indicate_then_read_and_delete() {
     assert_eq!(d.at("AT+CMGL=0"), OK);
     assert_eq!(d.at("AT+CMGL=4"), ok(&format!("+CMGL: 1,1,,35\r\n{pdu}")));
     assert_eq!(d.at("AT+CMGR=1"), ok(&format!("+CMGR: 1,,35\r\n{pdu}")));
+    let listed = d.m.stored();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].mem, listed[0].index, listed[0].stat),
+        ("SM", 1, 1)
+    );
+    assert_eq!(listed[0].tpdu, deliver());
     d.at("AT+CMEE=1");
     assert_eq!(d.at("AT+CMGR=2"), "\r\n+CMS ERROR: 321\r\n");
     assert_eq!(d.at("AT+CMGR=31"), "\r\n+CMS ERROR: 321\r\n");
@@ -619,28 +626,46 @@ fn faults_hang_and_cms_error() {
 
 #[test]
 fn cfun_reset_reboots_with_profile_urcs() {
-    for (profile, urcs) in [
-        ("generic", ""),
+    // (profile, URCs at the end of the boot, URCs once SMS is ready)
+    let table = [
+        ("generic", "", ""),
+        (
+            "huawei",
+            "\r\n^SIMST:1\r\n\r\n^SRVST:2\r\n\r\n^MODE:5,4\r\n",
+            "",
+        ),
         (
             "quectel",
-            "\r\nRDY\r\n\r\n+CFUN: 1\r\n\r\n+CPIN: READY\r\n\r\n+QIND: SMS DONE\r\n\r\n+QIND: PB DONE\r\n",
+            "\r\nRDY\r\n\r\n+CFUN: 1\r\n\r\n+CPIN: READY\r\n",
+            "\r\n+QIND: SMS DONE\r\n\r\n+QIND: PB DONE\r\n",
         ),
         (
             "simcom",
-            "\r\nRDY\r\n\r\n+CFUN: 1\r\n\r\n+CPIN: READY\r\n\r\nSMS Ready\r\n\r\nPB DONE\r\n",
+            "\r\nRDY\r\n\r\n+CFUN: 1\r\n\r\n+CPIN: READY\r\n",
+            "\r\nSMS Ready\r\n\r\nPB DONE\r\n",
         ),
-    ] {
+    ];
+    for (profile, boot, ready) in table {
         let mut d = Dte::new(profile).quiet_echo();
+        d.at("AT+CMEE=1");
         assert_eq!(d.at("AT+CFUN=1,1"), OK, "{profile}");
         assert!(d.m.is_rebooting(d.now));
         assert_eq!(d.at("AT"), "", "{profile}: silent while booting");
         d.advance(Duration::from_secs(1));
         assert_eq!(d.read(), "");
-        let wake = d.m.next_wakeup().unwrap();
-        d.now = wake;
-        assert_eq!(d.read(), urcs, "{profile}");
+        d.now = d.m.next_wakeup().unwrap();
+        assert_eq!(d.read(), boot, "{profile}");
         // Volatile settings are back to their defaults: echo on.
-        assert_eq!(d.at("AT"), "AT\r\r\nOK\r\n", "{profile}");
+        assert_eq!(d.at("ATE0"), "ATE0\r\r\nOK\r\n", "{profile}");
+        d.at("AT+CMEE=1");
+        if !ready.is_empty() {
+            // SMS is not usable until the module has read the SIM.
+            assert_eq!(d.at("AT+CPMS?"), "\r\n+CMS ERROR: 314\r\n", "{profile}");
+            assert_eq!(d.m.receive(&deliver(), d.now), Err(ReceiveError::NotReady));
+            d.now = d.m.next_wakeup().unwrap();
+            assert_eq!(d.read(), ready, "{profile}");
+        }
+        assert!(d.at("AT+CPMS?").starts_with("\r\n+CPMS: "), "{profile}");
     }
 }
 
@@ -650,6 +675,9 @@ fn huawei_quirks() {
     assert_eq!(d.at("AT+CGMI"), ok("huawei"));
     assert_eq!(d.at("AT^ICCID?"), ok("^ICCID: 8900100000000000001"));
     assert_eq!(d.at("AT+WIND?"), "\r\nCOMMAND NOT SUPPORT\r\n");
+    // gammu's Huawei set-up.
+    assert_eq!(d.at("AT^CURC=0;^PORTSEL=1"), OK);
+    assert_eq!(d.at("AT^PORTSEL?"), ok("^PORTSEL: 0"));
     // Periodic ^RSSI noise.
     let wake = d.m.next_wakeup().unwrap();
     d.now = wake;
@@ -704,4 +732,229 @@ fn cmgw_and_cmss() {
     assert_eq!(d.at("AT+CMSS=1"), ok("+CMSS: 1"));
     assert_eq!(d.at("AT+CMGL=3").lines().nth(1), Some("+CMGL: 1,3,,31"));
     assert_eq!(d.m.take_events().len(), 1);
+}
+
+#[test]
+fn text_mode_read_list_and_cmt() {
+    let mut d = Dte::new("generic").quiet_echo();
+    d.at("AT+CMGF=1;+CNMI=2,1,0,0,0");
+    d.m.receive(&deliver(), d.now).unwrap();
+    assert_eq!(d.read(), "\r\n+CMTI: \"SM\",1\r\n");
+    assert_eq!(
+        d.at("AT+CMGL=\"ALL\""),
+        ok("+CMGL: 1,\"REC UNREAD\",\"+15553334444\",,\"26/11/26,06:33:37+00\"\r\nlive MT for kannel")
+    );
+    assert_eq!(
+        d.at("AT+CMGR=1"),
+        ok("+CMGR: \"REC READ\",\"+15553334444\",,\"26/11/26,06:33:37+00\"\r\nlive MT for kannel")
+    );
+    d.at("AT+CSDH=1");
+    assert_eq!(
+        d.at("AT+CMGR=1"),
+        ok("+CMGR: \"REC READ\",\"+15553334444\",,\"26/11/26,06:33:37+00\",145,4,0,0,\"+15550000001\",145,18\r\nlive MT for kannel")
+    );
+    assert_eq!(
+        d.at("AT+CMGL=\"REC READ\""),
+        ok("+CMGL: 1,\"REC READ\",\"+15553334444\",,\"26/11/26,06:33:37+00\",145,18\r\nlive MT for kannel")
+    );
+    d.at("AT+CMEE=1");
+    assert_eq!(d.at("AT+CMGL=4"), "\r\n+CMS ERROR: 305\r\n");
+    d.at("AT+CSDH=0;+CNMI=2,2,0,0,0");
+    d.m.receive(&deliver(), d.now).unwrap();
+    assert_eq!(
+        d.read(),
+        "\r\n+CMT: \"+15553334444\",,\"26/11/26,06:33:37+00\"\r\nlive MT for kannel\r\n"
+    );
+    // Status reports in text mode.
+    let report = hex::decode("06010B915155112122F2621162603342006211626033420000").unwrap();
+    d.at("AT+CNMI=2,1,0,1,0");
+    d.m.receive_status_report(&report, d.now).unwrap();
+    assert_eq!(
+        d.read(),
+        "\r\n+CDS: 6,1,\"+15551112222\",145,\"26/11/26,06:33:24+00\",\"26/11/26,06:33:24+00\",0\r\n"
+    );
+}
+
+#[test]
+fn text_mode_send() {
+    use crate::pdu::{Direction, Tpdu};
+    let mut d = Dte::new("generic").quiet_echo();
+    d.at("AT+CMGF=1");
+    assert_eq!(d.at("AT+CMGS=\"+15551112222\""), "\r\n> ");
+    assert_eq!(d.send(b"Hello"), "");
+    assert_eq!(d.send(b"\r"), "\r\n> ");
+    assert_eq!(d.send(b"world\x1a"), ok("+CMGS: 1"));
+    let ev = d.m.take_events();
+    let NetEvent::Submitted { tpdu, mr } = &ev[0];
+    assert_eq!(*mr, 1);
+    let Some(Tpdu::Submit(s)) = peek::decode(tpdu, Direction::MobileOriginated) else {
+        panic!("not a submit");
+    };
+    assert_eq!(s.destination.value, "15551112222");
+    assert_eq!(s.user_data.text(), Some("Hello\nworld"));
+    // UCS2 character set: number and text in hex.
+    d.at("AT+CSCS=\"UCS2\";+CSMP=17,167,0,8");
+    assert_eq!(d.at("AT+CMGS=\"002B0031\""), "\r\n> ");
+    assert_eq!(d.send(b"041F0440043804320435044220AC\x1a"), ok("+CMGS: 2"));
+    let ev = d.m.take_events();
+    let NetEvent::Submitted { tpdu, .. } = &ev[0];
+    let Some(Tpdu::Submit(s)) = peek::decode(tpdu, Direction::MobileOriginated) else {
+        panic!("not a submit");
+    };
+    assert_eq!(s.user_data.text(), Some("Привет€"));
+    // Too long for one message.
+    d.at("AT+CMEE=1;+CSCS=\"IRA\";+CSMP=17,167,0,0");
+    d.at("AT+CMGS=\"+1555\"");
+    assert_eq!(d.send(&[b'x'; 200]), "");
+    assert_eq!(d.send(b"\x1a"), "\r\n+CMS ERROR: 305\r\n");
+    // Text-mode +CMGW then +CMGR shows the stored SMS-SUBMIT.
+    assert_eq!(d.at("AT+CMGW=\"+15551112222\""), "\r\n> ");
+    assert_eq!(d.send(b"draft\x1a"), ok("+CMGW: 1"));
+    assert_eq!(
+        d.at("AT+CMGR=1"),
+        ok("+CMGR: \"STO UNSENT\",\"+15551112222\",\r\ndraft")
+    );
+}
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Fragments a DTE (or line noise) might write.
+    fn fragment() -> impl Strategy<Value = Vec<u8>> {
+        let tokens: Vec<&'static [u8]> = vec![
+            b"AT",
+            b"at",
+            b"\r",
+            b"\n",
+            b"\x1a",
+            b"\x1b",
+            b"\x08",
+            b"\0",
+            b"+CMGS=",
+            b"+CMGW=",
+            b"+CMGR=",
+            b"+CMGL=",
+            b"+CMGD=",
+            b"+CPMS=",
+            b"+CNMI=",
+            b"+CMGF=1",
+            b"+CSCS=",
+            b"+CPIN=",
+            b"+COPS=",
+            b"+CUSD=1,",
+            b"+CSMS=1",
+            b"+CNMA",
+            b"+CSCA=",
+            b"?",
+            b"=?",
+            b";",
+            b",",
+            b"\"",
+            b"\"UCS2\"",
+            b"\"SR\"",
+            b"0",
+            b"1",
+            b"2",
+            b"4",
+            b"31",
+            b"255",
+            b"0011000B915155112122F20000FF13C8329BFD0699E5EF3668DE9ED3DF6FF61C",
+            b"E0",
+            b"V0",
+            b"Q1",
+            b"&F",
+            b"Z",
+            b"S3=",
+        ];
+        prop_oneof![
+            proptest::sample::select(tokens).prop_map(|t| t.to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..8),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Whatever arrives, the modem never panics, its output stays
+        /// bounded, and it still answers after ESC and ATZ.
+        #[test]
+        fn any_input_leaves_a_working_modem(
+            writes in proptest::collection::vec(
+                proptest::collection::vec(fragment(), 1..12), 1..40),
+            profile in proptest::sample::select(vec!["generic", "huawei", "quectel", "simcom"]),
+            deliveries in proptest::collection::vec(any::<bool>(), 0..5),
+        ) {
+            let mut d = Dte::new(profile);
+            let mut total = 0usize;
+            for (i, w) in writes.iter().enumerate() {
+                let bytes: Vec<u8> = w.concat();
+                d.m.input(&bytes, d.now);
+                if deliveries.get(i).copied().unwrap_or(false) {
+                    let _ = d.m.receive(&deliver(), d.now);
+                }
+                d.advance(Duration::from_millis(700));
+                total += d.m.output(d.now).len();
+            }
+            // Output is bounded by what was asked (echo and answers).
+            prop_assert!(total < 200_000);
+            d.advance(Duration::from_secs(60));
+            d.m.output(d.now);
+            d.send(b"\x1b\x1b\r");
+            d.send(b"ATZ\r");
+            d.advance(Duration::from_secs(60));
+            d.m.output(d.now);
+            let r = d.send(b"ATE0\r");
+            prop_assert!(r.ends_with("\r\nOK\r\n"), "{:?}", r);
+        }
+    }
+}
+
+#[test]
+fn profile_knobs_line_end_and_unsupported() {
+    let mut p = builtin_profile("generic").unwrap();
+    p.sim.line_end = Some("\r\r\n".into());
+    p.sim.unsupported = vec!["+CCID".into()];
+    p.sim
+        .responses
+        .insert("+CBC".into(), vec!["+CBC: 0,{rssi},{imei}".into()]);
+    let now = Instant::now();
+    let mut m = SimModem::new(identity(), &p, Duration::ZERO, 1, now);
+    m.input(b"ATE0\r", now);
+    m.output(now);
+    let mut at = |cmd: &str| {
+        m.input(format!("{cmd}\r").as_bytes(), now);
+        String::from_utf8(m.output(now)).unwrap()
+    };
+    // Huawei-style CR CR LF after information lines.
+    assert_eq!(at("AT+CSQ"), "\r\n+CSQ: 21,99\r\r\n\r\nOK\r\n");
+    assert_eq!(at("AT+CCID"), "\r\nERROR\r\n");
+    assert_eq!(
+        at("AT+CBC"),
+        "\r\n+CBC: 0,21,350000001234567\r\r\n\r\nOK\r\n"
+    );
+}
+
+#[test]
+fn pin_then_chained_commands_run_every_follow_up() {
+    let mut d = Dte::with_pin("1234").quiet_echo();
+    d.at("AT+CREG=1");
+    // Both the PIN's ready work and +CFUN's registration check happen.
+    assert_eq!(d.at("AT+CPIN=1234;+CFUN=1"), "\r\nOK\r\n\r\n+CREG: 1\r\n");
+}
+
+#[test]
+fn nothing_is_taken_or_said_between_cfun_reset_and_boot() {
+    let mut d = Dte::with("quectel", identity(), Duration::from_millis(300));
+    d.at("ATE0");
+    d.advance(Duration::from_millis(300));
+    d.read();
+    assert_eq!(d.at("AT+CFUN=1,1"), "");
+    // Typed before the OK went out: swallowed, never answered.
+    assert_eq!(d.at("AT+CSQ"), "");
+    assert_eq!(d.m.receive(&deliver(), d.now), Err(ReceiveError::NotReady));
+    d.advance(Duration::from_millis(300));
+    assert_eq!(d.read(), OK);
+    d.advance(Duration::from_secs(8));
+    assert!(d.read().starts_with("\r\nRDY\r\n"));
 }
