@@ -525,7 +525,7 @@ async fn unplug_is_gone_and_replug_is_ready_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reboot_mid_sweep_loses_nothing() {
     let sim = Sim::start(&["--modems", "1"]);
-    let n = 6;
+    let n = 8;
     for i in 0..n {
         let text = format!("message {i}");
         sim.ctl(&[
@@ -540,13 +540,17 @@ async fn reboot_mid_sweep_loses_nothing() {
         .await;
     }
     assert_eq!(sim.stored(0).await, n);
-    let (h, mut ev) = start(config(&sim, 0));
-    let mut seen = BTreeSet::new();
+    let mut c = config(&sim, 0);
+    // One event at a time: the start-up sweep waits for us between offers,
+    // so the reboot below lands in the middle of it.
+    c.queue = 1;
+    let (h, mut ev) = start(c);
     let (first, commit) = next_received(&mut ev).await;
-    // The start-up sweep is under way: pull the rug.
     sim.ctl(&["reboot", "--modem", "0"]).await;
+    let states = record_states(&h);
     commit.send(Committed).unwrap();
-    seen.insert(text_of(&first));
+    let mut seen = BTreeSet::from([text_of(&first)]);
+    let mut offers = 1;
     let deadline = tokio::time::Instant::now() + WAIT;
     while seen.len() < n as usize || sim.stored(0).await > 0 {
         assert!(tokio::time::Instant::now() < deadline, "seen {seen:?}");
@@ -554,6 +558,7 @@ async fn reboot_mid_sweep_loses_nothing() {
             match e {
                 ModemEvent::Inbound { part, commit } => {
                     seen.insert(text_of(&part));
+                    offers += 1;
                     let _ = commit.send(Committed);
                 }
                 ModemEvent::StatusReport { commit, .. } => drop(commit),
@@ -563,7 +568,83 @@ async fn reboot_mid_sweep_loses_nothing() {
     }
     let want: BTreeSet<String> = (0..n).map(|i| format!("message {i}")).collect();
     assert_eq!(seen, want);
+    eprintln!("{n} messages, {offers} offers across the reboot");
     wait_state(&h, "ready").await;
+    let states = states.lock().unwrap().clone();
+    assert!(
+        states.iter().any(|s| s == "identifying"),
+        "the reboot went unnoticed: {states:?}"
+    );
+}
+
+/// Every state `h` goes through from now on.
+fn record_states(h: &ModemHandle) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut rx = h.watch();
+    let out = seen.clone();
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let s = rx.borrow_and_update().state.clone();
+            out.lock().unwrap().push(s);
+        }
+    });
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_hung_modem_does_not_stall_another() {
+    let sim = Sim::start(&["--modems", "2"]);
+    let (h0, _e0) = start(config(&sim, 0));
+    let (h1, _e1) = start(config(&sim, 1));
+    wait_state(&h0, "ready").await;
+    wait_state(&h1, "ready").await;
+    sim.ctl(&["hang", "--modem", "0"]).await;
+    let stuck = h0.submit(submit("+4915112345678", "stuck")).unwrap();
+    for i in 0..5 {
+        let text = format!("still flowing {i}");
+        timeout(
+            Duration::from_secs(10),
+            h1.send(submit("+4915112345678", &text)),
+        )
+        .await
+        .expect("modem 1 stalled by modem 0")
+        .unwrap();
+    }
+    // The send queued on the hung modem is answered (temporary), not lost.
+    let r = timeout(WAIT, stuck).await.unwrap().unwrap();
+    assert!(r.unwrap_err().is_temporary());
+    sim.ctl(&["hang", "--modem", "0", "--off"]).await;
+    wait_state(&h0, "ready").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_line_is_survived() {
+    let sim = Sim::start(&["--modems", "1"]);
+    let (h, mut ev) = start(config(&sim, 0));
+    wait_state(&h, "ready").await;
+    sim.ctl(&["garbage", "--modem", "0"]).await;
+    sim.ctl(&[
+        "inject",
+        "--modem",
+        "0",
+        "--from",
+        "+4915112345678",
+        "--text",
+        "through the noise",
+    ])
+    .await;
+    let (part, commit) = next_received(&mut ev).await;
+    assert_eq!(text_of(&part), "through the noise");
+    commit.send(Committed).unwrap();
+    sim.ctl(&["garbage", "--modem", "0", "--off"]).await;
+    eventually("deleted after commit", || async {
+        sim.stored(0).await == 0
+    })
+    .await;
+    wait_state(&h, "ready").await;
+    h.send(submit("+4915112345678", "after the noise"))
+        .await
+        .unwrap();
 }
 
 // ---------------------------------------------- routed messages, reports

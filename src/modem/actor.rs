@@ -659,6 +659,19 @@ impl Actor {
         self.snap.operator = self.soft(r, "AT+COPS?")?.and_then(|o| o.name);
         self.update_signal().await?;
         self.failures = 0;
+        // Boot URCs seen while coming up would read as a fresh reboot once
+        // ready; indications among them are covered by the sweep that
+        // follows (Action::Sweep on the way to ready).
+        if let Some(u) = self.urcs.as_mut() {
+            let mut stale = 0usize;
+            loop {
+                match u.try_recv() {
+                    Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => stale += 1,
+                    Err(_) => break,
+                }
+            }
+            debug!(modem = %self.cfg.name, stale, "URCs from the bring-up dropped");
+        }
         Ok(Input::Registered)
     }
 
