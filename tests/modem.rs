@@ -82,6 +82,27 @@ impl Sim {
             .collect()
     }
 
+    /// An inbound message from the outside world to modem `k`.
+    async fn inject(&self, k: usize, text: &str, extra: &[&str]) {
+        let k = k.to_string();
+        let mut args = vec![
+            "inject",
+            "--modem",
+            &k,
+            "--from",
+            "+4915112345678",
+            "--text",
+            text,
+        ];
+        args.extend_from_slice(extra);
+        self.ctl(&args).await;
+    }
+
+    /// Waits until modem `k` holds no message.
+    async fn emptied(&self, k: usize) {
+        eventually("storage emptied", || async { self.stored(k).await == 0 }).await;
+    }
+
     async fn modem(&self, k: usize) -> Value {
         self.ctl(&["modems"]).await.swap_remove(k)
     }
@@ -333,16 +354,7 @@ async fn inbound_is_deleted_only_after_commit() {
     let sim = Sim::start(&["--modems", "1"]);
     let (h, mut ev) = start(config(&sim, 0));
     wait_state(&h, "ready").await;
-    sim.ctl(&[
-        "inject",
-        "--modem",
-        "0",
-        "--from",
-        "+4915112345678",
-        "--text",
-        "hello gateway",
-    ])
-    .await;
+    sim.inject(0, "hello gateway", &[]).await;
     let (part, commit) = next_received(&mut ev).await;
     assert_eq!(text_of(&part), "hello gateway");
     assert!(
@@ -354,10 +366,7 @@ async fn inbound_is_deleted_only_after_commit() {
     // Not committed yet: still on the modem.
     assert_eq!(sim.stored(0).await, 1);
     commit.send(Committed).unwrap();
-    eventually("deleted after commit", || async {
-        sim.stored(0).await == 0
-    })
-    .await;
+    sim.emptied(0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,19 +377,8 @@ async fn multipart_out_of_order_arrives_whole() {
     let text: String = (0..400)
         .map(|i| char::from(b'a' + (i % 26) as u8))
         .collect();
-    sim.ctl(&[
-        "inject",
-        "--modem",
-        "0",
-        "--from",
-        "+4915112345678",
-        "--text",
-        &text,
-        "--parts",
-        "3",
-        "--out-of-order",
-    ])
-    .await;
+    sim.inject(0, &text, &["--parts", "3", "--out-of-order"])
+        .await;
     let mut parts = BTreeMap::new();
     while parts.len() < 3 {
         let (p, commit) = next_received(&mut ev).await;
@@ -389,7 +387,7 @@ async fn multipart_out_of_order_arrives_whole() {
     }
     assert_eq!(parts.keys().copied().collect::<Vec<_>>(), [1, 2, 3]);
     assert_eq!(parts.values().cloned().collect::<String>(), text);
-    eventually("all parts deleted", || async { sim.stored(0).await == 0 }).await;
+    sim.emptied(0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -400,16 +398,7 @@ async fn uncommitted_stays_and_is_offered_again() {
     c.sweep_interval = Duration::from_secs(2);
     let (h, mut ev) = start(c);
     wait_state(&h, "ready").await;
-    sim.ctl(&[
-        "inject",
-        "--modem",
-        "0",
-        "--from",
-        "+4915112345678",
-        "--text",
-        "keep me",
-    ])
-    .await;
+    sim.inject(0, "keep me", &[]).await;
     let (first, commit) = next_received(&mut ev).await;
     drop(commit); // the store failed: no commit
     let (again, commit) = next_received(&mut ev).await;
@@ -417,10 +406,7 @@ async fn uncommitted_stays_and_is_offered_again() {
     assert_eq!(again.origin, first.origin);
     assert_eq!(sim.stored(0).await, 1, "deleted without a commit");
     commit.send(Committed).unwrap();
-    eventually("deleted after the late commit", || async {
-        sim.stored(0).await == 0
-    })
-    .await;
+    sim.emptied(0).await;
 }
 
 // ----------------------------------------------------------------- send
@@ -528,16 +514,7 @@ async fn reboot_mid_sweep_loses_nothing() {
     let n = 8;
     for i in 0..n {
         let text = format!("message {i}");
-        sim.ctl(&[
-            "inject",
-            "--modem",
-            "0",
-            "--from",
-            "+4915112345678",
-            "--text",
-            &text,
-        ])
-        .await;
+        sim.inject(0, &text, &[]).await;
     }
     assert_eq!(sim.stored(0).await, n);
     let mut c = config(&sim, 0);
@@ -623,24 +600,12 @@ async fn garbage_on_the_line_is_survived() {
     let (h, mut ev) = start(config(&sim, 0));
     wait_state(&h, "ready").await;
     sim.ctl(&["garbage", "--modem", "0"]).await;
-    sim.ctl(&[
-        "inject",
-        "--modem",
-        "0",
-        "--from",
-        "+4915112345678",
-        "--text",
-        "through the noise",
-    ])
-    .await;
+    sim.inject(0, "through the noise", &[]).await;
     let (part, commit) = next_received(&mut ev).await;
     assert_eq!(text_of(&part), "through the noise");
     commit.send(Committed).unwrap();
     sim.ctl(&["garbage", "--modem", "0", "--off"]).await;
-    eventually("deleted after commit", || async {
-        sim.stored(0).await == 0
-    })
-    .await;
+    sim.emptied(0).await;
     wait_state(&h, "ready").await;
     h.send(submit("+4915112345678", "after the noise"))
         .await
@@ -654,36 +619,14 @@ async fn flash_message_is_routed_and_acknowledged_after_commit() {
     let sim = Sim::start(&["--modems", "1"]);
     let (h, mut ev) = start(config(&sim, 0));
     wait_state(&h, "ready").await;
-    sim.ctl(&[
-        "inject",
-        "--modem",
-        "0",
-        "--from",
-        "+4915112345678",
-        "--text",
-        "flash",
-        "--class",
-        "0",
-    ])
-    .await;
+    sim.inject(0, "flash", &["--class", "0"]).await;
     let (part, commit) = next_received(&mut ev).await;
     assert_eq!(part.origin, modem::Origin::Routed);
     assert_eq!(text_of(&part), "flash");
     commit.send(Committed).unwrap();
     // Acknowledged (+CNMA): the modem does not store it, and the actor is
     // still ready and able to receive the next one.
-    sim.ctl(&[
-        "inject",
-        "--modem",
-        "0",
-        "--from",
-        "+4915112345678",
-        "--text",
-        "second",
-        "--class",
-        "0",
-    ])
-    .await;
+    sim.inject(0, "second", &["--class", "0"]).await;
     let (part, commit) = next_received(&mut ev).await;
     assert_eq!(text_of(&part), "second");
     commit.send(Committed).unwrap();
@@ -699,18 +642,7 @@ async fn unacknowledged_flash_message_is_kept_by_the_modem_and_swept() {
     c.sweep_interval = Duration::from_secs(2);
     let (h, mut ev) = start(c);
     wait_state(&h, "ready").await;
-    sim.ctl(&[
-        "inject",
-        "--modem",
-        "0",
-        "--from",
-        "+4915112345678",
-        "--text",
-        "flash",
-        "--class",
-        "0",
-    ])
-    .await;
+    sim.inject(0, "flash", &["--class", "0"]).await;
     let (part, commit) = next_received(&mut ev).await;
     assert_eq!(part.origin, modem::Origin::Routed);
     drop(commit);
@@ -723,10 +655,7 @@ async fn unacknowledged_flash_message_is_kept_by_the_modem_and_swept() {
     );
     assert_eq!(text_of(&again), "flash");
     commit.send(Committed).unwrap();
-    eventually("deleted after commit", || async {
-        sim.stored(0).await == 0
-    })
-    .await;
+    sim.emptied(0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -763,5 +692,5 @@ async fn status_report_comes_back_with_the_part_reference() {
         }
         other => panic!("not a status report: {other:?}"),
     }
-    eventually("report deleted", || async { sim.stored(0).await == 0 }).await;
+    sim.emptied(0).await;
 }

@@ -664,11 +664,8 @@ impl Actor {
         // follows (Action::Sweep on the way to ready).
         if let Some(u) = self.urcs.as_mut() {
             let mut stale = 0usize;
-            loop {
-                match u.try_recv() {
-                    Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => stale += 1,
-                    Err(_) => break,
-                }
+            while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = u.try_recv() {
+                stale += 1;
             }
             debug!(modem = %self.cfg.name, stale, "URCs from the bring-up dropped");
         }
