@@ -134,6 +134,7 @@ fn config(sim: &Sim, k: usize) -> ModemConfig {
     c.settle_max = Duration::from_secs(4);
     c.sweep_timeout = Duration::from_secs(10);
     c.commit_timeout = Duration::from_secs(5);
+    c.send_timeout = Duration::from_secs(5);
     c
 }
 

@@ -1198,7 +1198,7 @@ impl Actor {
         let total = req.parts.len();
         for (i, part) in req.parts.iter().enumerate() {
             let cmd = match SendMessage::new(&part.hex(), part.tpdu_len) {
-                Ok(c) => c,
+                Ok(c) => c.with_timeout(self.cfg.send_timeout),
                 Err(e) => {
                     let _ = req.reply.send(Err(SendError::Permanent {
                         reason: format!("part {}/{total}: {e}", i + 1),

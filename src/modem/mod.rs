@@ -219,6 +219,9 @@ pub struct ModemConfig {
     pub sweep_interval: Duration,
     /// How long one `+CMGL` may take.
     pub sweep_timeout: Duration,
+    /// How long one `+CMGS` may take (the network answers slowly on a
+    /// weak signal; 27.005 sets no limit).
+    pub send_timeout: Duration,
     /// How long the daemon has to commit an inbound part.
     pub commit_timeout: Duration,
     /// How long to wait for room in the event channel.
@@ -251,6 +254,7 @@ impl ModemConfig {
             probe_timeout: Duration::from_secs(5),
             sweep_interval: Duration::from_secs(300),
             sweep_timeout: Duration::from_secs(90),
+            send_timeout: Duration::from_secs(90),
             commit_timeout: Duration::from_secs(10),
             event_timeout: Duration::from_secs(5),
             error_storm: 5,
