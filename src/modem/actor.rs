@@ -435,11 +435,10 @@ impl Actor {
 
     fn choose_profile(&mut self, manufacturer: &str, model: &str) {
         let profiles = &self.cfg.profiles;
+        let usb = profile::usb_info(&self.cfg.port, &self.cfg.sysfs);
         let (chosen, how) = if let Some(id) = &self.cfg.profile {
             (profiles.iter().find(|p| &p.id == id), "configured")
-        } else if let Some(p) = profile::usb_info(&self.cfg.port, &self.cfg.sysfs)
-            .and_then(|u| profile::by_usb(profiles, &u))
-        {
+        } else if let Some(p) = usb.as_ref().and_then(|u| profile::by_usb(profiles, u)) {
             (Some(p), "USB ids")
         } else {
             (
@@ -451,6 +450,22 @@ impl Actor {
         let chosen = match chosen {
             Some(p) => {
                 info!(modem = %self.cfg.name, profile = %p.id, by = how, "hardware profile");
+                if let Some((u, at)) = usb.as_ref().and_then(|u| {
+                    let id = p.usb.iter().find(|x| {
+                        x.vendor.eq_ignore_ascii_case(&u.vendor)
+                            && x.product.eq_ignore_ascii_case(&u.product)
+                    })?;
+                    Some((u, id.at_interface?))
+                }) {
+                    if u.interface.is_some_and(|i| i != at) {
+                        warn!(
+                            modem = %self.cfg.name,
+                            interface = ?u.interface,
+                            at_interface = at,
+                            "this port is not the AT interface the profile names; it may not answer"
+                        );
+                    }
+                }
                 p.clone()
             }
             None => {
