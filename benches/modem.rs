@@ -3,53 +3,47 @@
 //! until the TP-MR is back), and one modem-to-modem message (send on modem
 //! 0 until the `Inbound` event of modem 1 is committed and deleted).
 
-use std::sync::mpsc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use smsgate::modem::{self, Committed, ModemConfig, ModemEvent, RejectedPins};
 use smsgate::pdu::{encode_submit, Address, SubmitOptions};
 use smsgate::sim::runtime::{self, SimConfig};
+use tokio::sync::oneshot;
 
 const WAIT: Duration = Duration::from_secs(30);
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = SimConfig {
-        dir: dir.path().to_path_buf(),
-        numbers: vec!["+15550000000".into(), "+15550000001".into()],
-        profile: smsgate::hardware::builtin_profile("generic").expect("profile"),
-        latency: Duration::ZERO,
-        pin: None,
-        report_delay: Duration::from_secs(1),
-        seed: 1,
-    };
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let sim = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(runtime::run(
-            cfg,
-            async {
-                let _ = stop_rx.await;
-            },
-            |_| {
-                let _ = ready_tx.send(());
-            },
-        ))
-        .expect("simulator");
-    });
-    ready_rx.recv_timeout(WAIT).expect("simulator ready");
-
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
+    // The simulator shares the runtime with the actors: the figures are
+    // those of one box running both.
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let sim = rt.spawn(runtime::run(
+        SimConfig {
+            seed: 7,
+            pin: None,
+            latency: Duration::ZERO,
+            report_delay: Duration::from_millis(500),
+            numbers: (0..2).map(|k| format!("+1555000000{k}")).collect(),
+            profile: smsgate::hardware::builtin_profile("generic").expect("profile"),
+            dir: dir.path().to_path_buf(),
+        },
+        async {
+            let _ = stop_rx.await;
+        },
+        |_| {
+            let _ = ready_tx.send(());
+        },
+    ));
+    rt.block_on(tokio::time::timeout(WAIT, ready_rx))
+        .expect("simulator ready in time")
+        .expect("simulator started");
     let rejected = RejectedPins::new();
     let (h0, mut ev0, h1, mut ev1) = rt.block_on(async {
         let (h0, ev0) = modem::spawn(
@@ -108,7 +102,7 @@ fn bench(c: &mut Criterion) {
         h1.shutdown().await;
     });
     let _ = stop_tx.send(());
-    let _ = sim.join();
+    let _ = rt.block_on(sim);
 }
 
 criterion_group! {
