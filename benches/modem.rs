@@ -41,7 +41,7 @@ fn bench(c: &mut Criterion) {
             let _ = ready_tx.send(());
         },
     ));
-    rt.block_on(tokio::time::timeout(WAIT, ready_rx))
+    rt.block_on(async { tokio::time::timeout(WAIT, ready_rx).await })
         .expect("simulator ready in time")
         .expect("simulator started");
     let rejected = RejectedPins::new();

@@ -352,7 +352,17 @@ async fn puk_locked_sim_is_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inbound_is_deleted_only_after_commit() {
-    let sim = Sim::start(&["--modems", "1"]);
+    inbound_commit_then_delete("generic").await;
+}
+
+/// Huawei numbers its slots from 0 and prefers SIM storage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_on_huawei_slot_zero() {
+    inbound_commit_then_delete("huawei").await;
+}
+
+async fn inbound_commit_then_delete(profile: &str) {
+    let sim = Sim::start(&["--modems", "1", "--profile", profile]);
     let (h, mut ev) = start(config(&sim, 0));
     wait_state(&h, "ready").await;
     sim.inject(0, "hello gateway", &[]).await;
@@ -363,6 +373,13 @@ async fn inbound_is_deleted_only_after_commit() {
         "{:?}",
         part.origin
     );
+    if profile == "huawei" {
+        let first = modem::Origin::Stored {
+            mem: "SM".into(),
+            index: 0,
+        };
+        assert_eq!(part.origin, first);
+    }
     assert_eq!(part.modem, sim.modem(0).await["imei"].as_str().unwrap());
     // Not committed yet: still on the modem.
     assert_eq!(sim.stored(0).await, 1);

@@ -341,7 +341,7 @@ impl Actor {
             };
             match wake {
                 Wake::Send(req) => {
-                    let why = format!("modem {} is {}", self.cfg.name, self.state);
+                    let why = format!("modem {} cannot send now ({})", self.cfg.name, self.state);
                     let _ = req.reply.send(Err(temporary(why)));
                 }
                 Wake::Closed => return Some(self.closed_input()),

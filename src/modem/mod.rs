@@ -16,7 +16,7 @@
 //! The actor never does SQL and never shares a lock with another modem
 //! (invariant 3). User-facing behaviour: `docs/modem.md`.
 
-pub mod actor;
+mod actor;
 pub mod pin;
 pub mod profile;
 pub mod state;
