@@ -143,6 +143,14 @@ fn start(c: ModemConfig) -> (ModemHandle, mpsc::Receiver<ModemEvent>) {
 }
 
 fn start_with(c: ModemConfig, r: RejectedPins) -> (ModemHandle, mpsc::Receiver<ModemEvent>) {
+    // `SMSGATE_LOG=info cargo test --test modem -- --nocapture` shows the
+    // actor's log.
+    if std::env::var_os("SMSGATE_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("SMSGATE_LOG"))
+            .with_test_writer()
+            .try_init();
+    }
     modem::spawn(c, r).unwrap()
 }
 

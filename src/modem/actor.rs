@@ -302,14 +302,25 @@ impl Actor {
         self.at(&Timed(Ping, t)).await.is_ok()
     }
 
-    fn open_port(&mut self) -> Result<(), String> {
+    /// Opens the port and starts a link on it. The port is locked with
+    /// `flock` (serialport's exclusive open) so a second program using the
+    /// same convention cannot take it; the link we just dropped releases
+    /// its descriptor a moment later, hence a few short retries.
+    async fn open_port(&mut self) -> Result<(), String> {
         self.close();
         let path = self.cfg.port.to_string_lossy().into_owned();
-        let mut port = tokio_serial::SerialPortBuilderExt::open_native_async(tokio_serial::new(
-            path,
-            self.cfg.baud,
-        ))
-        .map_err(|e| format!("cannot open {}: {e}", self.cfg.port.display()))?;
+        let mut tries = 0;
+        let mut port = loop {
+            let builder = tokio_serial::new(path.clone(), self.cfg.baud);
+            match tokio_serial::SerialPortBuilderExt::open_native_async(builder) {
+                Ok(p) => break p,
+                Err(e) if e.kind == tokio_serial::ErrorKind::NoDevice && tries < 20 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(format!("cannot open {}: {e}", self.cfg.port.display())),
+            }
+        };
         // Exclusive mode would make the next reopen (recovery ladder)
         // fail with EBUSY if the old descriptor lingers.
         let _ = port.set_exclusive(false);
@@ -356,7 +367,7 @@ impl Actor {
         if !self.port_exists() {
             return Input::PortMissing;
         }
-        if let Err(e) = self.open_port() {
+        if let Err(e) = self.open_port().await {
             return Input::OpenFailed(e);
         }
         if self.probe().await {
@@ -370,7 +381,7 @@ impl Actor {
 
     async fn identify(&mut self) -> Result<Input, Input> {
         if !self.link.as_ref().is_some_and(|l| !l.is_closed()) {
-            if let Err(e) = self.open_port() {
+            if let Err(e) = self.open_port().await {
                 return Ok(Input::Unhealthy(e));
             }
         }
@@ -399,7 +410,7 @@ impl Actor {
         self.snap.imei = self.soft(r, "AT+CGSN")?;
         if self.settings.prompt_delay != self.link_prompt_delay {
             // The profile wants a prompt delay the link was not opened with.
-            if let Err(e) = self.open_port() {
+            if let Err(e) = self.open_port().await {
                 return Ok(Input::Unhealthy(e));
             }
         }
@@ -789,7 +800,7 @@ impl Actor {
         if self.link.as_ref().is_some_and(|l| !l.is_closed()) {
             return true;
         }
-        self.open_port().is_ok()
+        self.open_port().await.is_ok()
     }
 
     async fn recover(&mut self, step: Step, attempt: u32) -> Input {
@@ -804,7 +815,7 @@ impl Actor {
         match step {
             Step::Reopen => {
                 self.close();
-                if let Err(e) = self.open_port() {
+                if let Err(e) = self.open_port().await {
                     return Input::OpenFailed(e);
                 }
                 self.healthy_or_failed().await
