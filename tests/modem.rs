@@ -518,6 +518,40 @@ async fn hang_escalates_and_recovers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ladder_climbs_rung_by_rung_while_hung() {
+    let sim = Sim::start(&["--modems", "1"]);
+    let mut c = config(&sim, 0);
+    c.settle_max = Duration::from_secs(1);
+    let (h, _ev) = start(c);
+    wait_state(&h, "ready").await;
+    let details = record_details(&h);
+    sim.ctl(&["hang", "--modem", "0"]).await;
+    let mut rx = h.watch();
+    timeout(WAIT, rx.wait_for(|s| s.detail.contains("Reenumerate")))
+        .await
+        .expect("the ladder never reached its last rung")
+        .unwrap();
+    sim.ctl(&["hang", "--modem", "0", "--off"]).await;
+    wait_state(&h, "ready").await;
+    let details = details.lock().unwrap().clone();
+    let first = |rung: &str| {
+        details
+            .iter()
+            .position(|d| d.contains(&format!("({rung},")))
+    };
+    let order: Vec<Option<usize>> = ["Reopen", "CfunCycle", "Reset", "Reenumerate"]
+        .into_iter()
+        .map(first)
+        .collect();
+    assert!(order.iter().all(Option::is_some), "{details:?}");
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{details:?}");
+    assert!(
+        details.iter().any(|d| d.starts_with("degraded")),
+        "{details:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unplug_is_gone_and_replug_is_ready_again() {
     let sim = Sim::start(&["--modems", "1"]);
     let (h, _ev) = start(config(&sim, 0));
@@ -580,14 +614,25 @@ async fn reboot_mid_sweep_loses_nothing() {
     );
 }
 
-/// Every state `h` goes through from now on.
-fn record_states(h: &ModemHandle) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Every state name `h` goes through from now on.
+fn record_states(h: &ModemHandle) -> Seen {
+    record(h, |s| s.state.clone())
+}
+
+/// Every state detail (with reason or rung) `h` goes through from now on.
+fn record_details(h: &ModemHandle) -> Seen {
+    record(h, |s| s.detail.clone())
+}
+
+fn record(h: &ModemHandle, f: fn(&Snapshot) -> String) -> Seen {
+    let seen = Seen::default();
     let mut rx = h.watch();
     let out = seen.clone();
     tokio::spawn(async move {
         while rx.changed().await.is_ok() {
-            let s = rx.borrow_and_update().state.clone();
+            let s = f(&rx.borrow_and_update());
             out.lock().unwrap().push(s);
         }
     });

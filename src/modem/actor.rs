@@ -236,10 +236,7 @@ impl Actor {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        let min = self.cfg.backoff_min.max(Duration::from_millis(10));
-        let factor = 1u32 << attempt.min(16);
-        min.saturating_mul(factor)
-            .min(self.cfg.backoff_max.max(min))
+        backoff(self.cfg.backoff_min, self.cfg.backoff_max, attempt)
     }
 
     // ------------------------------------------------------------ AT I/O
@@ -1306,6 +1303,14 @@ async fn closed(link: Option<&Link>) {
     }
 }
 
+/// `min` doubled `attempt` times, capped at `max`; never below 10 ms so
+/// a zero setting cannot turn the ladder into a busy loop.
+fn backoff(min: Duration, max: Duration, attempt: u32) -> Duration {
+    let min = min.max(Duration::from_millis(10));
+    let factor = 1u32 << attempt.min(16);
+    min.saturating_mul(factor).min(max.max(min))
+}
+
 fn reg_name(s: RegStatus) -> &'static str {
     match s {
         RegStatus::NotRegistered => "not-registered",
@@ -1337,6 +1342,30 @@ fn fallback_profile() -> Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_never_spins() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        #[rustfmt::skip]
+        let cases = [
+            (s(1), s(60), 0, s(1)),
+            (s(1), s(60), 1, s(2)),
+            (s(1), s(60), 5, s(32)),
+            (s(1), s(60), 6, s(60)),
+            (s(1), s(60), u32::MAX, s(60)),
+            (Duration::ZERO, Duration::ZERO, 0, ms(10)),
+            (Duration::ZERO, Duration::ZERO, 40, ms(10)),
+            (s(5), s(1), 3, s(5)),
+        ];
+        for (min, max, attempt, want) in cases {
+            assert_eq!(
+                backoff(min, max, attempt),
+                want,
+                "{min:?} {max:?} #{attempt}"
+            );
+        }
+    }
 
     #[test]
     fn registration_names() {
