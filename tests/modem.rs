@@ -765,3 +765,142 @@ async fn status_report_comes_back_with_the_part_reference() {
     }
     sim.emptied(0).await;
 }
+
+// ------------------------------------------------- a scripted fake modem
+
+/// A modem scripted by the test on a raw pty: every command line is
+/// recorded and answered by `answer` (`None`: the 27.007 answer of a plain
+/// modem from [`plain`]).
+struct Fake {
+    path: PathBuf,
+    commands: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Held so the master never sees EIO while the actor reopens.
+    _slave: std::os::fd::OwnedFd,
+}
+
+impl Fake {
+    fn start(answer: impl Fn(&str) -> Option<String> + Send + 'static) -> Fake {
+        use std::io::{Read, Write};
+        let p = nix::pty::openpty(None, None).unwrap();
+        let mut t = nix::sys::termios::tcgetattr(&p.slave).unwrap();
+        nix::sys::termios::cfmakeraw(&mut t);
+        nix::sys::termios::tcsetattr(&p.slave, nix::sys::termios::SetArg::TCSANOW, &t).unwrap();
+        let path = nix::unistd::ttyname(&p.slave).unwrap();
+        let mut rd = File::from(p.master);
+        let mut wr = rd.try_clone().unwrap();
+        let commands = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = commands.clone();
+        std::thread::spawn(move || {
+            let mut line = Vec::new();
+            let mut b = [0u8; 1];
+            while let Ok(1) = rd.read(&mut b) {
+                match b[0] {
+                    b'\r' => {
+                        let cmd = String::from_utf8_lossy(&line).trim().to_string();
+                        line.clear();
+                        if cmd.is_empty() {
+                            continue;
+                        }
+                        let reply = answer(&cmd).unwrap_or_else(|| plain(&cmd));
+                        log.lock().unwrap().push(cmd);
+                        if wr.write_all(reply.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                    b'\n' => {}
+                    c => line.push(c),
+                }
+            }
+        });
+        Fake {
+            path,
+            commands,
+            _slave: p.slave,
+        }
+    }
+
+    fn commands(&self) -> Vec<String> {
+        self.commands.lock().unwrap().clone()
+    }
+}
+
+/// Answers of a plain registered 27.005/27.007 modem with ME and SM.
+fn plain(cmd: &str) -> String {
+    let info = match cmd {
+        "AT+CGMI" => "fake",
+        "AT+CGMM" => "FAKE-1",
+        "AT+CGMR" => "0.1",
+        "AT+CGSN" => "490154203237518",
+        "AT+CPIN?" => "+CPIN: READY",
+        "AT+CCID" => "+CCID: 89490200001234567890",
+        "AT+CIMI" => "262011234567890",
+        "AT+CPMS=?" => "+CPMS: (\"ME\",\"SM\"),(\"ME\",\"SM\"),(\"ME\",\"SM\")",
+        "AT+CSMS=1" => "+CSMS: 1,1,1",
+        "AT+CSCA?" => "+CSCA: \"+491710760000\",145",
+        "AT+CREG?" => "+CREG: 1,1",
+        "AT+COPS?" => "+COPS: 0,0,\"Fake Net\",7",
+        "AT+CSQ" => "+CSQ: 20,99",
+        c if c.starts_with("AT+CPMS=\"") => "+CPMS: 0,10,0,10,0,10",
+        _ => "",
+    };
+    if info.is_empty() {
+        "\r\nOK\r\n".to_string()
+    } else {
+        format!("\r\n{info}\r\n\r\nOK\r\n")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_pdu_is_handed_over_raw_and_deleted_only_after_commit() {
+    // A stored SMS-DELIVER cut short after its originator length.
+    const BROKEN: &str = "00040B91";
+    let mem = std::sync::Mutex::new(String::new());
+    let fake = Fake::start(move |cmd| {
+        if let Some(m) = cmd.strip_prefix("AT+CPMS=\"") {
+            *mem.lock().unwrap() = m.chars().take(2).collect();
+            return None;
+        }
+        (cmd == "AT+CMGL=4" && *mem.lock().unwrap() == "ME")
+            .then(|| format!("\r\n+CMGL: 1,1,,3\r\n{BROKEN}\r\n\r\nOK\r\n"))
+    });
+    let mut c = ModemConfig::new("fake", &fake.path);
+    c.probe_interval = Duration::from_secs(30);
+    let (h, mut ev) = start(c);
+    let (part, commit) = next_received(&mut ev).await;
+    assert_eq!(part.pdu, BROKEN);
+    assert!(part.decoded.is_err(), "{:?}", part.decoded);
+    assert_eq!(
+        part.origin,
+        modem::Origin::Stored {
+            mem: "ME".into(),
+            index: 1
+        }
+    );
+    let s = h.snapshot();
+    assert_eq!(s.imei.as_deref(), Some("490154203237518"));
+    assert_eq!(s.iccid.as_deref(), Some("89490200001234567890"));
+    assert_eq!(s.operator.as_deref(), Some("Fake Net"));
+    assert_eq!(s.profile.as_deref(), Some("generic"));
+    assert!(!fake.commands().iter().any(|c| c.starts_with("AT+CMGD")));
+    commit.send(Committed).unwrap();
+    eventually("deleted after commit", || {
+        let cmds = fake.commands();
+        async move { cmds.iter().any(|c| c == "AT+CMGD=1") }
+    })
+    .await;
+    // The storage was selected right before the delete.
+    let cmds = fake.commands();
+    let del = cmds.iter().position(|c| c == "AT+CMGD=1").unwrap();
+    assert_eq!(cmds[del - 1], "AT+CPMS=\"ME\"");
+    // Set-up as documented: PDU mode, storage, phase 2+, indications.
+    for want in [
+        "AT+CMEE=1",
+        "AT+CMGF=0",
+        "AT+CPMS=\"ME\",\"ME\",\"ME\"",
+        "AT+CSMS=1",
+        "AT+CNMI=2,1,0,2,0",
+        "AT+CREG=1",
+    ] {
+        assert!(cmds.iter().any(|c| c == want), "{want} missing: {cmds:?}");
+    }
+}
