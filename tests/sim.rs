@@ -645,6 +645,10 @@ fn full_storage_holds_inbound_until_cleared() {
     sim.ctl_ok(&["full", "--modem", "0"]);
     let inj = sim.inject(0, "later", &[]);
     assert_eq!(inj["delivered"], false, "{inj:?}");
+    // The network holds it for the modem.
+    wait_for("the held message to be counted", || {
+        (sim.ctl_ok(&["modems"])[0]["waiting"] == 1).then_some(())
+    });
     sim.ctl_ok(&["clear", "--modem", "0"]);
     // The network retries, as an SMSC does.
     next_cmti(&mut dev);

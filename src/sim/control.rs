@@ -20,7 +20,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Semaphore};
 
 use super::network::{Injection, Network};
-use super::runtime::FaultOp;
+use super::runtime::{FaultOp, ModemInfo};
 use super::SimError;
 
 /// Longest request line accepted; a longer one is answered with an error
@@ -153,6 +153,16 @@ pub enum Request {
     },
 }
 
+/// A modem's line: what its task knows plus what the network holds for it.
+fn modem_line(network: &Network, info: ModemInfo) -> Result<Value, String> {
+    let waiting = network.waiting(info.modem);
+    let mut v = serde_json::to_value(info).map_err(|e| e.to_string())?;
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("waiting".into(), waiting.into());
+    }
+    Ok(v)
+}
+
 /// Answers one request.
 pub async fn handle(network: &Network, req: Request) -> Result<Value, String> {
     let fault = |modem: usize, op: FaultOp| async move {
@@ -161,16 +171,16 @@ pub async fn handle(network: &Network, req: Request) -> Result<Value, String> {
             .fault(op)
             .await
             .map_err(|e| e.to_string())?;
-        serde_json::to_value(info).map_err(|e| e.to_string())
+        modem_line(network, info)
     };
     match req {
         Request::Modems => {
             let mut out = Vec::new();
             for m in network.modems() {
-                out.push(
-                    serde_json::to_value(m.info().await.map_err(|e| e.to_string())?)
-                        .map_err(|e| e.to_string())?,
-                );
+                out.push(modem_line(
+                    network,
+                    m.info().await.map_err(|e| e.to_string())?,
+                )?);
             }
             Ok(Value::Array(out))
         }

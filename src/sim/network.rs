@@ -15,7 +15,7 @@
 //! briefly by the modem tasks and read by the control socket, never held
 //! across an await.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -131,9 +131,9 @@ struct State {
     /// Incomplete multipart submissions, keyed by (sending modem,
     /// destination, reference, total).
     partial: Reassembler<Part>,
-    next_ref: u16,
-    /// Deliveries and reports waiting to be retried.
-    in_flight: usize,
+    next_ref: u8,
+    /// Deliveries and reports waiting to be retried, per target modem.
+    waiting: HashMap<usize, usize>,
 }
 
 /// One part of a multipart submission, as the outbox needs it.
@@ -156,7 +156,7 @@ impl State {
                 max_groups: MAX_PARTIAL_GROUPS,
             }),
             next_ref: 0,
-            in_flight: 0,
+            waiting: HashMap::new(),
         }
     }
 }
@@ -204,9 +204,20 @@ impl Network {
         st.outbox.iter().cloned().collect()
     }
 
-    /// Messages waiting for a modem to take them.
-    pub fn in_flight(&self) -> usize {
-        self.state().in_flight
+    /// Messages and reports the network holds for modem `k` because it
+    /// could not take them yet (storage full, unplugged, hung).
+    pub fn waiting(&self, k: usize) -> usize {
+        self.state().waiting.get(&k).copied().unwrap_or(0)
+    }
+
+    fn count_waiting(&self, k: usize, up: bool) {
+        let mut st = self.state();
+        let n = st.waiting.entry(k).or_insert(0);
+        *n = if up {
+            n.saturating_add(1)
+        } else {
+            n.saturating_sub(1)
+        };
     }
 
     /// Modem `from` sent `tpdu` (an SMS-SUBMIT) with message reference `mr`.
@@ -268,10 +279,11 @@ impl Network {
         if !super::identity::valid_number(&inj.from) {
             return Err(format!("invalid --from number {:?}", inj.from));
         }
+        // 8-bit concatenation references (IEI 0x00), as most SMSCs use.
         let reference = {
             let mut st = self.state();
             st.next_ref = st.next_ref.wrapping_add(1);
-            st.next_ref
+            u16::from(st.next_ref)
         };
         let mut tpdus = codec::deliver_tpdus(inj, reference, OffsetDateTime::now_utc())?;
         let multipart = tpdus.len() > 1;
@@ -289,7 +301,6 @@ impl Network {
                 let tpdu = tpdu.clone();
                 let modem = inj.modem;
                 self.spawn(async move {
-                    tokio::time::sleep(RETRY_INTERVAL).await;
                     net.deliver_until_taken(modem, tpdu, false).await;
                 });
             }
@@ -356,13 +367,13 @@ impl Network {
         loop {
             if self.try_deliver(to, tpdu.clone(), report).await {
                 if counted {
-                    self.state().in_flight -= 1;
+                    self.count_waiting(to, false);
                 }
                 return true;
             }
             if !counted {
                 counted = true;
-                self.state().in_flight += 1;
+                self.count_waiting(to, true);
                 tracing::info!(
                     modem = to,
                     report,
@@ -370,7 +381,7 @@ impl Network {
                 );
             }
             if start.elapsed() > GIVE_UP_AFTER {
-                self.state().in_flight -= 1;
+                self.count_waiting(to, false);
                 tracing::warn!(modem = to, report, "message expired undelivered");
                 return false;
             }
@@ -703,7 +714,7 @@ mod codec {
                     udl: 0, // recomputed by the encoder
                     header: Some(Udh {
                         ies: vec![Ie::Concat8 {
-                            // The 8-bit element carries the low octet.
+                            // Callers pass an 8-bit reference, widened.
                             reference: reference as u8,
                             total: n,
                             seq,
@@ -868,7 +879,7 @@ mod tests {
         };
         assert_eq!(r.message_reference, 9);
         assert_eq!(r.recipient.to_string(), "+15550000001");
-        assert_eq!(net.in_flight(), 0);
+        assert_eq!(net.waiting(1), 0);
     }
 
     #[tokio::test]

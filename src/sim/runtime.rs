@@ -448,7 +448,14 @@ impl ModemTask {
                     }
                 }
                 cmd = self.rx.recv() => match cmd {
-                    Some(cmd) => self.handle(cmd),
+                    Some(cmd) => {
+                        self.handle(cmd);
+                        if self.faults.garbage && !garbage {
+                            // Switched on: one burst now (written by the
+                            // fault itself), the next a full interval later.
+                            garbage_tick.reset();
+                        }
+                    }
                     None => break,
                 },
                 r = read_opt(pty) => match r {
@@ -791,5 +798,63 @@ impl Drop for RemoveOnDrop {
                 tracing::warn!(path = %self.0.display(), error = %e, "cannot remove");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(dir: &Path, seed: u64) -> ModemTask {
+        let (handle, rx) = channel(0, "+15550000000");
+        let (_stop, stop_rx) = watch::channel(false);
+        let network = Network::new(vec![handle], Duration::ZERO, stop_rx);
+        let profile = crate::hardware::builtin_profile("generic").unwrap();
+        let identity = super::super::identity::generate(0, "+15550000000", None, None);
+        ModemTask::new(
+            0,
+            identity,
+            &profile,
+            Duration::ZERO,
+            seed,
+            &dir.join(format!("modem-{seed}-{}", dir.read_dir().unwrap().count())),
+            rx,
+            network,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn garbage_is_reproducible_from_the_seed() {
+        let dir = tempfile::tempdir().unwrap();
+        let burst = |seed| {
+            let mut t = task(dir.path(), seed);
+            t.pending.clear();
+            t.write_garbage();
+            t.write_garbage();
+            std::mem::take(&mut t.pending)
+        };
+        let a = burst(7);
+        assert!(!a.is_empty());
+        assert_eq!(a, burst(7));
+        assert_ne!(a, burst(8));
+    }
+
+    #[tokio::test]
+    async fn unplug_drops_the_link_and_replug_takes_a_new_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = task(dir.path(), 1);
+        let link = t.link.clone();
+        let old = std::fs::read_link(&link).unwrap();
+        t.apply(FaultOp::Unplug, Instant::now()).unwrap();
+        assert!(std::fs::symlink_metadata(&link).is_err());
+        assert_eq!(t.info().state, "unplugged");
+        // No garbage can be queued for a port that is gone.
+        t.write_garbage();
+        assert!(t.pending.is_empty());
+        t.apply(FaultOp::Clear, Instant::now()).unwrap();
+        let new = std::fs::read_link(&link).unwrap();
+        assert_ne!(old, new);
+        assert!(!t.info().faults.unplugged);
     }
 }
