@@ -377,6 +377,24 @@ impl Actor {
     }
 
     async fn identify(&mut self) -> Result<Input, Input> {
+        let before = (self.snap.imei.clone(), self.snap.iccid.clone());
+        let r = self.identify_inner().await;
+        let after = (self.snap.imei.clone(), self.snap.iccid.clone());
+        if before.0.is_some() && before != after && !self.pending_keys.is_empty() {
+            // Another modem or SIM behind the same port: the indices we
+            // were about to delete belong to someone else's storage.
+            warn!(
+                modem = %self.cfg.name,
+                pending = self.pending_keys.len(),
+                "modem or SIM changed; pending deletions dropped (the messages stay)"
+            );
+            self.pending = FuturesUnordered::new();
+            self.pending_keys.clear();
+        }
+        r
+    }
+
+    async fn identify_inner(&mut self) -> Result<Input, Input> {
         if !self.link.as_ref().is_some_and(|l| !l.is_closed()) {
             if let Err(e) = self.open_port().await {
                 return Ok(Input::Unhealthy(e));
