@@ -276,6 +276,57 @@ mod tests {
         }
     }
 
+    fn any_input() -> impl proptest::strategy::Strategy<Value = Input> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(I::Opened),
+            Just(I::PortMissing),
+            Just(I::OpenFailed("x".into())),
+            Just(I::SimReady),
+            Just(I::SimLocked("x".into())),
+            Just(I::Registered),
+            Just(I::RegistrationLost),
+            Just(I::Unhealthy("x".into())),
+            Just(I::Healthy),
+            Just(I::Rebooted),
+            Just(I::StepFailed),
+            Just(I::PortClosed),
+            Just(I::PortAppeared),
+            Just(I::Shutdown),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Over any run of inputs: shutdown always stops and stopped is
+        /// final; a vanished port is always gone; ready is only reached
+        /// from registering, and always with a sweep; leaving ready or
+        /// registering for trouble never keeps queued sends waiting.
+        #[test]
+        fn invariants_hold_over_any_run(inputs in proptest::collection::vec(any_input(), 0..60)) {
+            let mut s = S::Opening;
+            for input in inputs {
+                let (next, acts) = transition(&s, &input);
+                if s == S::Stopped {
+                    proptest::prop_assert_eq!(&next, &S::Stopped);
+                }
+                if input == I::Shutdown {
+                    proptest::prop_assert_eq!(&next, &S::Stopped);
+                }
+                if input == I::PortMissing && s != S::Stopped {
+                    proptest::prop_assert_eq!(&next, &S::Gone);
+                }
+                if next == S::Ready && s != S::Ready {
+                    proptest::prop_assert_eq!(&s, &S::Registering);
+                    proptest::prop_assert!(acts.contains(&Sweep));
+                }
+                if matches!(next, S::Gone | S::Stopped | S::SimLocked { .. }) && next != s {
+                    proptest::prop_assert!(acts.contains(&FailPendingSends) || matches!(s, S::Gone | S::Stopped));
+                }
+                s = next;
+            }
+        }
+    }
+
     #[test]
     fn the_ladder_cycles_through_every_rung() {
         let mut s = Step::Reopen;
