@@ -904,3 +904,23 @@ async fn undecodable_pdu_is_handed_over_raw_and_deleted_only_after_commit() {
         assert!(cmds.iter().any(|c| c == want), "{want} missing: {cmds:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modem_that_answers_at_but_never_gets_ready_is_reset() {
+    // Answers AT, but +CGMI never: identification times out every time.
+    let fake = Fake::start(|cmd| (cmd == "AT+CGMI").then(String::new));
+    let mut c = ModemConfig::new("fake", &fake.path);
+    c.backoff_min = Duration::from_millis(100);
+    c.backoff_max = Duration::from_secs(1);
+    c.settle_max = Duration::from_secs(1);
+    let (h, _ev) = start(c);
+    eventually("the reset command", || {
+        let cmds = fake.commands();
+        async move { cmds.iter().any(|c| c == "AT+CFUN=1,1") }
+    })
+    .await;
+    let cmds = fake.commands();
+    let identifications = cmds.iter().filter(|c| *c == "AT+CGMI").count();
+    assert!(identifications >= 3, "{cmds:?}");
+    assert!(h.snapshot().last_error.is_some());
+}

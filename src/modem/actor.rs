@@ -36,6 +36,10 @@ use crate::at::{AtError, CmeError, Link, LinkConfig, LinkError, Retry, Urc};
 use crate::hardware::Profile;
 use crate::pdu::{decode_hex, DecodeOptions, Tpdu};
 
+/// Degraded this often without reaching ready, a modem that still answers
+/// `AT` is reset rather than set up once more.
+const STRIKES_BEFORE_RESET: u32 = 3;
+
 /// Why an AT exchange did not produce an answer.
 enum Fail {
     /// Shutdown was requested while waiting.
@@ -84,6 +88,8 @@ pub(crate) struct Actor {
     phase2plus: bool,
     /// Consecutive failed commands while serving.
     failures: u32,
+    /// Times degraded since the modem was last ready.
+    strikes: u32,
     /// A routed message went unacknowledged: the modem reset `+CNMI`
     /// (27.005 §3.4.4) and stored it; set up again and sweep.
     resync: bool,
@@ -125,6 +131,7 @@ impl Actor {
             sweep_mems: vec![Storage::Sm],
             phase2plus: false,
             failures: 0,
+            strikes: 0,
             resync: false,
             next: None,
         }
@@ -177,9 +184,18 @@ impl Actor {
         } else {
             debug!(modem = %self.cfg.name, state = %self.state, input = ?input, "input ignored");
         }
+        if matches!(next, State::Degraded { .. }) && !matches!(self.state, State::Degraded { .. }) {
+            self.strikes = self.strikes.saturating_add(1);
+        }
+        if next == State::Ready {
+            self.strikes = 0;
+        }
         self.state = next;
         match &input {
-            Input::SimLocked(r) | Input::Unhealthy(r) | Input::OpenFailed(r) => {
+            Input::SimLocked(r)
+            | Input::Unhealthy(r)
+            | Input::OpenFailed(r)
+            | Input::StillFailing { reason: r, .. } => {
                 self.snap.last_error = Some(r.clone());
             }
             _ => {}
@@ -804,10 +820,15 @@ impl Actor {
         if !self.link.as_ref().is_some_and(|l| !l.is_closed()) {
             return self.closed_input();
         }
-        if self.probe().await {
-            Input::Healthy
-        } else {
+        if !self.probe().await {
             Input::Unhealthy("the modem does not answer AT".into())
+        } else if self.strikes >= STRIKES_BEFORE_RESET {
+            Input::StillFailing {
+                reason: format!("degraded {} times without getting ready", self.strikes),
+                strikes: self.strikes,
+            }
+        } else {
+            Input::Healthy
         }
     }
 

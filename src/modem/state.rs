@@ -128,6 +128,16 @@ pub enum Input {
     Unhealthy(String),
     /// A probe succeeded (in degraded or after a recovery rung).
     Healthy,
+    /// The modem answers `AT` but has failed again and again since it was
+    /// last ready (an error storm, a set-up that never completes): a mild
+    /// rung would not help, reset it. `strikes` (times degraded since last
+    /// ready) drives the backoff.
+    StillFailing {
+        /// What went wrong.
+        reason: String,
+        /// Times degraded since the modem was last ready.
+        strikes: u32,
+    },
     /// The modem rebooted by itself (boot URCs, `+CPIN: SIM PIN` while
     /// ready): settings are lost, identify and set up again.
     Rebooted,
@@ -192,6 +202,13 @@ pub fn transition(state: &State, input: &Input) -> (State, Vec<Action>) {
 
         (S::Degraded { .. }, I::Healthy) => (S::Identifying, vec![]),
         (S::Degraded { .. }, I::Unhealthy(_)) => (recover(0), vec![FailPendingSends]),
+        (S::Degraded { .. }, I::StillFailing { strikes, .. }) => (
+            S::Resetting {
+                step: Step::Reset,
+                attempt: *strikes,
+            },
+            vec![FailPendingSends],
+        ),
 
         (S::Resetting { .. }, I::Healthy | I::Opened) => (S::Identifying, vec![]),
         (S::Resetting { step, attempt }, I::StepFailed | I::OpenFailed(_)) => (
@@ -253,6 +270,8 @@ mod tests {
             (S::Ready, I::Registered, S::Ready, vec![]),
             (degraded.clone(), I::Healthy, S::Identifying, vec![]),
             (degraded.clone(), I::Unhealthy("again".into()), reset(Step::Reopen, 0), vec![FailPendingSends]),
+            (degraded.clone(), I::StillFailing { reason: "again".into(), strikes: 3 }, reset(Step::Reset, 3), vec![FailPendingSends]),
+            (S::Ready, I::StillFailing { reason: "x".into(), strikes: 3 }, S::Ready, vec![]),
             (reset(Step::Reopen, 0), I::StepFailed, reset(Step::CfunCycle, 1), vec![ClosePort]),
             (reset(Step::CfunCycle, 1), I::StepFailed, reset(Step::Reset, 2), vec![ClosePort]),
             (reset(Step::Reset, 2), I::StepFailed, reset(Step::Reenumerate, 3), vec![ClosePort]),
@@ -288,6 +307,10 @@ mod tests {
             Just(I::RegistrationLost),
             Just(I::Unhealthy("x".into())),
             Just(I::Healthy),
+            Just(I::StillFailing {
+                reason: "x".into(),
+                strikes: 3
+            }),
             Just(I::Rebooted),
             Just(I::StepFailed),
             Just(I::PortClosed),
