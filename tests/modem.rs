@@ -128,7 +128,7 @@ impl Drop for Sim {
 fn config(sim: &Sim, k: usize) -> ModemConfig {
     let mut c = ModemConfig::new(format!("m{k}"), sim.port(k));
     c.probe_interval = Duration::from_millis(700);
-    c.probe_timeout = Duration::from_secs(1);
+    c.probe_timeout = Duration::from_secs(2);
     c.backoff_min = Duration::from_millis(200);
     c.backoff_max = Duration::from_secs(2);
     c.settle_max = Duration::from_secs(4);
