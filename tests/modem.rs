@@ -924,3 +924,35 @@ async fn a_modem_that_answers_at_but_never_gets_ready_is_reset() {
     assert!(identifications >= 3, "{cmds:?}");
     assert!(h.snapshot().last_error.is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routed_status_report_is_acknowledged_after_commit() {
+    let sim = Sim::start(&["--modems", "1", "--report-delay", "200ms"]);
+    // A profile that routes status reports directly (+CDS, <ds>=1).
+    let mut routed = smsgate::hardware::builtin_profile("generic").unwrap();
+    routed.at.cnmi = Some("2,1,0,1,0".into());
+    let mut c = config(&sim, 0);
+    c.profiles = vec![routed];
+    let (h, mut ev) = start(c);
+    wait_state(&h, "ready").await;
+    let opts = SubmitOptions {
+        status_report: true,
+        ..SubmitOptions::default()
+    };
+    let to = Address::parse_number("+4915112345678").unwrap();
+    for text in ["first", "second"] {
+        let sent = h
+            .send(encode_submit(&to, text, &opts).unwrap())
+            .await
+            .unwrap();
+        let (report, commit) = next_received(&mut ev).await;
+        assert_eq!(report.origin, modem::Origin::Routed);
+        match report.decoded.as_ref().map(|p| &p.tpdu) {
+            Ok(Tpdu::StatusReport(r)) => assert_eq!(Some(r.message_reference), sent[0].mr),
+            other => panic!("not a status report: {other:?}"),
+        }
+        // +CNMA after the commit; the modem then routes the next one.
+        commit.send(Committed).unwrap();
+    }
+    assert_eq!(sim.stored(0).await, 0);
+}
