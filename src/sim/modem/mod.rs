@@ -699,7 +699,7 @@ impl SimModem {
                     .iter()
                     .map(|l| self.render(l))
                     .collect();
-                if self.prompt.is_none() {
+                if !self.link_reserved() {
                     self.urc(lines, now);
                 }
                 // Skip missed periods rather than bursting.
@@ -858,11 +858,23 @@ impl SimModem {
             return;
         }
         let bytes = self.frame_urc(&lines);
-        if self.prompt.is_some() {
+        if self.link_reserved() {
+            if self.held.len() >= MAX_BUFFERED_URCS {
+                self.held.remove(0);
+            }
             self.held.push(bytes);
         } else {
             self.queue(now, bytes);
         }
+    }
+
+    /// The TA-TE link is reserved from the first character of a command
+    /// line until its final result, and while the DTE types after a `> `
+    /// prompt: URCs wait (TS 27.005 §3.4.1 `<mode>` 1/2, TS 27.007 §8.10), so
+    /// one never lands inside an echoed line. (Answers already queued are
+    /// never overtaken: the output queue keeps its order.)
+    fn link_reserved(&self) -> bool {
+        self.prompt.is_some() || !self.line.is_empty()
     }
 
     /// `\r\n<line>[\r\n<line>]\r\n`: a `+CMT` header and its PDU are
@@ -941,8 +953,15 @@ impl SimModem {
     fn byte(&mut self, b: u8, now: Instant) {
         if self.prompt.is_some() {
             self.prompt_byte(b, now);
-            return;
+        } else {
+            self.line_byte(b, now);
         }
+        if !self.held.is_empty() && !self.link_reserved() {
+            self.release_held(now);
+        }
+    }
+
+    fn line_byte(&mut self, b: u8, now: Instant) {
         match b {
             b'\r' => {
                 self.echo(b, now);

@@ -958,3 +958,26 @@ fn nothing_is_taken_or_said_between_cfun_reset_and_boot() {
     d.advance(Duration::from_secs(8));
     assert!(d.read().starts_with("\r\nRDY\r\n"));
 }
+
+#[test]
+fn urcs_never_split_a_command_line_being_typed() {
+    // The peers' finding: gammu wrote "AT+CSCS" and "?\r" in two reads and a
+    // ^RSSI fell between them.
+    let mut d = Dte::new("huawei");
+    assert_eq!(d.send(b"AT+CSCS"), "AT+CSCS");
+    d.now = d.m.next_wakeup().unwrap();
+    assert_eq!(d.read(), "", "the periodic URC is not sent into the line");
+    let mut d = Dte::new("generic");
+    d.at("AT+CNMI=2,1,0,0,0");
+    assert_eq!(d.send(b"AT+CS"), "AT+CS");
+    d.m.receive(&deliver(), d.now).unwrap();
+    assert_eq!(d.read(), "");
+    assert_eq!(
+        d.send(b"Q\r"),
+        "Q\r\r\n+CSQ: 21,99\r\n\r\nOK\r\n\r\n+CMTI: \"SM\",1\r\n"
+    );
+    // ESC frees the link too.
+    d.send(b"AT+C");
+    d.m.receive(&deliver(), d.now).unwrap();
+    assert_eq!(d.send(b"\x1b"), "\r\n+CMTI: \"SM\",2\r\n");
+}
