@@ -11,6 +11,8 @@
 //!   codes, typed commands, and an async link that keeps one command in flight.
 //! * [`hardware`]: modem profiles (`hardware/*.toml`): USB ids, AT interface,
 //!   init commands and quirks, shared by the daemon and the simulator.
+//! * [`modem`]: one actor task per modem: identification, PIN, SMS set-up,
+//!   receiving (delete only after commit), sending, health and recovery.
 //! * [`sim`]: a simulated GSM network of modems speaking AT over
 //!   pseudo-terminals, with vendor quirks and fault injection; used by tests,
 //!   benchmarks and the demo, never by production code paths.
@@ -18,6 +20,7 @@
 pub mod at;
 pub mod cli;
 pub mod hardware;
+pub mod modem;
 pub mod pdu;
 pub mod sim;
 pub mod store;
