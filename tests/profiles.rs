@@ -248,3 +248,29 @@ fn sim_with_each_profile_answers_with_that_profiles_identity() {
         }
     }
 }
+
+#[test]
+fn sim_reboot_prints_the_new_profiles_boot_urcs() {
+    // In parallel: each reboot keeps its modem silent for `boot_secs`.
+    let workers: Vec<_> = ["sierra", "telit", "ublox", "zte"]
+        .into_iter()
+        .map(|id| {
+            std::thread::spawn(move || {
+                let p = hardware::builtin_profile(id).unwrap();
+                let first = p.sim.boot_urcs.first().cloned();
+                let first = first.unwrap_or_else(|| panic!("{id}: no boot URC"));
+                let sim = Sim::start(id);
+                let mut dte = Dte::open(&sim.dir.path().join("modem0")).unwrap();
+                dte.at("ATE0", WAIT).unwrap();
+                let r = dte.at("AT+CFUN=1,1", WAIT).unwrap();
+                assert!(r.ends_with("OK\r\n"), "{id}: AT+CFUN=1,1 -> {r:?}");
+                let wait = WAIT + Duration::from_secs(p.sim.boot_secs.unwrap_or(0));
+                dte.read_until(&first, wait)
+                    .unwrap_or_else(|e| panic!("{id}: no {first:?} after reboot: {e}"));
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+}
