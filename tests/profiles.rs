@@ -237,7 +237,12 @@ fn sim_with_each_profile_answers_with_that_profiles_identity() {
         let model = p.sim.model.clone().unwrap_or_default();
         let r = at(&mut dte, "AT+CGMM");
         assert!(r.contains(&model), "{}: AT+CGMM -> {r:?}", p.id);
-        // The daemon's ICCID command must be one the simulated family knows.
+        // The daemon's set-up commands must be ones the simulated family knows.
+        for cmd in p.at.init.iter().flatten() {
+            let r = at(&mut dte, cmd);
+            assert!(r.ends_with("OK\r\n"), "{}: {cmd} -> {r:?}", p.id);
+        }
+        // So must its ICCID command.
         if let Some(cmd) = &p.at.iccid {
             let r = at(&mut dte, cmd);
             assert!(
