@@ -195,6 +195,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("huawei", include_str!("../hardware/huawei.toml")),
     ("quectel", include_str!("../hardware/quectel.toml")),
     ("simcom", include_str!("../hardware/simcom.toml")),
+    ("sierra", include_str!("../hardware/sierra.toml")),
+    ("telit", include_str!("../hardware/telit.toml")),
+    ("ublox", include_str!("../hardware/ublox.toml")),
+    ("zte", include_str!("../hardware/zte.toml")),
 ];
 
 impl Profile {

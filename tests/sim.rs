@@ -10,11 +10,9 @@
 mod common;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -49,19 +47,9 @@ impl Sim {
             .stderr(log)
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            // Keep draining so the simulator never blocks on stdout.
-            for _ in lines {}
-        });
-        let line = match rx.recv_timeout(WAIT) {
-            Ok(l) => l,
-            Err(_) => {
+        let line = match common::first_stdout_line(&mut child, WAIT) {
+            Some(l) => l,
+            None => {
                 let _ = child.kill();
                 panic!(
                     "no ready line; log:\n{}",

@@ -30,3 +30,23 @@ pub fn have_program(name: &str, what: &str) -> bool {
     }
     found
 }
+
+/// The first line `child` prints on its stdout (a daemon's "ready" line),
+/// waiting at most `wait`; the rest of stdout is drained in the background
+/// so the child never blocks on a full pipe. `None` on timeout or EOF.
+pub fn first_stdout_line(
+    child: &mut std::process::Child,
+    wait: std::time::Duration,
+) -> Option<String> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        for _ in lines {}
+    });
+    rx.recv_timeout(wait).ok()
+}
