@@ -313,7 +313,7 @@ impl Task {
     }
 
     async fn start<W: AsyncWrite + Unpin>(&mut self, req: Request, wr: &mut W) -> Result<(), Stop> {
-        debug!(modem = %self.config.name, command = %req.text, "send");
+        debug!(modem = %self.config.name, command = %loggable(&req.text), "send");
         let mut line = req.text.clone().into_bytes();
         line.push(b'\r');
         match self.write(wr, &line).await {
@@ -372,7 +372,7 @@ impl Task {
                     let Some(a) = self.active.take() else {
                         continue;
                     };
-                    debug!(modem = %modem, command = %a.req.text, ?result, lines = a.lines.len(), "done");
+                    debug!(modem = %modem, command = %loggable(&a.req.text), ?result, lines = a.lines.len(), "done");
                     let reply = match result {
                         Ok(()) => Ok(a.lines),
                         Err(error) => Err(LinkError::At {
@@ -425,7 +425,7 @@ impl Task {
         let now = Instant::now();
         self.digester.abandon();
         if a.grace.is_some_and(|g| g <= now && g < a.deadline) {
-            debug!(modem = %self.config.name, command = %a.req.text, "no final OK; answer taken as complete");
+            debug!(modem = %self.config.name, command = %loggable(&a.req.text), "no final OK; answer taken as complete");
             let _ = a.req.reply.send(Ok(a.lines));
             return Ok(());
         }
@@ -454,5 +454,34 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+/// The command as it may appear in a log: a PIN or PUK (`+CPIN=`, `+CPWD=`,
+/// `+CLCK=`) is a secret and never reaches a log file, at any level.
+fn loggable(command: &str) -> std::borrow::Cow<'_, str> {
+    let upper = command.to_ascii_uppercase();
+    for secret in ["+CPIN=", "+CPWD=", "+CLCK="] {
+        if let Some(at) = upper.find(secret) {
+            let keep = command.get(..at + secret.len()).unwrap_or("");
+            return std::borrow::Cow::Owned(format!("{keep}<redacted>"));
+        }
+    }
+    std::borrow::Cow::Borrowed(command)
+}
+
+#[cfg(test)]
+mod loggable_tests {
+    use super::loggable;
+
+    #[test]
+    fn pins_never_reach_the_log() {
+        assert_eq!(loggable("AT+CPIN=\"1234\""), "AT+CPIN=<redacted>");
+        assert_eq!(
+            loggable("at+cpin=\"12345678\",\"1234\""),
+            "at+cpin=<redacted>"
+        );
+        assert_eq!(loggable("AT+CPIN?"), "AT+CPIN?");
+        assert_eq!(loggable("AT+CMGS=23"), "AT+CMGS=23");
     }
 }
