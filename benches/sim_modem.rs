@@ -5,17 +5,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use smsgate::hardware::builtin_profile;
-use smsgate::sim::modem::{Identity, SimModem};
+use smsgate::sim::identity;
+use smsgate::sim::modem::SimModem;
 
 fn modem() -> (SimModem, Instant) {
-    let id = Identity {
-        number: "+15551230000".into(),
-        imei: "350000001234567".into(),
-        imsi: "001010000000001".into(),
-        iccid: "8900100000000000001".into(),
-        pin: None,
-        smsc: "+15550000001".into(),
-    };
+    let id = identity::generate(0, "+15551230000", None, None);
     let now = Instant::now();
     let p = builtin_profile("generic").expect("generic profile");
     let mut m = SimModem::new(id, &p, Duration::ZERO, 1, now);

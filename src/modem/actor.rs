@@ -861,24 +861,14 @@ impl Actor {
                     return Input::StepFailed;
                 }
                 // 27.007 §8.2: minimum, then full functionality.
-                let _ = self
-                    .at(&Timed(
-                        SetFunctionality {
-                            fun: 0,
-                            reset: false,
-                        },
-                        Duration::from_secs(15),
-                    ))
-                    .await;
-                let _ = self
-                    .at(&Timed(
-                        SetFunctionality {
-                            fun: 1,
-                            reset: false,
-                        },
-                        Duration::from_secs(15),
-                    ))
-                    .await;
+                for fun in [0, 1] {
+                    let _ = self
+                        .at(&Timed(
+                            SetFunctionality { fun, reset: false },
+                            Duration::from_secs(15),
+                        ))
+                        .await;
+                }
                 self.healthy_or_failed().await
             }
             Step::Reset => {
