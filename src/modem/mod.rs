@@ -192,6 +192,24 @@ pub struct Snapshot {
     pub last_error: Option<String>,
 }
 
+/// A modem as the bus (`modems` op) and the CLI (`smsgate modems`) show it:
+/// the actor's [`Snapshot`] plus what the daemon knows about its queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct ModemView {
+    /// The modem id used everywhere else (bus `modem` fields, the store,
+    /// pins): the IMEI once known, the configured name before.
+    pub id: String,
+    /// The actor's view.
+    #[serde(flatten)]
+    pub snapshot: Snapshot,
+    /// Parts waiting for or being sent by this modem.
+    pub queued: u64,
+    /// Parts the network accepted from this modem today (UTC).
+    pub sent_today: u64,
+    /// Inbound parts stored from this modem today (UTC).
+    pub received_today: u64,
+}
+
 /// How one actor runs. Every field has a default ([`ModemConfig::new`]).
 #[derive(Debug, Clone)]
 pub struct ModemConfig {
