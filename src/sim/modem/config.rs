@@ -67,6 +67,10 @@ pub(crate) struct SimConfig {
     pub revision: String,
     pub ati: Vec<String>,
     pub iccid_commands: BTreeMap<String, String>,
+    /// The profile's vendor reset (`[at] reset`, e.g. `!RESET`, `#REBOOT`)
+    /// as a command key, so the daemon's recovery ladder gets a reboot
+    /// from the simulator just as from the real module.
+    pub reset_command: Option<String>,
     pub boot_urcs: Vec<String>,
     pub ready_urcs: Vec<String>,
     pub sms_ready: Duration,
@@ -145,6 +149,13 @@ impl SimConfig {
                 .iter()
                 .map(|(k, v)| (k.to_ascii_uppercase(), v.clone()))
                 .collect(),
+            reset_command: profile
+                .at
+                .reset
+                .as_deref()
+                .map(|r| r.trim().to_ascii_uppercase())
+                .and_then(|r| r.strip_prefix("AT").map(str::to_owned))
+                .filter(|r| !r.is_empty() && !r.starts_with("+CFUN")),
             boot_urcs: s.boot_urcs.clone(),
             ready_urcs: s.ready_urcs.clone(),
             sms_ready: Duration::from_secs(s.sms_ready_secs.unwrap_or(0).min(600)),

@@ -124,6 +124,9 @@ impl SimModem {
             });
             return Ok(Flow::Next);
         }
+        if self.cfg.reset_command.as_deref() == Some(key.as_str()) {
+            return Ok(Flow::Then(After::Reboot));
+        }
         let form = &cmd.form;
         match cmd.name.as_str() {
             // ---- V.250 basic commands -------------------------------------

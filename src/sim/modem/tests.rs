@@ -981,3 +981,17 @@ fn urcs_never_split_a_command_line_being_typed() {
     d.m.receive(&deliver(), d.now).unwrap();
     assert_eq!(d.send(b"\x1b"), "\r\n+CMTI: \"SM\",2\r\n");
 }
+
+#[test]
+fn vendor_reset_commands_reboot() {
+    // The recovery ladder's rung 3 sends the profile's `[at] reset`.
+    for (profile, reset) in [("sierra", "AT!RESET"), ("telit", "AT#REBOOT")] {
+        let mut d = Dte::new(profile).quiet_echo();
+        assert_eq!(d.at(reset), OK, "{profile}");
+        assert!(d.m.is_rebooting(d.now), "{profile}");
+    }
+    // Other profiles do not know those commands.
+    let mut g = Dte::new("generic").quiet_echo();
+    assert_ne!(g.at("AT!RESET"), OK);
+    assert!(!g.m.is_rebooting(g.now));
+}
