@@ -13,12 +13,15 @@
 //!   init commands and quirks, shared by the daemon and the simulator.
 //! * [`modem`]: one actor task per modem: identification, PIN, SMS set-up,
 //!   receiving (delete only after commit), sending, health and recovery.
+//! * [`daemon`]: the engine that wires modem actors, the store and the
+//!   router together (and, later, the bus and the configuration).
 //! * [`sim`]: a simulated GSM network of modems speaking AT over
 //!   pseudo-terminals, with vendor quirks and fault injection; used by tests,
 //!   benchmarks and the demo, never by production code paths.
 
 pub mod at;
 pub mod cli;
+pub mod daemon;
 pub mod hardware;
 pub mod modem;
 pub mod pdu;
