@@ -494,7 +494,8 @@ impl Inner {
                 let first = self.store.outbound_status(id).await?;
                 let same = first.recipient == recipient
                     && first.text.as_deref() == Some(req.text.as_str())
-                    && (pinned.is_none() || first.modem == pinned);
+                    // A pinned message is bound to its pin once dispatched.
+                    && (pinned.is_none() || first.modem.is_none() || first.modem == pinned);
                 return if same {
                     Ok(Enqueued { id, created: false })
                 } else {
