@@ -13,6 +13,8 @@
 //!   init commands and quirks, shared by the daemon and the simulator.
 //! * [`modem`]: one actor task per modem: identification, PIN, SMS set-up,
 //!   receiving (delete only after commit), sending, health and recovery.
+//! * [`daemon`]: the engine that wires modem actors, the store and the
+//!   router together (and, later, the bus and the configuration).
 //! * [`router`]: chooses the modem for each outbound message (pin, sticky
 //!   peer, prefix rules, load) under per-SIM limits.
 //! * [`sim`]: a simulated GSM network of modems speaking AT over
@@ -21,6 +23,7 @@
 
 pub mod at;
 pub mod cli;
+pub mod daemon;
 pub mod hardware;
 pub mod modem;
 pub mod pdu;
