@@ -19,6 +19,7 @@
 
 pub mod at;
 pub mod cli;
+pub mod daemon;
 pub mod hardware;
 pub mod modem;
 pub mod pdu;
