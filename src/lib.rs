@@ -13,6 +13,8 @@
 //!   init commands and quirks, shared by the daemon and the simulator.
 //! * [`modem`]: one actor task per modem: identification, PIN, SMS set-up,
 //!   receiving (delete only after commit), sending, health and recovery.
+//! * [`router`]: chooses the modem for each outbound message (pin, sticky
+//!   peer, prefix rules, load) under per-SIM limits.
 //! * [`sim`]: a simulated GSM network of modems speaking AT over
 //!   pseudo-terminals, with vendor quirks and fault injection; used by tests,
 //!   benchmarks and the demo, never by production code paths.
@@ -23,5 +25,6 @@ pub mod daemon;
 pub mod hardware;
 pub mod modem;
 pub mod pdu;
+pub mod router;
 pub mod sim;
 pub mod store;
