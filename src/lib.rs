@@ -15,6 +15,8 @@
 //!   receiving (delete only after commit), sending, health and recovery.
 //! * [`router`]: chooses the modem for each outbound message (pin, sticky
 //!   peer, prefix rules, load) under per-SIM limits.
+//! * [`daemon`]: the engine that wires modem actors, the store and the
+//!   router together (and, later, the bus and the configuration).
 //! * [`sim`]: a simulated GSM network of modems speaking AT over
 //!   pseudo-terminals, with vendor quirks and fault injection; used by tests,
 //!   benchmarks and the demo, never by production code paths.

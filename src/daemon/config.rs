@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::router_types::{Limits, LimitsConfig, RoutingConfig};
+use crate::router::{Limits, LimitsConfig, RoutingConfig};
 use crate::store::{RetryPolicy, StoreConfig, Synchronous};
 
 /// Where `smsgate run` looks without `--config`.
