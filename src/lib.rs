@@ -13,10 +13,10 @@
 //!   init commands and quirks, shared by the daemon and the simulator.
 //! * [`modem`]: one actor task per modem: identification, PIN, SMS set-up,
 //!   receiving (delete only after commit), sending, health and recovery.
-//! * [`router`]: chooses the modem for each outbound message (pin, sticky
-//!   peer, prefix rules, load) under per-SIM limits.
 //! * [`daemon`]: the engine that wires modem actors, the store and the
 //!   router together (and, later, the bus and the configuration).
+//! * [`router`]: chooses the modem for each outbound message (pin, sticky
+//!   peer, prefix rules, load) under per-SIM limits.
 //! * [`sim`]: a simulated GSM network of modems speaking AT over
 //!   pseudo-terminals, with vendor quirks and fault injection; used by tests,
 //!   benchmarks and the demo, never by production code paths.
