@@ -588,10 +588,23 @@ fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
         None => (None, None),
     };
     let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
-    let message = match (&key, raw.strip_prefix("unknown field ")) {
-        (Some(k), Some(rest)) => {
-            let expected = rest.split_once(", ").map(|(_, e)| e).unwrap_or("");
-            format!("unknown key `{k}`{at} ({expected})")
+    // `unknown field `x`, expected one of ...`; inside a flattened table
+    // (`[limits]`) serde's span covers the whole table, not the key.
+    let unknown = raw.strip_prefix("unknown field `").and_then(|r| r.split_once('`'));
+    let key = match (key, unknown) {
+        (Some(k), Some((field, _))) if k.rsplit('.').next() != Some(field) => {
+            Some(format!("{k}.{field}"))
+        }
+        (k, _) => k,
+    };
+    let message = match (&key, unknown) {
+        (Some(k), Some((_, rest))) => {
+            let expected = rest.trim_start_matches(", ");
+            if expected.is_empty() {
+                format!("unknown key `{k}`{at}")
+            } else {
+                format!("unknown key `{k}`{at} ({expected})")
+            }
         }
         (Some(k), None) => format!("`{k}`{at}: {raw}"),
         (None, _) => format!("{raw}{at}"),
@@ -728,6 +741,8 @@ mod tests {
         assert!(e.contains("unknown key `top` at line 1"), "{e}");
         let e = err("[limits.sim.\"8949\"]\nper_dya = 3\n");
         assert!(e.contains("per_dya"), "{e}");
+        let e = err("[limits]\nper_dya = 3\n");
+        assert!(e.contains("unknown key `limits.per_dya`"), "{e}");
     }
 
     #[test]
