@@ -590,7 +590,9 @@ fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
     let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
     // `unknown field `x`, expected one of ...`; inside a flattened table
     // (`[limits]`) serde's span covers the whole table, not the key.
-    let unknown = raw.strip_prefix("unknown field `").and_then(|r| r.split_once('`'));
+    let unknown = raw
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split_once('`'));
     let key = match (key, unknown) {
         (Some(k), Some((field, _))) if k.rsplit('.').next() != Some(field) => {
             Some(format!("{k}.{field}"))
