@@ -495,6 +495,53 @@ fn sigterm_mid_flight_loses_nothing() {
 }
 
 #[test]
+fn second_sigterm_exits_at_once_and_loses_nothing() {
+    // A hung modem: the send in flight never finishes, so the graceful
+    // shutdown would wait out its grace; the second signal cuts it short.
+    let sim = Sim::start(1, &[]);
+    let mut gate = Gate::new();
+    gate.write_config(&format!(
+        "[discovery]\ndir = \"{}\"\nrescan_secs = 1\n",
+        sim.dir().display()
+    ));
+    gate.start(&[]);
+    gate.wait_modems_ready(1);
+    sim.ctl(&["hang", "--modem", "0"]);
+    let mut c = gate.client();
+    let ids: Vec<i64> = (0..4)
+        .map(|i| c.send(OUTSIDE, &format!("cut {i}")))
+        .collect();
+    // Wait until a send is on the wire, then stop twice.
+    wait_for("a send in flight", || {
+        let r = c.request(json!({"op": "stats"}));
+        (r["stats"]["parts_sending"].as_u64() > Some(0)).then_some(())
+    });
+    drop(c);
+    gate.signal(Signal::SIGTERM);
+    wait_for("the shutdown to begin", || {
+        gate.log().contains("shutting down").then_some(())
+    });
+    let st = gate.stop(Signal::SIGTERM);
+    assert_eq!(st.code(), Some(143), "{}", gate.log());
+
+    sim.ctl(&["hang", "--modem", "0", "--off"]);
+    gate.start(&[]);
+    let mut c = gate.client();
+    for id in &ids {
+        wait_for(&format!("message {id} sent"), || {
+            (c.state(*id) == "sent").then_some(())
+        });
+    }
+    let out = sim.outbox();
+    for i in 0..4 {
+        let t = format!("cut {i}");
+        let n = out.iter().filter(|m| m["text"] == t.as_str()).count();
+        assert!((1..=2).contains(&n), "{t} left {n} times: {out:?}");
+    }
+    assert_eq!(gate.stop(Signal::SIGTERM).code(), Some(0));
+}
+
+#[test]
 fn sd_notify_ready_status_watchdog_stopping() {
     let mut gate = Gate::new();
     gate.write_config("[discovery]\nenabled = false\n");
