@@ -13,6 +13,10 @@
 //!   init commands and quirks, shared by the daemon and the simulator.
 //! * [`modem`]: one actor task per modem: identification, PIN, SMS set-up,
 //!   receiving (delete only after commit), sending, health and recovery.
+//! * [`daemon`]: the engine that wires modem actors, the store and the
+//!   router together (and, later, the bus and the configuration).
+//! * [`router`]: chooses the modem for each outbound message (pin, sticky
+//!   peer, prefix rules, load) under per-SIM limits.
 //! * [`bus`]: the Unix-socket protocol (JSON lines) clients use to send
 //!   and receive SMS; access control, subscriptions, inbound hand-over.
 //! * [`sim`]: a simulated GSM network of modems speaking AT over
@@ -22,8 +26,10 @@
 pub mod at;
 pub mod bus;
 pub mod cli;
+pub mod daemon;
 pub mod hardware;
 pub mod modem;
 pub mod pdu;
+pub mod router;
 pub mod sim;
 pub mod store;

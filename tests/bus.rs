@@ -17,7 +17,7 @@ use smsgate::modem::{ModemView, Snapshot};
 use smsgate::pdu::{encode_submit, Address, MessageClass, SubmitOptions};
 use smsgate::store::{
     now_ms, BusState, Enqueued, InboundBody, InboundId, InboundPart, NewOutbound, Store,
-    StoreConfig, StoreError,
+    StoreConfig,
 };
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
@@ -80,10 +80,11 @@ impl TestBackend {
             modem,
             client: req.client,
         };
-        self.store.enqueue(new, now).await.map_err(|e| match e {
-            StoreError::IdempotencyConflict { .. } => EngineError::Conflict(e.to_string()),
-            e => EngineError::Store(e),
-        })
+        // The engine's conversion: a reused key is a conflict.
+        self.store
+            .enqueue(new, now)
+            .await
+            .map_err(EngineError::from)
     }
 }
 
