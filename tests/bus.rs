@@ -613,6 +613,23 @@ async fn a_reconnect_with_a_cursor_replays_what_was_missed() {
     assert_eq!(got[3].1, "cancelled");
     assert!(got.windows(2).all(|w| w[0].2 < w[1].2), "cursors grow");
     assert!(c.maybe_next(Duration::from_millis(300)).await.is_none());
+
+    // A cursor from a database that no longer exists starts at the end.
+    let mut c = bus.connect().await;
+    let last = bus.store().stats().await.unwrap().last_event;
+    let r = c
+        .ok(json!({"op": "subscribe", "events": ["status"], "since": last + 1000}))
+        .await;
+    assert_eq!(r["cursor"], last);
+    let r = c
+        .req(json!({"op": "send", "to": "+4930123", "text": "after"}))
+        .await;
+    let e = if r.get("event").is_some() {
+        r
+    } else {
+        c.event().await
+    };
+    assert_eq!(e["cursor"], last + 1);
     bus.stop().await;
 }
 
@@ -789,7 +806,10 @@ async fn a_refused_peer_gets_not_allowed() {
         matches!(status, WaitStatus::Exited(_, 0)),
         "refused child as nobody: {status:?} (2 connect failed, 3 read failed, 4 wrong answer)"
     );
-    // Allowed after a reload, without restarting the server.
+    // Allowed after a reload, without restarting the server or dropping
+    // its clients.
+    let mut kept = bus.connect().await;
+    kept.ok(json!({"op": "hello"})).await;
     if let Some(server) = &bus.server {
         server.reconfigure(BusConfig {
             socket: bus.socket.clone(),
@@ -803,6 +823,7 @@ async fn a_refused_peer_gets_not_allowed() {
         matches!(status, WaitStatus::Exited(_, 0)),
         "allowed child as nobody: {status:?}"
     );
+    kept.ok(json!({"op": "stats"})).await;
     // Root is always allowed.
     bus.connect().await.ok(json!({"op": "hello"})).await;
     bus.stop().await;

@@ -497,7 +497,10 @@ impl<B: Backend> Conn<B> {
                 Ok(json!({ "message": message }))
             }
             Request::Subscribe { events, since } => {
-                let start = since.unwrap_or_else(|| *self.store().subscribe().borrow());
+                // A cursor beyond the log (the database was replaced) would
+                // wait silently for events that long exist: start at the end.
+                let last = *self.store().subscribe().borrow();
+                let start = since.map_or(last, |s| s.min(last));
                 self.pending = Some((events, start));
                 Ok(json!({ "cursor": start }))
             }
