@@ -193,6 +193,22 @@ fn a_configured_port_in_the_watched_dir_runs_once_with_its_settings() {
     let mut names: Vec<&str> = m.iter().map(|m| m["name"].as_str().unwrap()).collect();
     names.sort();
     assert_eq!(names, ["modem1", "pinned"]);
+
+    // Without its entry the port goes back to discovery.
+    gate.write_config(&format!(
+        "[discovery]\ndir = \"{}\"\nrescan_secs = 1\n",
+        sim.dir().display()
+    ));
+    gate.signal(Signal::SIGHUP);
+    wait_for("modem0 to be discovered", || {
+        let m = gate.modems();
+        let mut names: Vec<String> = m
+            .iter()
+            .map(|m| m["name"].as_str().unwrap().into())
+            .collect();
+        names.sort();
+        (names == ["modem0", "modem1"]).then_some(())
+    });
     assert_eq!(gate.stop(Signal::SIGTERM).code(), Some(0));
 }
 
