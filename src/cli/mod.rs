@@ -3,4 +3,5 @@
 //! can drive them through the library.
 
 pub mod pdu;
+pub mod run;
 pub mod sim;
