@@ -2,5 +2,7 @@
 //! each subcommand's argument parsing and output live here so that tests
 //! can drive them through the library.
 
+pub mod client;
 pub mod pdu;
+pub mod send;
 pub mod sim;
