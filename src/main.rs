@@ -19,6 +19,14 @@ enum Command {
     Pdu(cli::pdu::PduArgs),
     /// Run simulated modems on pseudo-terminals, or control them (`sim ctl`).
     Sim(cli::sim::SimArgs),
+    /// Queue SMS through the daemon (prints one message id per recipient).
+    Send(cli::send::SendArgs),
+    /// Inbound messages: the backlog, or follow new ones.
+    Inbox(cli::inbox::InboxArgs),
+    /// An outbound message's state, or the daemon's counters.
+    Status(cli::status::StatusArgs),
+    /// The daemon's modems as a table.
+    Modems(cli::modems::ModemsArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,5 +44,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Pdu(args) => cli::pdu::run(args),
         Command::Sim(args) => cli::sim::run(args),
+        Command::Send(args) => cli::send::run(args),
+        Command::Inbox(args) => cli::inbox::run(args),
+        Command::Status(args) => cli::status::run(args),
+        Command::Modems(args) => cli::modems::run(args),
     }
 }

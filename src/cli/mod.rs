@@ -3,6 +3,9 @@
 //! can drive them through the library.
 
 pub mod client;
+pub mod inbox;
+pub mod modems;
 pub mod pdu;
 pub mod send;
 pub mod sim;
+pub mod status;
