@@ -78,7 +78,7 @@ pub fn human_message(v: &Value) -> String {
     out
 }
 
-/// `a.b: value` lines for nested counters, in the daemon's order.
+/// `a.b: value` lines for nested counters, sorted by key.
 fn flatten(prefix: &str, v: &Value, out: &mut String) {
     match v {
         Value::Object(m) => {
@@ -119,6 +119,6 @@ mod tests {
             &json!({"outbound":{"queued":3,"sent":1},"modems":2}),
             &mut out,
         );
-        assert_eq!(out, "outbound.queued: 3\noutbound.sent: 1\nmodems: 2\n");
+        assert_eq!(out, "modems: 2\noutbound.queued: 3\noutbound.sent: 1\n");
     }
 }
