@@ -27,6 +27,8 @@ enum Command {
     Status(cli::status::StatusArgs),
     /// The daemon's modems as a table.
     Modems(cli::modems::ModemsArgs),
+    /// Check the host, the modems and the daemon, and explain what is wrong.
+    Doctor(cli::doctor::DoctorArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,5 +50,6 @@ fn main() -> ExitCode {
         Command::Inbox(args) => cli::inbox::run(args),
         Command::Status(args) => cli::status::run(args),
         Command::Modems(args) => cli::modems::run(args),
+        Command::Doctor(args) => cli::doctor::run(args),
     }
 }

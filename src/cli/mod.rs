@@ -3,6 +3,7 @@
 //! can drive them through the library.
 
 pub mod client;
+pub mod doctor;
 pub mod inbox;
 pub mod modems;
 pub mod pdu;
