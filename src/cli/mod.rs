@@ -8,5 +8,6 @@ pub mod inbox;
 pub mod modems;
 pub mod pdu;
 pub mod send;
+pub mod run;
 pub mod sim;
 pub mod status;
