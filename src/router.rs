@@ -703,3 +703,681 @@ impl Router {
 fn names(c: &Candidate, reference: &str) -> bool {
     c.id == reference || c.name == reference || c.iccid.as_deref() == Some(reference)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// 2026-11-26 10:00:00 UTC.
+    const NOW: i64 = 1_795_687_200_000;
+
+    fn cand(id: &str, name: &str, iccid: Option<&str>, ready: bool, load: u64) -> Candidate {
+        Candidate {
+            id: id.into(),
+            name: name.into(),
+            iccid: iccid.map(Into::into),
+            ready,
+            load,
+        }
+    }
+
+    /// Three modems: left (ICCID 8949...1), right (8949...2), spare (no SIM id).
+    fn modems() -> Vec<Candidate> {
+        vec![
+            cand("111", "left", Some("89490001"), true, 0),
+            cand("222", "right", Some("89490002"), true, 0),
+            cand("333", "spare", None, true, 0),
+        ]
+    }
+
+    fn req<'a>(to: &'a str, pinned: Option<&'a str>, exclude: &'a [String]) -> RouteRequest<'a> {
+        RouteRequest {
+            message: 1,
+            recipient: to,
+            pinned,
+            parts: 1,
+            exclude,
+        }
+    }
+
+    fn rules(rules: &[(&str, &[&str])]) -> RoutingConfig {
+        RoutingConfig {
+            rule: rules
+                .iter()
+                .map(|(p, m)| PrefixRule {
+                    prefix: (*p).into(),
+                    modems: m.iter().map(|s| (*s).into()).collect(),
+                })
+                .collect(),
+            ..RoutingConfig::default()
+        }
+    }
+
+    fn limits(default: Limits) -> LimitsConfig {
+        LimitsConfig {
+            default,
+            sim: BTreeMap::new(),
+        }
+    }
+
+    fn modem(id: &str) -> Choice {
+        Choice::Modem(id.into())
+    }
+
+    #[test]
+    fn routing_table() {
+        let none: &[String] = &[];
+        let ex_left = ["111".to_string()];
+        let busy_left = {
+            let mut m = modems();
+            m[0].load = 5;
+            m
+        };
+        let right_down = {
+            let mut m = modems();
+            m[1].ready = false;
+            m
+        };
+        let all_down: Vec<Candidate> = modems()
+            .into_iter()
+            .map(|mut c| {
+                c.ready = false;
+                c
+            })
+            .collect();
+        let de = rules(&[("+49", &["right"]), ("+49151", &["89490001"])]);
+        type Case<'a> = (
+            &'a str,
+            RoutingConfig,
+            RouteRequest<'a>,
+            Vec<Candidate>,
+            Choice,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "least loaded, ties by id",
+                RoutingConfig::default(),
+                req("+15550001", None, none),
+                modems(),
+                modem("111"),
+            ),
+            (
+                "least loaded skips the busy one",
+                RoutingConfig::default(),
+                req("+15550001", None, none),
+                busy_left.clone(),
+                modem("222"),
+            ),
+            (
+                "pin by name",
+                RoutingConfig::default(),
+                req("+15550001", Some("right"), none),
+                busy_left.clone(),
+                modem("222"),
+            ),
+            (
+                "pin by IMEI",
+                RoutingConfig::default(),
+                req("+15550001", Some("333"), none),
+                modems(),
+                modem("333"),
+            ),
+            (
+                "pin by ICCID",
+                RoutingConfig::default(),
+                req("+15550001", Some("89490002"), none),
+                modems(),
+                modem("222"),
+            ),
+            (
+                "pin to an unknown modem",
+                RoutingConfig::default(),
+                req("+15550001", Some("nope"), none),
+                modems(),
+                Choice::Reject("pinned modem \"nope\" is not known".into()),
+            ),
+            (
+                "pin to a modem not ready waits",
+                RoutingConfig::default(),
+                req("+15550001", Some("right"), none),
+                right_down.clone(),
+                Choice::Wait {
+                    until_ms: NOW + NOT_READY_RETRY_MS,
+                    reason: "no ready modem for pinned modem right".into(),
+                },
+            ),
+            (
+                "not ready modems are skipped",
+                RoutingConfig::default(),
+                req("+15550001", None, none),
+                {
+                    let mut m = right_down.clone();
+                    m[0].load = 9;
+                    m
+                },
+                modem("333"),
+            ),
+            (
+                "nothing ready waits",
+                RoutingConfig::default(),
+                req("+15550001", None, none),
+                all_down,
+                Choice::Wait {
+                    until_ms: NOW + NOT_READY_RETRY_MS,
+                    reason: "no ready modem for any modem".into(),
+                },
+            ),
+            (
+                "no modems at all waits",
+                RoutingConfig::default(),
+                req("+15550001", None, none),
+                vec![],
+                Choice::Wait {
+                    until_ms: NOW + NOT_READY_RETRY_MS,
+                    reason: "no modem present for any modem".into(),
+                },
+            ),
+            (
+                "prefix rule",
+                de.clone(),
+                req("+4930123", None, none),
+                modems(),
+                modem("222"),
+            ),
+            (
+                "prefix rule, 0049 is +49",
+                de.clone(),
+                req("0049 30 123", None, none),
+                modems(),
+                modem("222"),
+            ),
+            (
+                "longest prefix wins",
+                de.clone(),
+                req("+49151777", None, none),
+                modems(),
+                modem("111"),
+            ),
+            (
+                "no rule matches: any modem",
+                de.clone(),
+                req("+33123", None, none),
+                busy_left.clone(),
+                modem("222"),
+            ),
+            (
+                "national prefix",
+                rules(&[("0151", &["spare"])]),
+                req("0151 777", None, none),
+                modems(),
+                modem("333"),
+            ),
+            (
+                "international prefix does not match a national number",
+                rules(&[("+49", &["spare"])]),
+                req("0151777", None, none),
+                modems(),
+                modem("111"),
+            ),
+            (
+                "rule whose modems are absent waits",
+                rules(&[("+49", &["gone"])]),
+                req("+4930", None, none),
+                modems(),
+                Choice::Wait {
+                    until_ms: NOW + NOT_READY_RETRY_MS,
+                    reason: "no modem present for the modems of prefix rule \"+49\"".into(),
+                },
+            ),
+            (
+                "empty prefix is a catch-all",
+                rules(&[("", &["spare"])]),
+                req("+4930", None, none),
+                modems(),
+                modem("333"),
+            ),
+            (
+                "excluded modem is skipped",
+                RoutingConfig::default(),
+                req("+15550001", None, &ex_left),
+                modems(),
+                modem("222"),
+            ),
+            (
+                "only the excluded modem left: wait a little",
+                RoutingConfig::default(),
+                req("+15550001", Some("left"), &ex_left),
+                modems(),
+                Choice::Wait {
+                    until_ms: NOW + EXCLUDED_PAUSE_MS,
+                    reason: "only left is left and it failed this message: trying it again shortly"
+                        .into(),
+                },
+            ),
+        ];
+        for (name, routing, r, cands, want) in cases {
+            let mut router = Router::with_seed(routing, LimitsConfig::default(), 1);
+            assert_eq!(router.choose(&r, &cands, NOW), want, "case: {name}");
+        }
+    }
+
+    #[test]
+    fn an_excluded_only_choice_is_retried_after_the_pause() {
+        let mut router = Router::with_seed(RoutingConfig::default(), LimitsConfig::default(), 1);
+        let ex = ["111".to_string(), "222".to_string(), "333".to_string()];
+        let r = req("+15550001", None, &ex);
+        assert!(
+            matches!(router.choose(&r, &modems(), NOW), Choice::Wait { until_ms, .. } if until_ms == NOW + EXCLUDED_PAUSE_MS)
+        );
+        assert!(
+            matches!(router.choose(&r, &modems(), NOW + 1), Choice::Wait { until_ms, .. } if until_ms == NOW + EXCLUDED_PAUSE_MS)
+        );
+        assert_eq!(
+            router.choose(&r, &modems(), NOW + EXCLUDED_PAUSE_MS),
+            modem("111")
+        );
+    }
+
+    #[test]
+    fn sticky_peer_gets_the_same_modem_within_sticky_days() {
+        let mut router = Router::with_seed(RoutingConfig::default(), LimitsConfig::default(), 1);
+        router.record_sent("333", None, "+49 30 1234", NOW);
+        let none: &[String] = &[];
+        // Same number in another spelling, spare busier than the others.
+        let mut cands = modems();
+        cands[2].load = 7;
+        assert_eq!(
+            router.choose(&req("004930-1234", None, none), &cands, NOW + 1),
+            modem("333")
+        );
+        // Sticky beats a prefix rule.
+        router.reconfigure(rules(&[("+49", &["left"])]), LimitsConfig::default());
+        assert_eq!(
+            router.choose(&req("+49301234", None, none), &cands, NOW + 2),
+            modem("333")
+        );
+        // After sticky_days it is forgotten.
+        let later = NOW + 31 * DAY_MS;
+        assert_eq!(
+            router.choose(&req("+49301234", None, none), &cands, later),
+            modem("111")
+        );
+        // Not when off, nor when the modem is not ready or excluded.
+        router.reconfigure(
+            RoutingConfig {
+                sticky: false,
+                ..RoutingConfig::default()
+            },
+            LimitsConfig::default(),
+        );
+        assert_eq!(
+            router.choose(&req("+49301234", None, none), &cands, NOW + 3),
+            modem("111")
+        );
+        router.reconfigure(RoutingConfig::default(), LimitsConfig::default());
+        let ex = ["333".to_string()];
+        assert_eq!(
+            router.choose(&req("+49301234", None, &ex), &cands, NOW + 3),
+            modem("111")
+        );
+        cands[2].ready = false;
+        assert_eq!(
+            router.choose(&req("+49301234", None, none), &cands, NOW + 3),
+            modem("111")
+        );
+    }
+
+    #[test]
+    fn per_minute_limit_moves_to_another_sim_then_waits() {
+        let l = limits(Limits {
+            per_minute: Some(2),
+            ..Limits::default()
+        });
+        let mut router = Router::with_seed(rules(&[("+1", &["left", "right"])]), l, 1);
+        let none: &[String] = &[];
+        let r = req("+15550001", None, none);
+        router.record_sent("111", Some("89490001"), "+15550001", NOW);
+        router.record_sent("111", Some("89490001"), "+15550002", NOW + 1000);
+        router.record_sent("222", Some("89490002"), "+15550003", NOW + 2000);
+        // Sticky left is full: right has room.
+        assert_eq!(router.choose(&r, &modems(), NOW + 3000), modem("222"));
+        router.record_sent("222", Some("89490002"), "+15550004", NOW + 3000);
+        // Both full: wait until left's oldest send leaves the window.
+        assert_eq!(
+            router.choose(&r, &modems(), NOW + 4000),
+            Choice::Wait {
+                until_ms: NOW + MINUTE_MS,
+                reason: "per_minute limit 2 reached on SIM 89490001".into()
+            }
+        );
+        assert_eq!(router.choose(&r, &modems(), NOW + MINUTE_MS), modem("111"));
+    }
+
+    #[test]
+    fn a_message_larger_than_the_window_room_waits_for_enough_room() {
+        let l = limits(Limits {
+            per_minute: Some(3),
+            ..Limits::default()
+        });
+        let mut router = Router::with_seed(RoutingConfig::default(), l, 1);
+        for i in 0..3 {
+            router.record_sent("333", None, "+1555", NOW + i * 1000);
+        }
+        let none: &[String] = &[];
+        let mut r = req("+1666", Some("spare"), none);
+        r.parts = 2;
+        // Two of the three sends must leave: the second one's minute ends last.
+        assert!(
+            matches!(router.choose(&r, &modems(), NOW + 5000), Choice::Wait { until_ms, .. } if until_ms == NOW + 1000 + MINUTE_MS)
+        );
+        // Larger than the limit: goes alone once the window is empty.
+        r.parts = 5;
+        assert!(matches!(
+            router.choose(&r, &modems(), NOW + 2000 + MINUTE_MS - 1),
+            Choice::Wait { .. }
+        ));
+        assert_eq!(
+            router.choose(&r, &modems(), NOW + 2000 + MINUTE_MS),
+            modem("333")
+        );
+    }
+
+    #[test]
+    fn per_day_limit_resets_at_utc_midnight_and_sim_overrides_apply() {
+        let mut l = limits(Limits {
+            per_day: Some(100),
+            ..Limits::default()
+        });
+        // Keyed by name; unset fields come from [limits].
+        l.sim.insert(
+            "spare".into(),
+            Limits {
+                per_minute: Some(50),
+                per_day: Some(1),
+                ..Limits::default()
+            },
+        );
+        let mut router = Router::with_seed(RoutingConfig::default(), l, 1);
+        router.record_sent("333", None, "+1555", NOW);
+        let none: &[String] = &[];
+        let r = req("+1666", Some("spare"), none);
+        let midnight = (NOW / DAY_MS + 1) * DAY_MS;
+        assert_eq!(
+            router.choose(&r, &modems(), NOW + 1),
+            Choice::Wait {
+                until_ms: midnight,
+                reason: "per_day limit 1 reached on SIM 333".into()
+            }
+        );
+        assert_eq!(router.choose(&r, &modems(), midnight), modem("333"));
+        // per_day = 0 disables a SIM.
+        let mut l = limits(Limits::default());
+        l.sim.insert(
+            "89490001".into(),
+            Limits {
+                per_day: Some(0),
+                ..Limits::default()
+            },
+        );
+        let mut router = Router::with_seed(RoutingConfig::default(), l, 1);
+        router.record_sent("111", Some("89490001"), "+1", NOW - 10 * DAY_MS);
+        assert_eq!(
+            router.choose(&req("+1666", None, none), &modems(), NOW),
+            modem("222")
+        );
+    }
+
+    #[test]
+    fn recipients_per_month_counts_new_recipients_only() {
+        let l = limits(Limits {
+            recipients_per_month: Some(2),
+            ..Limits::default()
+        });
+        let mut router = Router::with_seed(RoutingConfig::default(), l, 1);
+        router.record_sent("333", None, "+1001", NOW);
+        router.record_sent("333", None, "+1002", NOW);
+        router.record_sent("333", None, "+1002", NOW);
+        let none: &[String] = &[];
+        // A recipient seen this month does not count again.
+        assert_eq!(
+            router.choose(&req("+1001", Some("spare"), none), &modems(), NOW),
+            modem("333")
+        );
+        // A new one waits for 2026-12-01 00:00 UTC.
+        assert_eq!(
+            router.choose(&req("+1003", Some("spare"), none), &modems(), NOW),
+            Choice::Wait {
+                until_ms: 1_796_083_200_000,
+                reason: "recipients_per_month limit 2 reached on SIM 333".into()
+            }
+        );
+        assert_eq!(
+            router.choose(
+                &req("+1003", Some("spare"), none),
+                &modems(),
+                1_796_083_200_000
+            ),
+            modem("333")
+        );
+    }
+
+    #[test]
+    fn jitter_spaces_sends_within_its_range_reproducibly() {
+        let l = limits(Limits {
+            jitter_ms: Some([1000, 3000]),
+            ..Limits::default()
+        });
+        let none: &[String] = &[];
+        let gap = |seed| {
+            let mut router = Router::with_seed(RoutingConfig::default(), l.clone(), seed);
+            router.record_sent("333", None, "+1", NOW);
+            match router.choose(&req("+1", Some("spare"), none), &modems(), NOW) {
+                Choice::Wait { until_ms, reason } => {
+                    assert!(reason.contains("jitter_ms"), "{reason}");
+                    until_ms - NOW
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        let gaps: Vec<i64> = (0..50).map(gap).collect();
+        assert!(gaps.iter().all(|g| (1000..=3000).contains(g)), "{gaps:?}");
+        assert!(gaps.iter().any(|&g| g != gaps[0]), "not random: {gaps:?}");
+        assert_eq!(gap(7), gap(7));
+        // Another SIM is free meanwhile.
+        let mut router = Router::with_seed(RoutingConfig::default(), l.clone(), 1);
+        router.record_sent("111", Some("89490001"), "+1", NOW);
+        assert_eq!(
+            router.choose(&req("+1", None, none), &modems(), NOW),
+            modem("222")
+        );
+    }
+
+    #[test]
+    fn restore_rebuilds_counters_and_sticky_choices() {
+        let l = limits(Limits {
+            per_day: Some(10),
+            recipients_per_month: Some(3),
+            ..Limits::default()
+        });
+        let rec = |modem: &str, iccid: Option<&str>, to: &str, count, at| RouteRecord {
+            modem: modem.into(),
+            iccid: iccid.map(Into::into),
+            recipient: to.into(),
+            count,
+            last_sent_ms: at,
+        };
+        let history = vec![
+            rec("111", Some("89490001"), "+1001", 6, NOW - 1000),
+            rec("111", Some("89490001"), "+1002", 4, NOW - 2000),
+            rec("111", Some("89490001"), "+1003", 99, NOW - DAY_MS),
+            rec("222", Some("89490002"), "+1009", 1, NOW - 3 * DAY_MS),
+        ];
+        let mut router = Router::with_seed(RoutingConfig::default(), l, 1);
+        router.restore(&history);
+        let none: &[String] = &[];
+        // Sticky: +1009 last went through right.
+        assert_eq!(
+            router.choose(&req("+1009", None, none), &modems(), NOW),
+            modem("222")
+        );
+        // Left sent 10 today: full.
+        let r = req("+1001", Some("left"), none);
+        assert!(
+            matches!(router.choose(&r, &modems(), NOW), Choice::Wait { reason, .. } if reason.contains("per_day"))
+        );
+        // Tomorrow left has room, and 3 recipients this month: a 4th waits.
+        let tomorrow = (NOW / DAY_MS + 1) * DAY_MS;
+        assert_eq!(router.choose(&r, &modems(), tomorrow), modem("111"));
+        let r4 = req("+1004", Some("left"), none);
+        assert!(
+            matches!(router.choose(&r4, &modems(), tomorrow), Choice::Wait { reason, .. } if reason.contains("recipients_per_month"))
+        );
+    }
+
+    #[test]
+    fn config_reads_from_toml_and_rejects_unknown_keys() {
+        #[derive(Deserialize)]
+        struct File {
+            routing: RoutingConfig,
+            limits: LimitsConfig,
+        }
+        let f: File = toml::from_str(
+            r#"
+            [routing]
+            sticky_days = 7
+            [[routing.rule]]
+            prefix = "+49"
+            modems = ["left", "89490002"]
+            [limits]
+            per_minute = 10
+            jitter_ms = [0, 500]
+            [limits.sim."8949000000000000001"]
+            per_day = 100
+            "#,
+        )
+        .unwrap();
+        assert!(f.routing.sticky);
+        assert_eq!(f.routing.sticky_days, 7);
+        assert_eq!(f.routing.rule[0].modems, ["left", "89490002"]);
+        assert_eq!(f.limits.default.per_minute, Some(10));
+        assert_eq!(f.limits.default.jitter_ms, Some([0, 500]));
+        assert_eq!(f.limits.sim["8949000000000000001"].per_day, Some(100));
+        assert!(toml::from_str::<RoutingConfig>("stiky = true").is_err());
+        assert!(toml::from_str::<LimitsConfig>("per_hour = 1").is_err());
+        assert!(toml::from_str::<LimitsConfig>("[sim.x]\nper_hour = 1").is_err());
+        assert!(toml::from_str::<PrefixRule>("prefix = \"+1\"").is_err());
+    }
+
+    #[test]
+    fn memory_stays_bounded() {
+        let mut router = Router::with_seed(RoutingConfig::default(), LimitsConfig::default(), 1);
+        for i in 0..(MAX_MINUTE_WINDOW as i64 + 10) {
+            router.record_sent("333", None, &format!("+1{i}"), NOW + i);
+        }
+        let c = &router.sims["333"];
+        assert!(c.minute.len() <= MAX_MINUTE_WINDOW);
+        assert!(router.sticky.len() <= MAX_STICKY);
+    }
+
+    fn arb_candidates() -> impl Strategy<Value = Vec<Candidate>> {
+        prop::collection::vec((any::<bool>(), 0u64..5, any::<bool>()), 0..5).prop_map(|v| {
+            v.into_iter()
+                .enumerate()
+                .map(|(i, (ready, load, sim))| Candidate {
+                    id: format!("35{i}"),
+                    name: format!("m{i}"),
+                    iccid: sim.then(|| format!("894{i}")),
+                    ready,
+                    load,
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn a_choice_is_a_ready_candidate_within_limits(
+            cands in arb_candidates(),
+            sends in prop::collection::vec((0usize..5, 0u8..6, 0i64..120_000), 0..40),
+            per_minute in prop::option::of(1u32..6),
+            per_day in prop::option::of(1u32..20),
+            per_month in prop::option::of(1u32..4),
+            pin in prop::option::of(0usize..6),
+            to in 0u8..6,
+            exclude in prop::collection::vec(0usize..5, 0..3),
+            rule in prop::option::of((prop::sample::select(vec!["+1", "+12", "0", ""]), prop::collection::vec(0usize..5, 0..3))),
+        ) {
+            let l = limits(Limits { per_minute, per_day, recipients_per_month: per_month, jitter_ms: None });
+            let routing = match &rule {
+                Some((p, ms)) => rules(&[(p, &ms.iter().map(|i| format!("m{i}")).collect::<Vec<_>>().iter().map(String::as_str).collect::<Vec<_>>())]),
+                None => RoutingConfig::default(),
+            };
+            let mut router = Router::with_seed(routing, l, 3);
+            let now = NOW + 200_000;
+            for (m, r, at) in &sends {
+                if let Some(c) = cands.get(*m) {
+                    router.record_sent(&c.id, c.iccid.as_deref(), &format!("+1{r}"), NOW + at);
+                }
+            }
+            let exclude: Vec<String> = exclude.iter().map(|i| format!("35{i}")).collect();
+            let pin = pin.map(|i| format!("m{i}"));
+            let recipient = format!("+1{to}");
+            let r = RouteRequest { message: 9, recipient: &recipient, pinned: pin.as_deref(), parts: 1, exclude: &exclude };
+            match router.choose(&r, &cands, now) {
+                Choice::Modem(id) => {
+                    let c = cands.iter().find(|c| c.id == id).expect("a candidate");
+                    prop_assert!(c.ready);
+                    prop_assert!(router.blocked(c, &recipient, 1, now).is_none());
+                    if let Some(p) = &pin {
+                        prop_assert_eq!(&c.name, p);
+                    }
+                }
+                Choice::Wait { until_ms, reason } => {
+                    prop_assert!(until_ms > now, "{}", reason);
+                    prop_assert!(!reason.is_empty());
+                }
+                Choice::Reject(_) => prop_assert!(pin.is_some()),
+            }
+        }
+
+        #[test]
+        fn load_spreads_evenly(n in 1usize..6, messages in 1usize..60) {
+            let mut cands: Vec<Candidate> = (0..n)
+                .map(|i| cand(&format!("35{i}"), &format!("m{i}"), None, true, 0))
+                .collect();
+            let mut router = Router::with_seed(RoutingConfig::default(), LimitsConfig::default(), 1);
+            let none: &[String] = &[];
+            for i in 0..messages {
+                // Every message to someone new: sticky plays no part.
+                let to = format!("+1{i}");
+                let Choice::Modem(id) = router.choose(&req(&to, None, none), &cands, NOW + i as i64) else {
+                    panic!("no choice")
+                };
+                if let Some(c) = cands.iter_mut().find(|c| c.id == id) {
+                    c.load += 1;
+                }
+            }
+            let loads: Vec<u64> = cands.iter().map(|c| c.load).collect();
+            let (lo, hi) = (loads.iter().min().unwrap(), loads.iter().max().unwrap());
+            prop_assert!(hi - lo <= 1, "{:?}", loads);
+            // Also when the load drains at once (sent as fast as bound):
+            // the parts sent today break the tie.
+            let mut router = Router::with_seed(RoutingConfig::default(), LimitsConfig::default(), 1);
+            let idle: Vec<Candidate> = cands.iter().map(|c| Candidate { load: 0, ..c.clone() }).collect();
+            let mut sent = vec![0u64; n];
+            for i in 0..messages {
+                let to = format!("+1{i}");
+                let Choice::Modem(id) = router.choose(&req(&to, None, none), &idle, NOW + i as i64) else {
+                    panic!("no choice")
+                };
+                router.record_sent(&id, None, &to, NOW + i as i64);
+                if let Some(k) = idle.iter().position(|c| c.id == id) {
+                    sent[k] += 1;
+                }
+            }
+            let (lo, hi) = (sent.iter().min().unwrap(), sent.iter().max().unwrap());
+            prop_assert!(hi - lo <= 1, "{:?}", sent);
+        }
+    }
+}

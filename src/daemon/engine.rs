@@ -42,6 +42,7 @@ use crate::pdu::{
     encode_submit, Address, EncodedPdu, MessageClass, Pdu, PduError, SubmitOptions, Timestamp,
     Tpdu, ValidityPeriod,
 };
+use crate::router::{Candidate, LimitsConfig, Router, RoutingConfig};
 use crate::store::{
     now_ms, ClaimedPart, Concat, Enqueued, FailureOutcome, InboundBody, InboundPart, MessageId,
     ModemInfo, ModemRecord, NewOutbound, SendFailure, StatusReport, Store, StoreError,
@@ -65,6 +66,10 @@ const MAX_DIGITS: usize = 20;
 /// How the engine runs. Every field has a default ([`Default`]).
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
+    /// `[routing]`: pins, sticky peers, prefix rules.
+    pub routing: RoutingConfig,
+    /// `[limits]`: per-SIM quotas and jitter.
+    pub limits: LimitsConfig,
     /// Most parts one outbound message may have (`[bus] max_parts`).
     pub max_parts: u32,
     /// Most parts waiting in the queue; a send beyond it is refused with
@@ -80,6 +85,8 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
+            routing: RoutingConfig::default(),
+            limits: LimitsConfig::default(),
             max_parts: 10,
             queue_limit: 100_000,
             dispatch_batch: 16,
@@ -200,6 +207,8 @@ impl std::fmt::Debug for Engine {
 struct Inner {
     store: Store,
     config: Mutex<EngineConfig>,
+    /// Chooses modems and counts quotas; pure and fast, so a plain mutex.
+    router: Mutex<Router>,
     /// One memory of rejected PINs for every actor: a PIN refused by one
     /// SIM is never tried again, whichever port the SIM moves to.
     rejected: RejectedPins,
@@ -262,6 +271,7 @@ impl Engine {
         let seed = (now_ms() as u64 ^ u64::from(std::process::id())) as u16;
         let inner = Arc::new(Inner {
             store,
+            router: Mutex::new(Router::new(config.routing.clone(), config.limits.clone())),
             config: Mutex::new(config),
             rejected: RejectedPins::new(),
             slots: Mutex::new(BTreeMap::new()),
@@ -359,25 +369,16 @@ impl Engine {
     /// Resolves a modem id (IMEI), configured name or ICCID to the modem
     /// id, among the live modems and the modems the store remembers.
     pub fn resolve_modem(&self, pin: &str) -> Option<String> {
+        let candidates = self.inner.candidates();
+        if let Some(id) = lock(&self.inner.router).resolve(pin, &candidates) {
+            return Some(id);
+        }
+        // A modem that is not plugged in now but was seen before.
         let pin = pin.trim();
-        if pin.is_empty() {
-            return None;
-        }
-        let slots: Vec<Arc<Slot>> = lock(&self.inner.slots).values().cloned().collect();
-        for slot in &slots {
-            let s = slot.handle.snapshot();
-            if s.imei.as_deref() == Some(pin)
-                || s.name == pin
-                || s.iccid.as_deref() == Some(pin)
-                || s.port == pin
-            {
-                return Some(modem_id(&s));
-            }
-        }
         let records = lock(&self.inner.records);
         records
             .values()
-            .find(|r| r.id == pin || r.iccid.as_deref() == Some(pin))
+            .find(|r| !pin.is_empty() && (r.id == pin || r.iccid.as_deref() == Some(pin)))
             .map(|r| r.id.clone())
     }
 
@@ -389,6 +390,7 @@ impl Engine {
     /// Replaces the configuration; takes effect at the next send and
     /// dispatch round.
     pub fn reconfigure(&self, config: EngineConfig) {
+        lock(&self.inner.router).reconfigure(config.routing.clone(), config.limits.clone());
         *lock(&self.inner.config) = config;
         for slot in lock(&self.inner.slots).values() {
             slot.wake.notify_one();
@@ -422,6 +424,24 @@ impl Engine {
 }
 
 impl Inner {
+    /// The live modems as the router sees them.
+    fn candidates(&self) -> Vec<Candidate> {
+        let slots: Vec<Arc<Slot>> = lock(&self.slots).values().cloned().collect();
+        slots
+            .iter()
+            .map(|slot| {
+                let s = slot.handle.snapshot();
+                Candidate {
+                    id: modem_id(&s),
+                    ready: s.state == "ready",
+                    name: s.name,
+                    iccid: s.iccid,
+                    load: 0,
+                }
+            })
+            .collect()
+    }
+
     async fn send(&self, req: OutboundRequest, engine: &Engine) -> Result<Enqueued, EngineError> {
         if *self.stop.borrow() {
             return Err(EngineError::ShuttingDown);
@@ -594,13 +614,16 @@ impl Inner {
                 sent: vec![],
             }),
         };
-        self.record(modem, message, &parts, result).await;
+        let iccid = slot.handle.snapshot().iccid;
+        self.record(modem, iccid.as_deref(), message, &parts, result)
+            .await;
         self.in_flight.send_modify(|n| *n = n.saturating_sub(1));
     }
 
     async fn record(
         &self,
         modem: &str,
+        iccid: Option<&str>,
         message: MessageId,
         parts: &[ClaimedPart],
         result: Result<Vec<SentPart>, SendError>,
@@ -625,6 +648,8 @@ impl Inner {
             // match a report with; 0 is recorded (27.005 §3.5.1 makes the
             // reference mandatory, so this is a broken modem).
             let mr = s.mr.unwrap_or(0);
+            // Quotas count what left, whatever the store then says.
+            lock(&self.router).record_sent(modem, iccid, &p.recipient, now);
             if let Err(e) = self.store.mark_sent(p.attempt, mr, now).await {
                 tracing::error!(modem, message_id = %message, part = p.seq, error = %e,
                     "cannot record a sent part");

@@ -1,0 +1,715 @@
+//! The engine end to end: the real `smsgate sim` binary on pseudo-terminals,
+//! the modem actors, a real SQLite store in a temporary directory, and the
+//! router. Outbound messages are checked against the simulator's outbox
+//! (what the network received), inbound ones against the store.
+//!
+//! Waits are bounded polls of observable state; no sleep decides a result.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use smsgate::daemon::engine::{Engine, EngineConfig, EngineError, OutboundRequest};
+use smsgate::modem::ModemConfig;
+use smsgate::router::{PrefixRule, RoutingConfig};
+use smsgate::store::{
+    InboundId, InboundMessage, MessageId, MessageState, OutboundStatus, RetryPolicy, Store,
+    StoreConfig,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_smsgate");
+/// Generous: the machine is shared; a pass is usually much faster.
+const WAIT: Duration = Duration::from_secs(90);
+const OUTSIDE: &str = "+4915112345678";
+
+/// `smsgate sim` in a temporary directory, killed on drop.
+struct Sim {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Sim {
+    fn start(args: &[&str]) -> Sim {
+        let dir = tempfile::tempdir().unwrap();
+        let log = File::create(dir.path().join("sim.log")).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["sim", "--dir"])
+            .arg(dir.path())
+            .args(args)
+            .env("SMSGATE_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        assert!(ready.contains("\"ready\":true"), "sim not ready: {ready}");
+        Sim { child, dir }
+    }
+
+    fn port(&self, k: usize) -> PathBuf {
+        self.dir.path().join(format!("modem{k}"))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sim.log")).unwrap_or_default()
+    }
+
+    async fn ctl(&self, args: &[&str]) -> Vec<Value> {
+        let out = tokio::process::Command::new(BIN)
+            .args(["sim", "ctl", "--dir"])
+            .arg(self.dir.path())
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "sim ctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    async fn modem(&self, k: usize) -> Value {
+        self.ctl(&["modems"]).await.swap_remove(k)
+    }
+
+    async fn number(&self, k: usize) -> String {
+        self.modem(k).await["number"].as_str().unwrap().to_owned()
+    }
+
+    async fn imei(&self, k: usize) -> String {
+        self.modem(k).await["imei"].as_str().unwrap().to_owned()
+    }
+
+    async fn iccid(&self, k: usize) -> String {
+        self.modem(k).await["iccid"].as_str().unwrap().to_owned()
+    }
+
+    async fn stored(&self, k: usize) -> u64 {
+        let m = self.modem(k).await;
+        ["sm", "me", "sr"]
+            .iter()
+            .map(|s| m["storage"][s][0].as_u64().unwrap())
+            .sum()
+    }
+
+    async fn inject(&self, k: usize, text: &str, extra: &[&str]) {
+        let k = k.to_string();
+        let mut args = vec!["inject", "--modem", &k, "--from", OUTSIDE, "--text", text];
+        args.extend_from_slice(extra);
+        self.ctl(&args).await;
+    }
+
+    /// Outbox entries with this text.
+    async fn sent(&self, text: &str) -> Vec<Value> {
+        self.ctl(&["outbox"])
+            .await
+            .into_iter()
+            .filter(|m| m["text"] == text)
+            .collect()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A simulator, a store and an engine over them.
+struct Rig {
+    sim: Sim,
+    engine: Engine,
+    _db: tempfile::TempDir,
+}
+
+fn trace() {
+    // `SMSGATE_LOG=debug cargo test --test engine -- --nocapture`
+    if std::env::var_os("SMSGATE_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("SMSGATE_LOG"))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// Short timers so faults are noticed in seconds.
+fn modem_config(sim: &Sim, k: usize) -> ModemConfig {
+    let mut c = ModemConfig::new(format!("m{k}"), sim.port(k));
+    c.probe_interval = Duration::from_millis(700);
+    c.probe_timeout = Duration::from_secs(2);
+    c.backoff_min = Duration::from_millis(200);
+    c.backoff_max = Duration::from_secs(2);
+    c.settle_max = Duration::from_secs(4);
+    c.sweep_timeout = Duration::from_secs(10);
+    c.commit_timeout = Duration::from_secs(5);
+    c.send_timeout = Duration::from_secs(5);
+    c
+}
+
+async fn open_store(dir: &tempfile::TempDir) -> Store {
+    let mut c = StoreConfig::at(dir.path().join("smsgate.db"));
+    c.retry = RetryPolicy {
+        base_ms: 200,
+        max_ms: 1_000,
+        max_attempts: 8,
+    };
+    Store::open_async(c).await.unwrap()
+}
+
+impl Rig {
+    /// `modems` simulated modems, of which the first `add` are added to
+    /// the engine and awaited ready.
+    async fn start(sim_args: &[&str], add: usize, config: EngineConfig) -> Rig {
+        trace();
+        let sim = Sim::start(sim_args);
+        let db = tempfile::tempdir().unwrap();
+        let engine = Engine::start(open_store(&db).await, config);
+        let rig = Rig {
+            sim,
+            engine,
+            _db: db,
+        };
+        for k in 0..add {
+            rig.add(k).await;
+        }
+        rig
+    }
+
+    async fn add(&self, k: usize) {
+        self.add_with(modem_config(&self.sim, k)).await;
+    }
+
+    async fn add_with(&self, c: ModemConfig) {
+        let name = c.name.clone();
+        self.engine.add_modem(c).unwrap();
+        self.ready(&name).await;
+    }
+
+    async fn ready(&self, name: &str) {
+        let what = format!("{name} ready");
+        eventually(&what, || async {
+            self.engine
+                .modems()
+                .iter()
+                .any(|m| m.snapshot.name == name && m.snapshot.state == "ready")
+        })
+        .await;
+    }
+
+    async fn send(&self, to: &str, text: &str) -> MessageId {
+        self.request(OutboundRequest {
+            to: to.into(),
+            text: text.into(),
+            ..OutboundRequest::default()
+        })
+        .await
+    }
+
+    async fn request(&self, req: OutboundRequest) -> MessageId {
+        let e = self.engine.send(req).await.unwrap();
+        assert!(e.created);
+        e.id
+    }
+
+    async fn status(&self, id: MessageId) -> OutboundStatus {
+        self.engine.store().outbound_status(id).await.unwrap()
+    }
+
+    /// Waits until message `id` is in `state`.
+    async fn reaches(&self, id: MessageId, state: MessageState) -> OutboundStatus {
+        let what = format!("message {id} {state}");
+        eventually(&what, || async { self.status(id).await.state == state }).await;
+        self.status(id).await
+    }
+
+    async fn inbox(&self) -> Vec<InboundMessage> {
+        self.engine
+            .store()
+            .inbound_since(InboundId(0), 1000)
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the store holds an inbound message with `text`.
+    async fn received(&self, text: &str) -> InboundMessage {
+        let what = format!("inbound {text:?}");
+        eventually(&what, || async {
+            self.inbox()
+                .await
+                .iter()
+                .any(|m| m.text.as_deref() == Some(text))
+        })
+        .await;
+        let all: Vec<InboundMessage> = self
+            .inbox()
+            .await
+            .into_iter()
+            .filter(|m| m.text.as_deref() == Some(text))
+            .collect();
+        assert_eq!(all.len(), 1, "stored more than once: {all:?}");
+        all.into_iter().next().unwrap()
+    }
+
+    /// Waits until the outbox holds exactly one message with `text`.
+    async fn left_once(&self, text: &str) -> Value {
+        let what = format!("{text:?} in the outbox");
+        eventually(&what, || async { !self.sim.sent(text).await.is_empty() }).await;
+        let sent = self.sim.sent(text).await;
+        assert_eq!(sent.len(), 1, "sent more than once: {sent:?}");
+        sent.into_iter().next().unwrap()
+    }
+}
+
+async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !f().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// ------------------------------------------------------------ requests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_refused_with_their_codes() {
+    let db = tempfile::tempdir().unwrap();
+    let config = EngineConfig {
+        max_parts: 2,
+        queue_limit: 3,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(open_store(&db).await, config);
+    let req = |to: &str, text: &str| OutboundRequest {
+        to: to.into(),
+        text: text.into(),
+        ..OutboundRequest::default()
+    };
+    let code = |r: Result<_, EngineError>| r.unwrap_err().code();
+    assert_eq!(
+        code(engine.send(req("+49 151", "x")).await),
+        "invalid_number"
+    );
+    assert_eq!(code(engine.send(req("", "x")).await), "invalid_number");
+    assert_eq!(
+        code(engine.send(req(OUTSIDE, &"x".repeat(400))).await),
+        "text_too_long"
+    );
+    let pinned = OutboundRequest {
+        modem: Some("nowhere".into()),
+        ..req(OUTSIDE, "x")
+    };
+    assert_eq!(code(engine.send(pinned).await), "unknown_modem");
+    // Two parts fit, a third and fourth part would pass the queue limit.
+    engine.send(req(OUTSIDE, &"y".repeat(200))).await.unwrap();
+    engine.send(req(OUTSIDE, "z")).await.unwrap();
+    assert_eq!(code(engine.send(req(OUTSIDE, "w")).await), "queue_full");
+    // Nothing refused was stored.
+    let stats = engine.store().stats().await.unwrap();
+    assert_eq!(stats.parts_queued, 3);
+    engine.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_resend_returns_the_first_message() {
+    let rig = Rig::start(&["--modems", "1"], 1, EngineConfig::default()).await;
+    let req = OutboundRequest {
+        to: OUTSIDE.into(),
+        text: "only once".into(),
+        key: Some("order-17".into()),
+        validity: Some(Duration::from_secs(3600)),
+        ..OutboundRequest::default()
+    };
+    let first = rig.engine.send(req.clone()).await.unwrap();
+    assert!(first.created);
+    rig.reaches(first.id, MessageState::Sent).await;
+    let again = rig.engine.send(req.clone()).await.unwrap();
+    assert_eq!((again.id, again.created), (first.id, false));
+    let other = OutboundRequest {
+        text: "something else".into(),
+        ..req
+    };
+    let e = rig.engine.send(other).await.unwrap_err();
+    assert_eq!(e.code(), "conflict", "{e}");
+    rig.left_once("only once").await;
+}
+
+// ------------------------------------------------------------- traffic
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_go_out_and_between_modems() {
+    let rig = Rig::start(&["--modems", "2"], 2, EngineConfig::default()).await;
+    let out = rig.send(OUTSIDE, "hello world").await;
+    let st = rig.reaches(out, MessageState::Sent).await;
+    assert!(st.parts[0].mr.is_some(), "{st:?}");
+    let entry = rig.left_once("hello world").await;
+    assert_eq!(entry["to"], OUTSIDE);
+
+    // Modem 0 to modem 1: it comes back in as an inbound message of modem 1.
+    let to = rig.sim.number(1).await;
+    let id = rig
+        .request(OutboundRequest {
+            to: to.clone(),
+            text: "hello neighbour".into(),
+            modem: Some("m0".into()),
+            ..OutboundRequest::default()
+        })
+        .await;
+    let st = rig.reaches(id, MessageState::Sent).await;
+    assert_eq!(st.modem, Some(rig.sim.imei(0).await));
+    let got = rig.received("hello neighbour").await;
+    assert_eq!(got.sender, rig.sim.number(0).await);
+    assert_eq!(got.modem, rig.sim.imei(1).await);
+    assert_eq!(got.sim, Some(rig.sim.iccid(1).await));
+    eventually("delivered inbound deleted from modem 1", || async {
+        rig.sim.stored(1).await == 0
+    })
+    .await;
+    // The views carry the store's counters.
+    eventually("counters", || async {
+        let v = rig.engine.modems();
+        v.iter().map(|m| m.sent_today).sum::<u64>() >= 2
+            && v.iter().map(|m| m.received_today).sum::<u64>() >= 1
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_ucs2_and_flash_arrive_whole() {
+    let rig = Rig::start(&["--modems", "2"], 2, EngineConfig::default()).await;
+    let to = rig.sim.number(1).await;
+    let long: String = (0..40).map(|i| format!("part{i:03} ")).collect();
+    let ucs2 = "Grüße aus Köln — 你好 👋";
+    let ids = [
+        rig.send(&to, &long).await,
+        rig.send(&to, ucs2).await,
+        rig.request(OutboundRequest {
+            to: to.clone(),
+            text: "flash!".into(),
+            flash: true,
+            ..OutboundRequest::default()
+        })
+        .await,
+    ];
+    for id in ids {
+        rig.reaches(id, MessageState::Sent).await;
+    }
+    let entry = rig.left_once(&long).await;
+    assert_eq!(entry["parts"], 3);
+    let st = rig.status(ids[0]).await;
+    let modems: Vec<_> = st.parts.iter().map(|p| p.modem.clone()).collect();
+    assert!(
+        modems.windows(2).all(|w| w[0] == w[1]),
+        "parts of one message went through one modem: {modems:?}"
+    );
+    for text in [long.as_str(), ucs2, "flash!"] {
+        let got = rig.received(text).await;
+        assert!(!got.partial);
+    }
+    assert_eq!(rig.received(&long).await.parts_total, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_multipart_out_of_order_is_stored_once_and_whole() {
+    let rig = Rig::start(&["--modems", "1"], 1, EngineConfig::default()).await;
+    let text: String = (0..30).map(|i| format!("chunk{i:02}-")).collect();
+    rig.sim
+        .inject(0, &text, &["--parts", "3", "--out-of-order"])
+        .await;
+    let got = rig.received(&text).await;
+    assert_eq!((got.parts_total, got.parts_received), (3, 3));
+    assert_eq!(got.sender, OUTSIDE);
+    eventually("deleted after commit", || async {
+        rig.sim.stored(0).await == 0
+    })
+    .await;
+    // Nothing else was stored (no partial, no duplicate).
+    assert_eq!(rig.inbox().await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reports_mark_messages_delivered() {
+    let rig = Rig::start(
+        &["--modems", "1", "--report-delay", "200ms"],
+        1,
+        EngineConfig::default(),
+    )
+    .await;
+    let id = rig
+        .request(OutboundRequest {
+            to: OUTSIDE.into(),
+            text: "report me".into(),
+            report: true,
+            ..OutboundRequest::default()
+        })
+        .await;
+    let st = rig.reaches(id, MessageState::Delivered).await;
+    assert!(st.parts[0].delivered_ms.is_some(), "{st:?}");
+    eventually("report deleted after commit", || async {
+        rig.sim.stored(0).await == 0
+    })
+    .await;
+    let stats = rig.engine.store().stats().await.unwrap();
+    assert_eq!(stats.unmatched_reports_total, 0);
+}
+
+// -------------------------------------------------------------- faults
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unplug_during_a_send_requeues_to_the_other_modem() {
+    let rig = Rig::start(&["--modems", "2"], 0, EngineConfig::default()).await;
+    // Modem 0 alone, hung but not yet noticed (no probe): the send starts
+    // on it and never finishes.
+    let mut c = modem_config(&rig.sim, 0);
+    c.probe_interval = Duration::from_secs(600);
+    c.send_timeout = Duration::from_secs(60);
+    rig.add_with(c).await;
+    rig.sim.ctl(&["hang", "--modem", "0"]).await;
+    let id = rig.send(OUTSIDE, "through the window").await;
+    eventually("the part is in flight on modem 0", || async {
+        rig.status(id).await.parts[0].state.as_str() == "sending"
+    })
+    .await;
+    rig.sim.ctl(&["unplug", "--modem", "0"]).await;
+    rig.add(1).await;
+    let st = rig.reaches(id, MessageState::Sent).await;
+    assert_eq!(st.modem, Some(rig.sim.imei(1).await), "{st:?}");
+    // The hung modem answered nothing: the attempt there was given up
+    // (temporary) and the part went out once, through modem 1.
+    assert!(st.parts[0].attempts >= 2, "{st:?}");
+    let entry = rig.left_once("through the window").await;
+    assert_eq!(entry["modem"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_modem_does_not_hold_back_the_others() {
+    let rig = Rig::start(&["--modems", "2"], 2, EngineConfig::default()).await;
+    rig.sim.ctl(&["hang", "--modem", "0"]).await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(rig.send(OUTSIDE, &format!("still flowing {i}")).await);
+    }
+    for (i, id) in ids.into_iter().enumerate() {
+        rig.reaches(id, MessageState::Sent).await;
+        let entry = rig.left_once(&format!("still flowing {i}")).await;
+        assert_eq!(entry["modem"], 1);
+    }
+    rig.sim.ctl(&["hang", "--modem", "0", "--off"]).await;
+    rig.ready("m0").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporary_errors_are_retried_and_permanent_ones_fail() {
+    let rig = Rig::start(&["--modems", "1"], 1, EngineConfig::default()).await;
+    rig.sim.ctl(&["cms-error", "500", "--modem", "0"]).await;
+    let id = rig.send(OUTSIDE, "second time lucky").await;
+    eventually("a failed attempt", || async {
+        let st = rig.status(id).await;
+        st.parts[0].attempts >= 1 && st.parts[0].state.as_str() == "queued"
+    })
+    .await;
+    let reason = rig.status(id).await.parts[0].reason.clone();
+    assert!(reason.unwrap_or_default().contains("500"));
+    rig.sim.ctl(&["cms-error", "--modem", "0", "--off"]).await;
+    rig.reaches(id, MessageState::Sent).await;
+    rig.left_once("second time lucky").await;
+
+    rig.sim.ctl(&["cms-error", "21", "--modem", "0"]).await;
+    let id = rig.send(OUTSIDE, "never").await;
+    let st = rig.reaches(id, MessageState::Failed).await;
+    assert!(
+        st.reason.clone().unwrap_or_default().contains("21"),
+        "{st:?}"
+    );
+    assert_eq!(st.parts[0].attempts, 1, "a permanent error is not retried");
+    assert!(rig.sim.sent("never").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporary_errors_fail_over_to_another_modem() {
+    let rig = Rig::start(&["--modems", "2"], 2, EngineConfig::default()).await;
+    rig.sim.ctl(&["cms-error", "500", "--modem", "0"]).await;
+    rig.sim.ctl(&["cms-error", "500", "--modem", "1"]).await;
+    let id = rig.send(OUTSIDE, "find a way").await;
+    eventually("a failed attempt", || async {
+        rig.status(id).await.parts[0].attempts >= 1
+    })
+    .await;
+    let failed_on = rig.status(id).await.parts[0].modem.clone();
+    let (bad, good) = if failed_on == Some(rig.sim.imei(0).await) {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    let good_s = good.to_string();
+    rig.sim
+        .ctl(&["cms-error", "--modem", &good_s, "--off"])
+        .await;
+    let st = rig.reaches(id, MessageState::Sent).await;
+    assert_eq!(st.parts[0].modem, Some(rig.sim.imei(good).await));
+    let entry = rig.left_once("find a way").await;
+    assert_eq!(entry["modem"], good);
+    let _ = bad;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_full_storage_lose_nothing() {
+    let rig = Rig::start(&["--modems", "2"], 2, EngineConfig::default()).await;
+    rig.sim.ctl(&["garbage", "--modem", "0"]).await;
+    rig.sim.inject(0, "through the noise", &[]).await;
+    rig.received("through the noise").await;
+    rig.sim.ctl(&["garbage", "--modem", "0", "--off"]).await;
+
+    rig.sim.ctl(&["full", "--modem", "1"]).await;
+    rig.sim.inject(1, "held by the network", &[]).await;
+    rig.sim.ctl(&["full", "--modem", "1", "--off"]).await;
+    rig.received("held by the network").await;
+    eventually("storage emptied", || async {
+        rig.sim.stored(0).await + rig.sim.stored(1).await == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reboot_in_the_middle_of_a_sweep_loses_and_duplicates_nothing() {
+    let rig = Rig::start(&["--modems", "1"], 0, EngineConfig::default()).await;
+    let n = 8;
+    for i in 0..n {
+        rig.sim.inject(0, &format!("stored {i}"), &[]).await;
+    }
+    let mut c = modem_config(&rig.sim, 0);
+    // One event at a time, so the reboot lands within the start-up sweep.
+    c.queue = 1;
+    rig.engine.add_modem(c).unwrap();
+    eventually("the sweep started", || async {
+        !rig.inbox().await.is_empty()
+    })
+    .await;
+    rig.sim.ctl(&["reboot", "--modem", "0"]).await;
+    for i in 0..n {
+        rig.received(&format!("stored {i}")).await;
+    }
+    eventually("storage emptied", || async { rig.sim.stored(0).await == 0 }).await;
+    assert_eq!(rig.inbox().await.len(), n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_pin_is_never_retried_and_the_sim_is_reported_locked() {
+    let rig = Rig::start(
+        &["--modems", "2", "--pin", "1234"],
+        0,
+        EngineConfig::default(),
+    )
+    .await;
+    let mut c = modem_config(&rig.sim, 0);
+    c.pins.insert("*".into(), "0000".into());
+    rig.engine.add_modem(c).unwrap();
+    let mut c = modem_config(&rig.sim, 1);
+    c.pins.insert(rig.sim.iccid(1).await, "1234".into());
+    rig.add_with(c).await;
+    eventually("modem 0 reported locked", || async {
+        let m = rig.engine.modems();
+        m.iter()
+            .any(|m| m.snapshot.name == "m0" && m.snapshot.state == "sim-locked")
+    })
+    .await;
+    let imei0 = rig.sim.imei(0).await;
+    eventually("the store knows the state", || async {
+        let modems = rig.engine.store().modems(0).await.unwrap();
+        modems
+            .iter()
+            .any(|m| m.id == imei0 && m.state.as_deref() == Some("sim-locked"))
+    })
+    .await;
+    // Reboots ask for the PIN again; the rejected one is never re-sent.
+    rig.sim.ctl(&["reboot", "--modem", "0"]).await;
+    let id = rig.send(OUTSIDE, "via the unlocked one").await;
+    rig.reaches(id, MessageState::Sent).await;
+    eventually("modem 0 locked again after its reboot", || async {
+        rig.engine
+            .modems()
+            .iter()
+            .any(|m| m.snapshot.name == "m0" && m.snapshot.state == "sim-locked")
+    })
+    .await;
+    assert_eq!(rig.sim.log().matches("wrong PIN").count(), 1);
+    let entry = rig.left_once("via the unlocked one").await;
+    assert_eq!(entry["modem"], 1);
+}
+
+// ------------------------------------------------------------- routing
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pins_rules_and_sticky_peers_choose_the_modem() {
+    let config = EngineConfig {
+        routing: RoutingConfig {
+            rule: vec![PrefixRule {
+                prefix: "+44".into(),
+                modems: vec!["m2".into()],
+            }],
+            ..RoutingConfig::default()
+        },
+        ..EngineConfig::default()
+    };
+    let rig = Rig::start(&["--modems", "3"], 3, config).await;
+    // Pinned by ICCID.
+    let iccid = rig.sim.iccid(1).await;
+    let id = rig
+        .request(OutboundRequest {
+            to: OUTSIDE.into(),
+            text: "pinned".into(),
+            modem: Some(iccid),
+            ..OutboundRequest::default()
+        })
+        .await;
+    rig.reaches(id, MessageState::Sent).await;
+    assert_eq!(rig.left_once("pinned").await["modem"], 1);
+    // A prefix rule.
+    let id = rig.send("+447700900123", "by the rule").await;
+    rig.reaches(id, MessageState::Sent).await;
+    assert_eq!(rig.left_once("by the rule").await["modem"], 2);
+    // Sticky: a conversation keeps its modem.
+    let peer = "+4917000000001";
+    let first = rig.send(peer, "sticky 0").await;
+    rig.reaches(first, MessageState::Sent).await;
+    let modem = rig.left_once("sticky 0").await["modem"].clone();
+    for i in 1..4 {
+        let text = format!("sticky {i}");
+        let id = rig.send(peer, &text).await;
+        rig.reaches(id, MessageState::Sent).await;
+        assert_eq!(rig.left_once(&text).await["modem"], modem, "{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_requeues_nothing_that_was_sent_and_stops_the_modems() {
+    let rig = Rig::start(&["--modems", "1"], 1, EngineConfig::default()).await;
+    let id = rig.send(OUTSIDE, "before the end").await;
+    rig.reaches(id, MessageState::Sent).await;
+    rig.engine.shutdown(Duration::from_secs(5)).await;
+    assert!(rig.engine.ports().is_empty());
+    let e = rig.engine.send(OutboundRequest {
+        to: OUTSIDE.into(),
+        text: "after".into(),
+        ..OutboundRequest::default()
+    });
+    assert_eq!(e.await.unwrap_err().code(), "unavailable");
+    let stats = rig.engine.store().stats().await.unwrap();
+    assert_eq!(stats.parts_sending, 0);
+}
