@@ -69,7 +69,9 @@ pub fn inbox(args: &InboxArgs, out: &mut impl std::io::Write) -> Result<(), Clie
         sub["since"] = c.into();
     }
     let reply = client.request("subscribe", sub)?;
-    let head = reply["cursor"].as_u64();
+    // The unacknowledged backlog comes with the subscription's own cursor;
+    // a larger one is news. After --since, everything is news.
+    let head = reply["cursor"].as_u64().filter(|_| args.since.is_none());
     loop {
         let deadline = if args.follow {
             // Wake up now and then only to keep the wait bounded.
