@@ -31,6 +31,8 @@ enum Command {
     Modems(cli::modems::ModemsArgs),
     /// Check the host, the modems and the daemon, and explain what is wrong.
     Doctor(cli::doctor::DoctorArgs),
+    /// The whole system with two simulated modems, in seconds, no hardware needed.
+    Demo(cli::demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Command::Status(args) => cli::status::run(args),
         Command::Modems(args) => cli::modems::run(args),
         Command::Doctor(args) => cli::doctor::run(args),
+        Command::Demo(args) => cli::demo::run(args),
         Command::Run(args) => cli::run::run(args),
     }
 }

@@ -3,11 +3,12 @@
 //! can drive them through the library.
 
 pub mod client;
+pub mod demo;
 pub mod doctor;
 pub mod inbox;
 pub mod modems;
 pub mod pdu;
-pub mod send;
 pub mod run;
+pub mod send;
 pub mod sim;
 pub mod status;
