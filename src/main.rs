@@ -37,11 +37,17 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The demo and the doctor talk to people on stdout; the daemon's and
+    // the AT link's routine logs would drown that out.
+    let default_level = match cli.command {
+        Command::Demo(_) | Command::Doctor(_) => "warn",
+        _ => "info",
+    };
     // Logs go to stderr so that stdout stays machine-readable (JSON lines).
     // `SMSGATE_LOG`, else `RUST_LOG`, filters (`info`, `smsgate::modem=debug`).
     let filter = tracing_subscriber::EnvFilter::try_from_env("SMSGATE_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
