@@ -80,6 +80,30 @@ impl Default for RoutingConfig {
     }
 }
 
+impl RoutingConfig {
+    /// Checks what the TOML types cannot: each rule's prefix is a number
+    /// prefix and lists at least one modem. The error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        for (i, r) in self.rule.iter().enumerate() {
+            let prefix = r.prefix.trim();
+            let bad = prefix.chars().enumerate().any(|(k, ch)| {
+                !(ch.is_ascii_digit() || " -().".contains(ch) || (ch == '+' && k == 0))
+            });
+            if bad {
+                return Err(format!(
+                    "routing.rule[{i}].prefix {prefix:?}: only digits, a leading '+', spaces and dashes"
+                ));
+            }
+            if r.modems.is_empty() || r.modems.iter().any(|m| m.trim().is_empty()) {
+                return Err(format!(
+                    "routing.rule[{i}].modems: list at least one modem name, IMEI or ICCID"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One `[[routing.rule]]`: recipients starting with `prefix` go out through
 /// one of `modems`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -129,6 +153,24 @@ pub struct LimitsConfig {
     /// Per SIM, keyed by ICCID, modem IMEI or modem name (tried in that
     /// order).
     pub sim: BTreeMap<String, Limits>,
+}
+
+impl LimitsConfig {
+    /// Checks what the TOML types cannot: `jitter_ms = [a, b]` needs
+    /// `a <= b`. The error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let check = |key: String, l: &Limits| match l.jitter_ms {
+            Some([a, b]) if a > b => Err(format!(
+                "{key}.jitter_ms [{a}, {b}]: the first must not exceed the second"
+            )),
+            _ => Ok(()),
+        };
+        check("limits".into(), &self.default)?;
+        for (k, l) in &self.sim {
+            check(format!("limits.sim.{k:?}"), l)?;
+        }
+        Ok(())
+    }
 }
 
 /// A modem the router may choose.
@@ -439,7 +481,11 @@ impl Router {
         let jitter_at = self.rng.gen::<f64>();
         let c = self.sims.entry(sim_key(modem_id, iccid)).or_default();
         c.add_minute(now_ms);
-        while c.minute.front().is_some_and(|&t| t <= now_ms - MINUTE_MS) {
+        while c
+            .minute
+            .front()
+            .is_some_and(|&t| t <= now_ms.saturating_sub(MINUTE_MS))
+        {
             c.minute.pop_front();
         }
         c.add_day(day_of(now_ms), 1);
@@ -479,7 +525,8 @@ impl Router {
     /// order of the rules).
     pub fn choose(&mut self, req: &RouteRequest, candidates: &[Candidate], now_ms: i64) -> Choice {
         if self.pauses.len() > MAX_PAUSES {
-            self.pauses.retain(|_, until| *until > now_ms - MINUTE_MS);
+            self.pauses
+                .retain(|_, until| *until > now_ms.saturating_sub(MINUTE_MS));
             if self.pauses.len() > MAX_PAUSES {
                 self.pauses.clear();
             }
@@ -643,7 +690,7 @@ impl Router {
                 .minute
                 .iter()
                 .copied()
-                .filter(|&t| t > now_ms - MINUTE_MS)
+                .filter(|&t| t > now_ms.saturating_sub(MINUTE_MS))
                 .collect();
             let count = recent.len() as u64;
             if over(count, limit) {
@@ -653,7 +700,9 @@ impl Router {
                 let until = recent
                     .get(idx)
                     .or(recent.last())
-                    .map_or(now_ms + MINUTE_MS, |t| t + MINUTE_MS);
+                    .map_or(now_ms.saturating_add(MINUTE_MS), |t| {
+                        t.saturating_add(MINUTE_MS)
+                    });
                 block(
                     until,
                     format!("per_minute limit {limit} reached on SIM {key}"),
@@ -664,7 +713,7 @@ impl Router {
             let today = day_of(now_ms);
             if over(counters.sent_on(today), limit) {
                 block(
-                    (today + 1).saturating_mul(DAY_MS),
+                    today.saturating_add(1).saturating_mul(DAY_MS),
                     format!("per_day limit {limit} reached on SIM {key}"),
                 );
             }
@@ -1270,6 +1319,34 @@ mod tests {
     }
 
     #[test]
+    fn validation_names_the_key() {
+        assert_eq!(
+            rules(&[("+49", &["left"]), ("0151 77", &["x"])]).validate(),
+            Ok(())
+        );
+        let e = rules(&[("+49", &["left"]), ("4+9", &["x"])])
+            .validate()
+            .unwrap_err();
+        assert!(e.starts_with("routing.rule[1].prefix"), "{e}");
+        let e = rules(&[("+49", &[])]).validate().unwrap_err();
+        assert!(e.starts_with("routing.rule[0].modems"), "{e}");
+        let mut l = limits(Limits {
+            jitter_ms: Some([5, 5]),
+            ..Limits::default()
+        });
+        assert_eq!(l.validate(), Ok(()));
+        l.sim.insert(
+            "left".into(),
+            Limits {
+                jitter_ms: Some([9, 1]),
+                ..Limits::default()
+            },
+        );
+        let e = l.validate().unwrap_err();
+        assert!(e.starts_with("limits.sim.\"left\".jitter_ms"), "{e}");
+    }
+
+    #[test]
     fn memory_stays_bounded() {
         let mut router = Router::with_seed(RoutingConfig::default(), LimitsConfig::default(), 1);
         for i in 0..(MAX_MINUTE_WINDOW as i64 + 10) {
@@ -1339,6 +1416,29 @@ mod tests {
                 }
                 Choice::Reject(_) => prop_assert!(pin.is_some()),
             }
+        }
+
+        #[test]
+        fn any_time_and_any_history_never_panics(
+            history in prop::collection::vec((any::<i64>(), any::<u64>(), "[+0-9 ]{0,12}"), 0..20),
+            sends in prop::collection::vec(any::<i64>(), 0..10),
+            now in any::<i64>(),
+            parts in any::<u32>(),
+            jitter in any::<[u64; 2]>(),
+            to in "\\PC{0,20}",
+        ) {
+            let l = limits(Limits { per_minute: Some(1), per_day: Some(1), recipients_per_month: Some(1), jitter_ms: Some(jitter) });
+            let mut router = Router::with_seed(RoutingConfig::default(), l, 5);
+            let records: Vec<RouteRecord> = history
+                .iter()
+                .map(|(at, count, r)| RouteRecord { modem: "111".into(), iccid: None, recipient: r.clone(), count: *count, last_sent_ms: *at })
+                .collect();
+            router.restore(&records);
+            for at in sends {
+                router.record_sent("222", Some("89490002"), &to, at);
+            }
+            let r = RouteRequest { message: 1, recipient: &to, pinned: None, parts, exclude: &[] };
+            let _ = router.choose(&r, &modems(), now);
         }
 
         #[test]

@@ -713,3 +713,50 @@ async fn shutdown_requeues_nothing_that_was_sent_and_stops_the_modems() {
     let stats = rig.engine.store().stats().await.unwrap();
     assert_eq!(stats.parts_sending, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_puk_locked_sim_is_reported_and_its_work_waits() {
+    use smsgate::at::commands::EnterPin;
+    use smsgate::at::{Link, LinkConfig};
+    let rig = Rig::start(
+        &["--modems", "1", "--pin", "1234"],
+        0,
+        EngineConfig::default(),
+    )
+    .await;
+    // A careless human used up the three PIN attempts.
+    {
+        let port = tokio_serial::SerialPortBuilderExt::open_native_async(tokio_serial::new(
+            rig.sim.port(0).to_string_lossy(),
+            115_200,
+        ))
+        .unwrap();
+        let link = Link::spawn(port, LinkConfig::new("human"));
+        for _ in 0..3 {
+            assert!(link.send(&EnterPin::new("0000").unwrap()).await.is_err());
+        }
+    }
+    let mut c = modem_config(&rig.sim, 0);
+    c.pins.insert(rig.sim.iccid(0).await, "1234".into());
+    rig.engine.add_modem(c).unwrap();
+    eventually("reported PUK-locked", || async {
+        rig.engine
+            .modems()
+            .iter()
+            .any(|m| m.snapshot.state == "sim-locked" && m.snapshot.detail.contains("PUK"))
+    })
+    .await;
+    let imei = rig.sim.imei(0).await;
+    eventually("the store knows the state", || async {
+        let modems = rig.engine.store().modems(0).await.unwrap();
+        modems
+            .iter()
+            .any(|m| m.id == imei && m.state.as_deref() == Some("sim-locked"))
+    })
+    .await;
+    // Work for it waits in the queue; nothing is lost or failed.
+    let id = rig.send(OUTSIDE, "waiting for a PUK").await;
+    let st = rig.status(id).await;
+    assert_eq!(st.state, MessageState::Queued);
+    assert_eq!(rig.sim.log().matches("wrong PIN").count(), 3);
+}

@@ -394,24 +394,16 @@ impl Config {
             0,
             3650,
         )?;
-        for rule in &self.routing.rule {
-            let digits = rule.prefix.strip_prefix('+').unwrap_or(&rule.prefix);
-            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                return invalid(
-                    "routing.rule.prefix",
-                    format!("`{}` is not a number prefix like \"+49\"", rule.prefix),
-                );
-            }
-            if rule.modems.is_empty() {
-                return invalid(
-                    "routing.rule.modems",
-                    format!("the rule for `{}` names no modem", rule.prefix),
-                );
+        // The router knows its own rules; its messages start with the key.
+        for checked in [self.routing.validate(), self.limits.validate()] {
+            if let Err(m) = checked {
+                let (key, rest) = m.split_once(' ').unwrap_or((&m, ""));
+                return invalid(key.trim_end_matches(':'), rest.trim().to_string());
             }
         }
         check_limits("limits", &self.limits.default)?;
         for (sim, limits) in &self.limits.sim {
-            check_limits(&format!("limits.sim.\"{sim}\""), limits)?;
+            check_limits(&format!("limits.sim.{sim:?}"), limits)?;
         }
 
         let r = &self.retry;
@@ -566,11 +558,11 @@ fn check_limits(key: &str, l: &Limits) -> Result<(), ConfigError> {
             );
         }
     }
-    if let Some([lo, hi]) = l.jitter_ms {
-        if lo > hi || hi > 600_000 {
+    if let Some([_, hi]) = l.jitter_ms {
+        if hi > 600_000 {
             return invalid(
                 &format!("{key}.jitter_ms"),
-                format!("[{lo}, {hi}] must be [min, max] with min <= max <= 600000"),
+                format!("{hi} ms is more than the longest pause, 600000"),
             );
         }
     }
@@ -588,10 +580,25 @@ fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
         None => (None, None),
     };
     let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
-    let message = match (&key, raw.strip_prefix("unknown field ")) {
-        (Some(k), Some(rest)) => {
-            let expected = rest.split_once(", ").map(|(_, e)| e).unwrap_or("");
-            format!("unknown key `{k}`{at} ({expected})")
+    // `unknown field `x`, expected one of ...`; inside a flattened table
+    // (`[limits]`) serde's span covers the whole table, not the key.
+    let unknown = raw
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split_once('`'));
+    let key = match (key, unknown) {
+        (Some(k), Some((field, _))) if k.rsplit('.').next() != Some(field) => {
+            Some(format!("{k}.{field}"))
+        }
+        (k, _) => k,
+    };
+    let message = match (&key, unknown) {
+        (Some(k), Some((_, rest))) => {
+            let expected = rest.trim_start_matches(", ");
+            if expected.is_empty() {
+                format!("unknown key `{k}`{at}")
+            } else {
+                format!("unknown key `{k}`{at} ({expected})")
+            }
         }
         (Some(k), None) => format!("`{k}`{at}: {raw}"),
         (None, _) => format!("{raw}{at}"),
@@ -666,6 +673,12 @@ fn header_name(line: &str) -> String {
 /// The line where dotted `key` (`bus.socket`, `modem.pin`) is set: the
 /// first line setting its last component inside a table named by the rest.
 fn locate_key(text: &str, key: &str) -> Option<usize> {
+    let key: String = key
+        .split('.')
+        .map(|c| c.split('[').next().unwrap_or(c))
+        .collect::<Vec<_>>()
+        .join(".");
+    let key = key.as_str();
     let (table, leaf) = key.rsplit_once('.').unwrap_or(("", key));
     let mut current = String::new();
     for (i, line) in text.lines().enumerate() {
@@ -728,6 +741,8 @@ mod tests {
         assert!(e.contains("unknown key `top` at line 1"), "{e}");
         let e = err("[limits.sim.\"8949\"]\nper_dya = 3\n");
         assert!(e.contains("per_dya"), "{e}");
+        let e = err("[limits]\nper_dya = 3\n");
+        assert!(e.contains("unknown key `limits.per_dya`"), "{e}");
     }
 
     #[test]
@@ -762,8 +777,9 @@ mod tests {
                 "[[modem]]\nport = \"/dev/a\"\nname = \"x\"\n[[modem]]\nport = \"/dev/b\"\nname = \"x\"\n",
                 "modem.name",
             ),
-            ("[[routing.rule]]\nprefix = \"49x\"\nmodems = [\"a\"]\n", "routing.rule.prefix"),
-            ("[[routing.rule]]\nprefix = \"+49\"\nmodems = []\n", "routing.rule.modems"),
+            ("[[routing.rule]]\nprefix = \"49x\"\nmodems = [\"a\"]\n", "routing.rule[0].prefix"),
+            ("[[routing.rule]]\nprefix = \"+49\"\nmodems = []\n", "routing.rule[0].modems"),
+            ("[limits]\njitter_ms = [0, 600001]\n", "limits.jitter_ms"),
             ("[limits]\nper_day = 0\n", "limits.per_day"),
             ("[limits]\njitter_ms = [500, 0]\n", "limits.jitter_ms"),
             ("[retry]\nbackoff_min_secs = 60\nbackoff_max_secs = 10\n", "retry.backoff_max_secs"),

@@ -24,7 +24,7 @@
 //! never blocks the dispatcher or another modem. `docs/engine.md` describes
 //! the guarantees.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,7 +42,7 @@ use crate::pdu::{
     encode_submit, Address, EncodedPdu, MessageClass, Pdu, PduError, SubmitOptions, Timestamp,
     Tpdu, ValidityPeriod,
 };
-use crate::router::{Candidate, LimitsConfig, Router, RoutingConfig};
+use crate::router::{Candidate, Choice, LimitsConfig, RouteRequest, Router, RoutingConfig};
 use crate::store::{
     now_ms, ClaimedPart, Concat, Enqueued, FailureOutcome, InboundBody, InboundPart, MessageId,
     ModemInfo, ModemRecord, NewOutbound, SendFailure, StatusReport, Store, StoreError,
@@ -60,6 +60,16 @@ const UNKNOWN_SENDER: &str = "unknown";
 /// How often the queue gauge behind `queue_limit` is refreshed from the
 /// store (between refreshes, enqueued parts are added locally).
 const GAUGE_MS: i64 = 1000;
+/// When a message cannot be routed at all (pinned to a modem that is not
+/// attached), how long before it is tried again (a modem appearing wakes
+/// the dispatcher sooner).
+const REJECT_RETRY_MS: i64 = 30_000;
+/// How far back the router's counters and sticky choices are rebuilt from
+/// at start (the longest quota window is a calendar month).
+const HISTORY_MS: i64 = 32 * 86_400_000;
+/// Messages remembered as bound or excluded; beyond this the oldest state
+/// is dropped (only failover preferences are lost, never messages).
+const MAX_TRACKED: usize = 100_000;
 /// Most digits of a phone number (TS 23.040 §9.1.2.5 allows 20 semi-octets).
 const MAX_DIGITS: usize = 20;
 
@@ -214,6 +224,18 @@ struct Inner {
     rejected: RejectedPins,
     /// The live modems by port.
     slots: Mutex<BTreeMap<PathBuf, Arc<Slot>>>,
+    /// Wakes the dispatcher: a modem's readiness changed, or a message was
+    /// freed for another modem.
+    dispatch: Notify,
+    /// Messages the dispatcher bound, and to which modem: unbound again
+    /// when that modem leaves `ready`, so others take them.
+    bound: Mutex<HashMap<MessageId, String>>,
+    /// Modems that failed a message temporarily: the router avoids them
+    /// for that message while another modem can take it.
+    exclude: Mutex<HashMap<MessageId, Vec<String>>>,
+    /// Parts bound or in flight per modem id (the router's load, the
+    /// views' `queued`), as last read from the store.
+    loads: Mutex<HashMap<String, u64>>,
     /// Set once by [`Engine::shutdown`]: nothing is claimed any more.
     stop: watch::Sender<bool>,
     /// Earliest known time (unix ms) at which queued work becomes due
@@ -274,6 +296,10 @@ impl Engine {
             router: Mutex::new(Router::new(config.routing.clone(), config.limits.clone())),
             config: Mutex::new(config),
             rejected: RejectedPins::new(),
+            dispatch: Notify::new(),
+            bound: Mutex::new(HashMap::new()),
+            exclude: Mutex::new(HashMap::new()),
+            loads: Mutex::new(HashMap::new()),
             slots: Mutex::new(BTreeMap::new()),
             stop: watch::channel(false).0,
             next_due: AtomicI64::new(i64::MAX),
@@ -285,7 +311,8 @@ impl Engine {
             background: Mutex::new(Vec::new()),
         });
         let maintenance = tokio::spawn(maintain(Arc::clone(&inner)));
-        lock(&inner.background).push(maintenance);
+        let dispatcher = tokio::spawn(dispatch(Arc::clone(&inner)));
+        lock(&inner.background).extend([maintenance, dispatcher]);
         Engine { inner }
     }
 
@@ -349,6 +376,7 @@ impl Engine {
     pub fn modems(&self) -> Vec<ModemView> {
         let slots: Vec<Arc<Slot>> = lock(&self.inner.slots).values().cloned().collect();
         let records = lock(&self.inner.records);
+        let loads = lock(&self.inner.loads);
         slots
             .iter()
             .map(|slot| {
@@ -356,7 +384,7 @@ impl Engine {
                 let id = modem_id(&snapshot);
                 let rec = records.get(&id);
                 ModemView {
-                    queued: 0,
+                    queued: loads.get(&id).copied().unwrap_or(0),
                     sent_today: rec.map_or(0, |r| r.sent_today),
                     received_today: rec.map_or(0, |r| r.received_today),
                     id,
@@ -392,9 +420,7 @@ impl Engine {
     pub fn reconfigure(&self, config: EngineConfig) {
         lock(&self.inner.router).reconfigure(config.routing.clone(), config.limits.clone());
         *lock(&self.inner.config) = config;
-        for slot in lock(&self.inner.slots).values() {
-            slot.wake.notify_one();
-        }
+        self.inner.dispatch.notify_one();
     }
 
     /// Stops claiming new work, waits up to `grace` for the sends in
@@ -427,16 +453,18 @@ impl Inner {
     /// The live modems as the router sees them.
     fn candidates(&self) -> Vec<Candidate> {
         let slots: Vec<Arc<Slot>> = lock(&self.slots).values().cloned().collect();
+        let loads = lock(&self.loads).clone();
         slots
             .iter()
             .map(|slot| {
                 let s = slot.handle.snapshot();
+                let id = modem_id(&s);
                 Candidate {
-                    id: modem_id(&s),
+                    load: loads.get(&id).copied().unwrap_or(0),
+                    id,
                     ready: s.state == "ready",
                     name: s.name,
                     iccid: s.iccid,
-                    load: 0,
                 }
             })
             .collect()
@@ -529,16 +557,24 @@ impl Inner {
         Ok(self.queued.load(Ordering::Relaxed))
     }
 
-    /// Remembers that work becomes due at `at_ms` and wakes the senders.
+    /// Remembers that work becomes due at `at_ms` and wakes the
+    /// dispatcher.
     fn due_at(&self, at_ms: i64) {
         self.next_due.fetch_min(at_ms, Ordering::Relaxed);
+        self.dispatch.notify_one();
+    }
+
+    /// Wakes the sender of modem `id` (or every sender).
+    fn wake(&self, id: Option<&str>) {
         for slot in lock(&self.slots).values() {
-            slot.wake.notify_one();
+            if id.map_or(true, |id| slot.id() == id) {
+                slot.wake.notify_one();
+            }
         }
     }
 
-    /// How long a loop may sleep: until the next known due time, at most
-    /// [`IDLE`].
+    /// How long the dispatcher may sleep: until the next known due time,
+    /// at most [`IDLE`].
     fn idle_wait(&self) -> Duration {
         let now = now_ms();
         let due = self.next_due.load(Ordering::Relaxed);
@@ -571,6 +607,117 @@ impl Inner {
             }
         }
         self.release(&id).await;
+        self.unbind_modem(&id).await;
+    }
+
+    /// Frees the messages the dispatcher bound to `modem` and that it has
+    /// not started, so other modems take them (pinned ones stay).
+    async fn unbind_modem(&self, modem: &str) {
+        let messages: Vec<MessageId> = lock(&self.bound)
+            .iter()
+            .filter(|(_, m)| m.as_str() == modem)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut freed = 0;
+        for id in messages {
+            match self.store.unbind(id).await {
+                Ok(changed) => {
+                    lock(&self.bound).remove(&id);
+                    freed += u32::from(changed);
+                }
+                Err(e) => {
+                    tracing::warn!(modem, message_id = %id, error = %e, "cannot unbind")
+                }
+            }
+        }
+        if freed > 0 {
+            tracing::info!(modem, messages = freed, "work freed for other modems");
+            self.dispatch.notify_one();
+        }
+    }
+
+    /// Forgets what was tracked for a message that is done with this
+    /// modem.
+    fn forget(&self, message: MessageId) {
+        lock(&self.bound).remove(&message);
+        lock(&self.exclude).remove(&message);
+    }
+
+    /// One dispatch pass: routes the due unbound messages and binds them.
+    /// Returns whether a full batch was bound (more may be waiting).
+    async fn dispatch_round(&self) -> bool {
+        let now = now_ms();
+        let batch = lock(&self.config).dispatch_batch.max(1);
+        let pending = match self.store.unbound_due(now, batch).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the queue");
+                return false;
+            }
+        };
+        self.refresh_loads().await;
+        if pending.is_empty() {
+            return false;
+        }
+        let mut candidates = self.candidates();
+        let mut bound = 0;
+        let mut woken = HashSet::new();
+        for msg in &pending {
+            let exclude = lock(&self.exclude)
+                .get(&msg.id)
+                .cloned()
+                .unwrap_or_default();
+            let req = RouteRequest {
+                message: msg.id.0,
+                recipient: &msg.recipient,
+                pinned: msg.pinned.as_deref(),
+                parts: msg.parts,
+                exclude: &exclude,
+            };
+            let choice = lock(&self.router).choose(&req, &candidates, now);
+            match choice {
+                Choice::Modem(id) => match self.store.bind(msg.id, &id).await {
+                    Ok(true) => {
+                        tracing::debug!(modem = %id, message_id = %msg.id, "bound");
+                        bound += 1;
+                        if let Some(c) = candidates.iter_mut().find(|c| c.id == id) {
+                            c.load = c.load.saturating_add(u64::from(msg.parts));
+                        }
+                        {
+                            let mut map = lock(&self.bound);
+                            if map.len() >= MAX_TRACKED {
+                                map.clear();
+                            }
+                            map.insert(msg.id, id.clone());
+                        }
+                        if woken.insert(id.clone()) {
+                            self.wake(Some(&id));
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(modem = %id, message_id = %msg.id, error = %e,
+                        "cannot bind"),
+                },
+                Choice::Wait { until_ms, reason } => {
+                    tracing::debug!(message_id = %msg.id, until_ms, reason, "waiting");
+                    self.next_due.fetch_min(until_ms, Ordering::Relaxed);
+                }
+                Choice::Reject(reason) => {
+                    tracing::warn!(message_id = %msg.id, reason, "cannot route now");
+                    self.next_due
+                        .fetch_min(now.saturating_add(REJECT_RETRY_MS), Ordering::Relaxed);
+                }
+            }
+        }
+        bound == pending.len() && pending.len() >= batch as usize
+    }
+
+    /// Reads each modem's bound and in-flight parts from the store.
+    async fn refresh_loads(&self) {
+        match self.store.queued_by_modem().await {
+            Ok(list) => *lock(&self.loads) = list.into_iter().collect(),
+            Err(e) => tracing::warn!(error = %e, "cannot read the modem loads"),
+        }
     }
 
     /// Gives the parts in flight on `modem` back to the queue.
@@ -590,7 +737,7 @@ impl Inner {
     /// Claims work for `modem`.
     async fn claim(&self, modem: &str) -> Result<Vec<ClaimedPart>, StoreError> {
         let batch = lock(&self.config).dispatch_batch.max(1);
-        self.store.claim_due(modem, now_ms(), batch).await
+        self.store.claim_bound(modem, now_ms(), batch).await
     }
 
     /// Sends one message's claimed parts (in order, on one modem) and
@@ -662,6 +809,7 @@ impl Inner {
         });
         let Some(failure) = failure else {
             tracing::info!(modem, message_id = %message, parts = parts.len(), "sent");
+            self.forget(message);
             return;
         };
         match &failure {
@@ -685,6 +833,31 @@ impl Inner {
                 Err(e) => tracing::error!(modem, message_id = %message, part = p.seq,
                     error = %e, "cannot record a failed part"),
             }
+        }
+        match failure {
+            // Fail over: another modem may take the message (the store
+            // refuses while a part of it is sent: parts stay together).
+            SendFailure::Temporary(_) => {
+                {
+                    let mut ex = lock(&self.exclude);
+                    if ex.len() >= MAX_TRACKED {
+                        ex.clear();
+                    }
+                    let list = ex.entry(message).or_default();
+                    if !list.iter().any(|m| m == modem) {
+                        list.push(modem.to_owned());
+                    }
+                }
+                match self.store.unbind(message).await {
+                    Ok(_) => {
+                        lock(&self.bound).remove(&message);
+                        self.dispatch.notify_one();
+                    }
+                    Err(e) => tracing::warn!(modem, message_id = %message, error = %e,
+                        "cannot unbind for failover"),
+                }
+            }
+            SendFailure::Permanent(_) => self.forget(message),
         }
     }
 
@@ -758,6 +931,10 @@ impl Inner {
             if matches!(snap.state.as_str(), "gone" | "stopped") {
                 self.release(&imei).await;
             }
+            if snap.state != "ready" {
+                self.unbind_modem(&imei).await;
+            }
+            self.dispatch.notify_one();
         }
     }
 }
@@ -915,7 +1092,6 @@ async fn serve_sends(inner: Arc<Inner>, slot: Arc<Slot>) {
     let mut stop = slot.stop.subscribe();
     let mut global = inner.stop.subscribe();
     let mut state = slot.handle.watch();
-    let mut cursor = inner.store.subscribe();
     loop {
         if *stop.borrow_and_update() || *global.borrow_and_update() {
             break;
@@ -937,14 +1113,47 @@ async fn serve_sends(inner: Arc<Inner>, slot: Arc<Slot>) {
         if worked {
             continue;
         }
-        let idle = inner.idle_wait();
+        // The dispatcher wakes this sender when it binds work here or when
+        // a retry comes due; the timer is a safety net.
         tokio::select! {
             _ = stop.changed() => {}
             _ = global.changed() => {}
             r = state.changed() => if r.is_err() { break },
             _ = slot.wake.notified() => {}
-            _ = cursor.changed() => {}
-            _ = tokio::time::sleep(idle) => {}
+            _ = tokio::time::sleep(IDLE) => {}
+        }
+    }
+}
+
+/// The dispatcher: routes due messages to modems whenever the queue
+/// changes, a modem's readiness changes, or a known due time comes.
+async fn dispatch(inner: Arc<Inner>) {
+    let mut stop = inner.stop.subscribe();
+    let mut cursor = inner.store.subscribe();
+    let since = now_ms().saturating_sub(HISTORY_MS);
+    match inner.store.route_history(since).await {
+        Ok(history) => lock(&inner.router).restore(&history),
+        Err(e) => tracing::warn!(error = %e, "cannot restore the routing history"),
+    }
+    loop {
+        if *stop.borrow_and_update() {
+            break;
+        }
+        while inner.dispatch_round().await {
+            if *stop.borrow() {
+                return;
+            }
+        }
+        let idle = inner.idle_wait();
+        tokio::select! {
+            _ = stop.changed() => {}
+            r = cursor.changed() => if r.is_err() { break },
+            _ = inner.dispatch.notified() => {}
+            _ = tokio::time::sleep(idle) => {
+                // A backoff or schedule may have come due for work that
+                // stays bound (pinned, or partly sent): let senders look.
+                inner.wake(None);
+            }
         }
     }
 }

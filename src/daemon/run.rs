@@ -142,6 +142,8 @@ impl Config {
     /// The engine settings.
     pub fn engine_config(&self) -> EngineConfig {
         EngineConfig {
+            routing: self.routing.clone(),
+            limits: self.limits.clone(),
             max_parts: self.bus.max_parts,
             queue_limit: self.bus.queue_limit,
             ..EngineConfig::default()

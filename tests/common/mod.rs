@@ -50,3 +50,33 @@ pub fn first_stdout_line(
     });
     rx.recv_timeout(wait).ok()
 }
+
+/// Polls `f` every 50 ms until it returns `Some`, failing the test after
+/// `wait` with `what` in the message.
+pub fn wait_for<T>(wait: std::time::Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The JSON lines a successful command printed (`smsgate sim ctl ...`);
+/// panics with its stderr when it failed.
+pub fn json_lines(what: &str, out: std::process::Output) -> Vec<serde_json::Value> {
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

@@ -1,0 +1,540 @@
+//! `smsgate run` from outside: the real binary, the real bus socket (a
+//! tiny JSON-lines client), `smsgate sim` for modems on real
+//! pseudo-terminals, real signals and a fake systemd notify socket.
+//!
+//! Every wait polls with a deadline until the expected state shows; no
+//! test relies on a sleep for correctness.
+
+mod common;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_smsgate");
+
+/// Generous: the machine is shared and slow; a pass is usually quick.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A number outside the simulated network: messages to it land in the
+/// simulator's outbox.
+const OUTSIDE: &str = "+4915112345678";
+
+fn wait_for<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    common::wait_for(WAIT, what, f)
+}
+
+fn signal(child: &Child, sig: Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+}
+
+fn wait_exit(child: &mut Child) -> ExitStatus {
+    wait_for("the process to exit", || child.try_wait().unwrap())
+}
+
+/// A running `smsgate sim`, killed on drop.
+struct Sim {
+    child: Child,
+    dir: tempfile::TempDir,
+    ready: Value,
+}
+
+impl Sim {
+    fn start(modems: usize, extra: &[&str]) -> Sim {
+        let dir = tempfile::tempdir().unwrap();
+        let log = File::create(dir.path().join("sim.log")).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["sim", "--dir"])
+            .arg(dir.path())
+            .args(["--modems", &modems.to_string()])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let line = common::first_stdout_line(&mut child, WAIT).expect("sim ready line");
+        let ready: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(ready["ready"], true, "{line}");
+        Sim { child, dir, ready }
+    }
+
+    fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn number(&self, k: usize) -> String {
+        self.ready["modems"][k]["number"].as_str().unwrap().into()
+    }
+
+    fn imei(&self, k: usize) -> String {
+        self.ready["modems"][k]["imei"].as_str().unwrap().into()
+    }
+
+    fn ctl(&self, args: &[&str]) -> Vec<Value> {
+        let out = Command::new(BIN)
+            .args(["sim", "ctl", "--dir"])
+            .arg(self.dir())
+            .args(args)
+            .output()
+            .unwrap();
+        common::json_lines(&format!("sim ctl {args:?}"), out)
+    }
+
+    fn outbox(&self) -> Vec<Value> {
+        self.ctl(&["outbox"])
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A state directory with a config file for `smsgate run`.
+struct Gate {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    runs: usize,
+}
+
+impl Gate {
+    fn new() -> Gate {
+        Gate {
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+            runs: 0,
+        }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("smsgate.sock")
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("smsgate.toml")
+    }
+
+    /// Writes the config: socket and store in the temp dir, plus `extra`.
+    fn write_config(&self, extra: &str) {
+        let text = format!(
+            "[bus]\nsocket = \"{}\"\n[store]\npath = \"{}\"\nsynchronous = \"normal\"\n{extra}",
+            self.socket().display(),
+            self.dir.path().join("db/smsgate.db").display(),
+        );
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    fn log(&self) -> String {
+        (0..self.runs)
+            .map(|i| {
+                std::fs::read_to_string(self.dir.path().join(format!("run{i}.log")))
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n---- restart ----\n")
+    }
+
+    /// Starts `smsgate run` and waits until the socket answers `hello`.
+    fn start(&mut self, env: &[(&str, &str)]) {
+        let log = File::create(self.dir.path().join(format!("run{}.log", self.runs))).unwrap();
+        self.runs += 1;
+        let child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(self.config_path())
+            .env_remove("NOTIFY_SOCKET")
+            .envs(env.iter().copied())
+            .env("SMSGATE_LOG", "info,smsgate::daemon=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let socket = self.socket();
+        wait_for("the daemon's socket", || {
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("daemon exited with {st}:\n{}", self.log());
+            }
+            Client::connect(&socket).ok()
+        });
+    }
+
+    fn client(&self) -> Client {
+        Client::connect(&self.socket()).unwrap()
+    }
+
+    fn signal(&self, sig: Signal) {
+        signal(self.child.as_ref().unwrap(), sig);
+    }
+
+    fn stop(&mut self, sig: Signal) -> ExitStatus {
+        self.signal(sig);
+        let mut child = self.child.take().unwrap();
+        wait_exit(&mut child)
+    }
+
+    /// The `modems` op's list.
+    fn modems(&self) -> Vec<Value> {
+        let reply = self.client().request(json!({"op": "modems"}));
+        reply["modems"].as_array().cloned().unwrap_or_default()
+    }
+
+    fn wait_modems_ready(&self, n: usize) -> Vec<Value> {
+        wait_for(&format!("{n} ready modems"), || {
+            let m = self.modems();
+            (m.len() == n && m.iter().all(|m| m["state"] == "ready")).then_some(m)
+        })
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("daemon log:\n{}", self.log());
+        }
+    }
+}
+
+/// A JSON-lines client of the bus.
+struct Client {
+    writer: UnixStream,
+    reader: BufReader<UnixStream>,
+}
+
+impl Client {
+    fn connect(path: &Path) -> std::io::Result<Client> {
+        let s = UnixStream::connect(path)?;
+        s.set_read_timeout(Some(WAIT))?;
+        let mut c = Client {
+            reader: BufReader::new(s.try_clone()?),
+            writer: s,
+        };
+        let hello = c.try_request(json!({"op": "hello", "client": "tests/daemon"}))?;
+        if hello["ok"] != true {
+            return Err(std::io::Error::other(hello.to_string()));
+        }
+        Ok(c)
+    }
+
+    fn try_request(&mut self, req: Value) -> std::io::Result<Value> {
+        writeln!(self.writer, "{req}")?;
+        self.read()
+    }
+
+    fn read(&mut self) -> std::io::Result<Value> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        serde_json::from_str(&line).map_err(std::io::Error::other)
+    }
+
+    fn request(&mut self, req: Value) -> Value {
+        self.try_request(req).unwrap()
+    }
+
+    fn send(&mut self, to: &str, text: &str) -> i64 {
+        let r = self.request(json!({"op": "send", "to": to, "text": text}));
+        assert_eq!(r["ok"], true, "{r}");
+        r["message"].as_i64().unwrap()
+    }
+
+    fn state(&mut self, message: i64) -> String {
+        let r = self.request(json!({"op": "status", "message": message}));
+        r["state"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+fn run_with(config: &str) -> (Option<i32>, String, PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        path,
+        dir,
+    )
+}
+
+#[test]
+fn bad_configs_exit_78_and_name_the_key_and_the_file() {
+    for (config, key) in [
+        (
+            "[bus]\nsocket = \"/tmp/x.sock\"\nsockett = \"/x\"\n",
+            "bus.sockett",
+        ),
+        ("[discovery]\nenabled = \"yes\"\n", "discovery.enabled"),
+        (
+            "[[modem]]\nport = \"/dev/ttyUSB0\"\npin = \"12\"\n",
+            "modem.pin",
+        ),
+        ("[store]\npath = \"relative.db\"\n", "store.path"),
+        ("[limits]\nper_minute = 0\n", "limits.per_minute"),
+    ] {
+        let (code, stderr, path, _dir) = run_with(config);
+        assert_eq!(code, Some(78), "{config}: {stderr}");
+        assert!(stderr.contains(key), "{config}: {stderr}");
+        assert!(
+            stderr.contains(&path.display().to_string()),
+            "{config}: {stderr}"
+        );
+        assert!(stderr.contains("line"), "{config}: {stderr}");
+    }
+    let out = Command::new(BIN)
+        .args(["run", "--config", "/nonexistent/smsgate.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/smsgate.toml"));
+}
+
+#[test]
+fn check_config_accepts_the_documented_example() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/smsgate.toml");
+    let out = Command::new(BIN)
+        .args(["run", "--check-config", "--config"])
+        .arg(&example)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn sends_and_receives_through_the_socket_with_modems_from_the_sim_dir() {
+    let sim = Sim::start(2, &[]);
+    let mut gate = Gate::new();
+    gate.write_config(&format!(
+        "[discovery]\ndir = \"{}\"\nrescan_secs = 1\n",
+        sim.dir().display()
+    ));
+    gate.start(&[]);
+    let modems = gate.wait_modems_ready(2);
+    let mut imeis: Vec<&str> = modems.iter().map(|m| m["imei"].as_str().unwrap()).collect();
+    imeis.sort();
+    let mut want = vec![sim.imei(0), sim.imei(1)];
+    want.sort();
+    assert_eq!(imeis, want);
+
+    let mut events = gate.client();
+    let sub = events.request(json!({"op": "subscribe", "events": ["inbound"]}));
+    assert_eq!(sub["ok"], true, "{sub}");
+
+    // Outbound to the outside world: it leaves through a modem.
+    let mut c = gate.client();
+    let id = c.send(OUTSIDE, "out to the world");
+    wait_for("the message to be sent", || {
+        (c.state(id) == "sent").then_some(())
+    });
+    let out = sim.outbox();
+    assert_eq!(
+        out.iter()
+            .filter(|m| m["text"] == "out to the world" && m["to"] == OUTSIDE)
+            .count(),
+        1,
+        "{out:?}"
+    );
+
+    // Inbound from the outside world arrives as an event.
+    sim.ctl(&[
+        "inject",
+        "--modem",
+        "0",
+        "--from",
+        OUTSIDE,
+        "--text",
+        "hello gateway",
+    ]);
+    let ev = events.read().unwrap();
+    assert_eq!(ev["event"], "inbound", "{ev}");
+    assert_eq!(ev["text"], "hello gateway", "{ev}");
+    assert_eq!(ev["modem"], sim.imei(0).as_str(), "{ev}");
+
+    // Modem to modem through the simulated network: out of one, into the other.
+    let to = sim.number(1);
+    let id = c.send(&to, "between modems");
+    wait_for("the message to be sent", || {
+        (c.state(id) == "sent").then_some(())
+    });
+    let ev = events.read().unwrap();
+    assert_eq!(ev["text"], "between modems", "{ev}");
+    assert_eq!(gate.stop(Signal::SIGTERM).code(), Some(0));
+    assert!(!gate.socket().exists(), "socket removed at shutdown");
+}
+
+#[test]
+fn hotplug_links_appear_and_vanish() {
+    let sim = Sim::start(2, &[]);
+    let mut gate = Gate::new();
+    let watched = gate.dir.path().join("dev");
+    gate.write_config(&format!(
+        "[discovery]\ndir = \"{}\"\nrescan_secs = 1\n",
+        watched.display()
+    ));
+    gate.start(&[]);
+    // The directory does not exist yet: no modems, no error.
+    assert!(gate.modems().is_empty());
+    std::fs::create_dir(&watched).unwrap();
+    let tty0 = sim.ready["modems"][0]["tty"].as_str().unwrap().to_string();
+    let tty1 = sim.ready["modems"][1]["tty"].as_str().unwrap().to_string();
+    std::os::unix::fs::symlink(&tty0, watched.join("left")).unwrap();
+    std::fs::write(watched.join("not-a-modem"), b"").unwrap();
+    let m = gate.wait_modems_ready(1);
+    assert_eq!(m[0]["name"], "left");
+    assert_eq!(m[0]["imei"], sim.imei(0).as_str());
+    std::os::unix::fs::symlink(&tty1, watched.join("right")).unwrap();
+    gate.wait_modems_ready(2);
+    std::fs::remove_file(watched.join("left")).unwrap();
+    let m = wait_for("the left modem to go", || {
+        let m = gate.modems();
+        (m.len() == 1).then_some(m)
+    });
+    assert_eq!(m[0]["name"], "right");
+    // Work still flows through the remaining modem.
+    let mut c = gate.client();
+    let id = c.send(OUTSIDE, "after unplug");
+    wait_for("the message to be sent", || {
+        (c.state(id) == "sent").then_some(())
+    });
+    assert_eq!(gate.stop(Signal::SIGINT).code(), Some(0));
+}
+
+#[test]
+fn sighup_reload_adds_a_modem_and_a_bad_config_keeps_the_old_one() {
+    let sim = Sim::start(2, &[]);
+    let mut gate = Gate::new();
+    let link = |k: usize| sim.dir().join(format!("modem{k}"));
+    let one = format!(
+        "[discovery]\nenabled = false\n[[modem]]\nport = \"{}\"\nname = \"first\"\n",
+        link(0).display()
+    );
+    gate.write_config(&one);
+    gate.start(&[]);
+    let m = gate.wait_modems_ready(1);
+    assert_eq!(m[0]["name"], "first");
+    let mut kept = gate.client();
+
+    gate.write_config(&format!(
+        "{one}[[modem]]\nport = \"{}\"\nname = \"second\"\n",
+        link(1).display()
+    ));
+    gate.signal(Signal::SIGHUP);
+    let m = gate.wait_modems_ready(2);
+    let mut names: Vec<&str> = m.iter().map(|m| m["name"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["first", "second"]);
+    // The client connected before the reload is still served.
+    let r = kept.request(json!({"op": "stats"}));
+    assert_eq!(r["ok"], true, "{r}");
+
+    // A broken file is refused; the daemon keeps running as before.
+    std::fs::write(gate.config_path(), "[bus]\nsockett = 1\n").unwrap();
+    gate.signal(Signal::SIGHUP);
+    wait_for("the refusal in the log", || {
+        gate.log().contains("reload refused").then_some(())
+    });
+    assert_eq!(gate.wait_modems_ready(2).len(), 2);
+    assert_eq!(gate.stop(Signal::SIGTERM).code(), Some(0));
+}
+
+#[test]
+fn sigterm_mid_flight_loses_nothing() {
+    // Slow modems: every final result takes 300 ms, so sends are in
+    // flight when the signal comes.
+    let sim = Sim::start(2, &["--latency", "300ms"]);
+    let mut gate = Gate::new();
+    gate.write_config(&format!(
+        "[discovery]\ndir = \"{}\"\nrescan_secs = 1\n",
+        sim.dir().display()
+    ));
+    gate.start(&[]);
+    gate.wait_modems_ready(2);
+    let mut c = gate.client();
+    let texts: Vec<String> = (0..12).map(|i| format!("flight {i}")).collect();
+    let ids: Vec<i64> = texts.iter().map(|t| c.send(OUTSIDE, t)).collect();
+    drop(c);
+    assert_eq!(gate.stop(Signal::SIGTERM).code(), Some(0), "{}", gate.log());
+    assert!(!gate.socket().exists());
+
+    // Whatever was not sent before the signal is sent after a restart.
+    gate.start(&[]);
+    let mut c = gate.client();
+    for id in &ids {
+        wait_for(&format!("message {id} sent"), || {
+            (c.state(*id) == "sent").then_some(())
+        });
+    }
+    let out = sim.outbox();
+    for t in &texts {
+        let n = out.iter().filter(|m| m["text"] == t.as_str()).count();
+        // At most once more: a part in flight at the signal may have left
+        // before it was requeued (flagged maybe-sent).
+        assert!((1..=2).contains(&n), "{t} left {n} times: {out:?}");
+    }
+    assert_eq!(gate.stop(Signal::SIGTERM).code(), Some(0));
+}
+
+#[test]
+fn sd_notify_ready_status_watchdog_stopping() {
+    let mut gate = Gate::new();
+    gate.write_config("[discovery]\nenabled = false\n");
+    let path = gate.dir.path().join("notify.sock");
+    let listener = UnixDatagram::bind(&path).unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let notify = path.display().to_string();
+    gate.start(&[("NOTIFY_SOCKET", &notify), ("WATCHDOG_USEC", "400000")]);
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    let mut recv = |seen: &mut String| {
+        if let Ok(n) = listener.recv(&mut buf) {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            seen.push('\n');
+        }
+    };
+    wait_for("READY, STATUS and WATCHDOG", || {
+        recv(&mut seen);
+        (seen.contains("READY=1") && seen.contains("STATUS=") && seen.contains("WATCHDOG=1"))
+            .then_some(())
+    });
+    assert!(seen.contains("modems ready"), "{seen}");
+    gate.signal(Signal::SIGTERM);
+    wait_for("STOPPING", || {
+        recv(&mut seen);
+        seen.contains("STOPPING=1").then_some(())
+    });
+    let st = wait_exit(gate.child.as_mut().unwrap());
+    gate.child = None;
+    assert_eq!(st.code(), Some(0));
+}
+
+#[test]
+fn no_notify_socket_means_no_notifications_and_still_runs() {
+    let mut gate = Gate::new();
+    gate.write_config("[discovery]\nenabled = false\n");
+    gate.start(&[]);
+    let r = gate.client().request(json!({"op": "stats"}));
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(gate.stop(Signal::SIGTERM).code(), Some(0));
+}
