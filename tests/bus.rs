@@ -808,3 +808,54 @@ async fn run_as(
     .await
     .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socat_is_a_client() {
+    if !common::have_program("socat", "the bus driven by socat") {
+        return;
+    }
+    let bus = Bus::start().await;
+    let input = concat!(
+        r#"{"op":"hello","id":1,"client":"socat"}"#,
+        "\n",
+        r#"{"op":"send","id":2,"to":"+4930123456","text":"Hello from socat"}"#,
+        "\n",
+        "this is not json\r\n",
+        r#"{"op":"status","id":3,"message":1}"#,
+        "\n",
+    );
+    let socket = bus.socket.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new("socat")
+            .args(["-t", "5", "-"])
+            .arg(format!("UNIX-CONNECT:{}", socket.display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success());
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines[0]["version"], 1);
+    assert_eq!(lines[1]["message"], 1);
+    assert_eq!(lines[2]["error"]["code"], "bad_json");
+    assert_eq!(lines[3]["state"], "queued");
+    assert_eq!(lines[3]["to"], "+4930123456");
+    bus.stop().await;
+}
