@@ -480,6 +480,50 @@ fn doctor_probes_a_free_port_and_fails_without_daemon() {
     }
 }
 
+/// The same command as `nobody` (uid 65534), where the tests run as root.
+fn as_nobody(g: &Gateway, args: &[&str]) -> Option<Output> {
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("SKIPPED: a refused peer needs root to run a client as another user");
+        return None;
+    }
+    Some(
+        Command::new(BIN)
+            .args(args)
+            .arg("--socket")
+            .arg(g.socket())
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn refused_users_exit_77() {
+    use std::os::unix::fs::PermissionsExt;
+    let g = Gateway::start();
+    // The socket's permissions refuse `nobody`.
+    let Some(out) = as_nobody(&g, &["modems"]) else {
+        return;
+    };
+    assert_eq!(code(&out), 77, "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(&g.socket().display().to_string()));
+    // With the file open to all, the daemon's access list refuses it.
+    let mode = |p: &std::path::Path, m| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    mode(g.dir.path(), 0o755);
+    mode(&g.socket(), 0o666);
+    let out = as_nobody(&g, &["send", "--to", "+4930", "--text", "x"]).unwrap();
+    assert_eq!(code(&out), 77, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("may not use"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn demo_exits_0() {
     let out = Command::new(BIN).arg("demo").output().unwrap();

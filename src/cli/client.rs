@@ -247,10 +247,19 @@ impl Client {
         obj.insert("id".into(), id.into());
         let mut line = Value::Object(obj).to_string();
         line.push('\n');
-        self.writer
-            .write_all(line.as_bytes())
-            .map_err(|e| self.lost(e))?;
-        let deadline = Instant::now() + self.reply_timeout;
+        let mut deadline = Instant::now() + self.reply_timeout;
+        if let Err(e) = self.writer.write_all(line.as_bytes()) {
+            // A daemon that refuses us writes its reason and closes; the
+            // reason may still be waiting to be read.
+            deadline = Instant::now() + Duration::from_millis(200);
+            let lost = self.lost(e);
+            match self.read_value(deadline) {
+                Ok(Some(v)) if v.get("ok") == Some(&Value::Bool(false)) => {
+                    return Err(refusal(&v));
+                }
+                _ => return Err(lost),
+            }
+        }
         loop {
             let Some(v) = self.read_value(deadline)? else {
                 return Err(ClientError::Timeout(format!(
@@ -272,19 +281,7 @@ impl Client {
             }
             return match v.get("ok").and_then(Value::as_bool) {
                 Some(true) => Ok(v),
-                Some(false) => {
-                    let err = v.get("error");
-                    let field = |k: &str| {
-                        err.and_then(|e| e.get(k))
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_string()
-                    };
-                    Err(ClientError::Refused {
-                        code: field("code"),
-                        message: field("message"),
-                    })
-                }
+                Some(false) => Err(refusal(&v)),
                 None => Err(ClientError::Protocol(truncate(&v.to_string()))),
             };
         }
@@ -380,6 +377,21 @@ impl Client {
                 return Ok(Some(line));
             }
         }
+    }
+}
+
+/// The error of a `"ok": false` reply.
+fn refusal(v: &Value) -> ClientError {
+    let err = v.get("error");
+    let field = |k: &str| {
+        err.and_then(|e| e.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    ClientError::Refused {
+        code: field("code"),
+        message: field("message"),
     }
 }
 
