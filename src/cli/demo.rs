@@ -97,6 +97,18 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    // Ctrl-C mid-demo: nothing but the temporary directory outlives the
+    // process (ptys and sockets close with it), so remove that and go.
+    if !args.keep {
+        let path = tmp.path.clone();
+        runtime.spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = std::fs::remove_dir_all(&path);
+                eprintln!("demo interrupted");
+                std::process::exit(130);
+            }
+        });
+    }
     let step = Duration::from_secs(args.step_timeout.max(1));
     let sim_dir = tmp.path.join("sim");
 
