@@ -244,8 +244,10 @@ fn modem_manager() -> Vec<Check> {
 
 /// The links in the discovery directory, then USB serial ports.
 fn candidate_ports(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = fs::read_dir(dir)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
+    // The daemon's own notion of a modem entry (a tty, not the sockets
+    // or dangling links beside it).
+    let mut out: Vec<PathBuf> = crate::daemon::discovery::scan(dir)
+        .map(|found| found.into_iter().collect())
         .unwrap_or_default();
     if let Ok(d) = fs::read_dir("/dev") {
         out.extend(d.flatten().map(|e| e.path()).filter(|p| {
@@ -593,6 +595,19 @@ mod tests {
         child.kill().unwrap();
         let _ = child.wait();
         assert!(found.iter().any(|(p, _)| *p == child.id()), "{found:?}");
+    }
+
+    #[test]
+    fn discovery_entries_are_ttys_only() {
+        let d = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/null", d.path().join("modem0")).unwrap();
+        std::os::unix::fs::symlink("/nonexistent", d.path().join("gone")).unwrap();
+        fs::write(d.path().join("sim.sock"), "").unwrap();
+        let ports = candidate_ports(d.path());
+        assert!(ports.contains(&d.path().join("modem0")));
+        assert!(!ports
+            .iter()
+            .any(|p| p.starts_with(d.path()) && p != &d.path().join("modem0")));
     }
 
     #[test]
