@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+pub mod daemon;
+
 /// The real-world corpus (`../shared/corpus`, or `$SMSGATE_CORPUS`), or
 /// `None` after printing a visible notice that `what` is skipped.
 pub fn corpus(what: &str) -> Option<PathBuf> {
