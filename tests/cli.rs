@@ -5,86 +5,51 @@
 
 mod common;
 
-use std::fs::File;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_smsgate");
-/// Generous: the machine is shared; a pass is usually much faster.
-const WAIT: Duration = Duration::from_secs(60);
+use common::daemon::{Gate, Sim, BIN, WAIT};
 
-/// `smsgate sim` (2 modems) and `smsgate run` discovering them, in a
-/// temporary directory; both stopped on drop.
+/// `smsgate sim` (2 modems) and, unless `sim_only`, `smsgate run`
+/// discovering them (the shared harness in `tests/common/daemon.rs`).
 struct Gateway {
-    dir: tempfile::TempDir,
-    sim: Child,
-    daemon: Option<Child>,
+    sim: Sim,
+    gate: Gate,
 }
 
 impl Gateway {
-    /// Just the simulator.
+    /// Just the simulator (the socket path leads nowhere).
     fn sim_only() -> Gateway {
-        let dir = tempfile::tempdir().unwrap();
-        let log = File::create(dir.path().join("sim.log")).unwrap();
-        let mut sim = Command::new(BIN)
-            .args(["sim", "--modems", "2", "--report-delay", "200ms", "--dir"])
-            .arg(dir.path().join("sim"))
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let first = common::first_stdout_line(&mut sim, WAIT).unwrap_or_default();
-        assert!(first.contains("\"ready\":true"), "sim not ready: {first}");
         Gateway {
-            dir,
-            sim,
-            daemon: None,
+            sim: Sim::start(2, &["--report-delay", "200ms"]),
+            gate: Gate::new(),
         }
     }
 
     /// The simulator and the daemon, both modems ready.
     fn start() -> Gateway {
         let mut g = Gateway::sim_only();
-        let d = g.dir.path();
-        let config = d.join("smsgate.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[bus]\nsocket = {:?}\n[store]\npath = {:?}\n[discovery]\ndir = {:?}\n",
-                d.join("smsgate.sock"),
-                d.join("smsgate.db"),
-                d.join("sim")
-            ),
-        )
-        .unwrap();
-        let log = File::create(d.join("daemon.log")).unwrap();
-        g.daemon = Some(
-            Command::new(BIN)
-                .args(["run", "--config"])
-                .arg(&config)
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        );
-        g.eventually("both modems ready", || {
-            let out = g.cli(&["modems", "--json"]);
-            let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-            list.as_array()
-                .is_some_and(|l| l.len() == 2 && l.iter().all(|m| m["state"] == "ready"))
-        });
+        g.gate.write_config(&format!(
+            "[discovery]\ndir = \"{}\"\n",
+            g.sim.dir().display()
+        ));
+        g.gate.start(&[]);
+        g.gate.wait_modems_ready(2);
         g
     }
 
+    fn dir(&self) -> &std::path::Path {
+        self.gate.dir.path()
+    }
+
     fn socket(&self) -> PathBuf {
-        self.dir.path().join("smsgate.sock")
+        self.gate.socket()
     }
 
     fn sim_dir(&self) -> PathBuf {
-        self.dir.path().join("sim")
+        self.sim.dir().to_path_buf()
     }
 
     /// `smsgate <args> --socket <ours>`.
@@ -99,45 +64,11 @@ impl Gateway {
     }
 
     fn sim_ctl(&self, args: &[&str]) -> Vec<Value> {
-        let out = Command::new(BIN)
-            .args(["sim", "ctl", "--dir"])
-            .arg(self.sim_dir())
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "sim ctl {args:?}: {}",
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        self.sim.ctl(args)
     }
 
     fn eventually(&self, what: &str, mut f: impl FnMut() -> bool) {
-        let deadline = Instant::now() + WAIT;
-        while !f() {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}\n--- daemon log:\n{}",
-                std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        for child in self.daemon.iter_mut().chain(std::iter::once(&mut self.sim)) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let _ = child.wait();
-        }
+        common::wait_for(WAIT, what, || f().then_some(()))
     }
 }
 
@@ -417,7 +348,7 @@ fn status_without_id_shows_stats_and_unknown_id_fails() {
 #[test]
 fn batch_with_one_bad_row() {
     let g = Gateway::start();
-    let csv = g.dir.path().join("batch.csv");
+    let csv = g.dir().join("batch.csv");
     std::fs::write(
         &csv,
         "to,text,key\n+4930501,\"one, with a comma\",b1\nbogus,two,b2\n+4930503,three,b3\n",
@@ -513,7 +444,7 @@ fn refused_users_exit_77() {
     let mode = |p: &std::path::Path, m| {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
     };
-    mode(g.dir.path(), 0o755);
+    mode(g.dir(), 0o755);
     mode(&g.socket(), 0o666);
     let out = as_nobody(&g, &["send", "--to", "+4930", "--text", "x"]).unwrap();
     assert_eq!(code(&out), 77, "{}", text(&out.stderr));
