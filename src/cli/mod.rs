@@ -2,6 +2,13 @@
 //! each subcommand's argument parsing and output live here so that tests
 //! can drive them through the library.
 
+pub mod client;
+pub mod demo;
+pub mod doctor;
+pub mod inbox;
+pub mod modems;
 pub mod pdu;
 pub mod run;
+pub mod send;
 pub mod sim;
+pub mod status;

@@ -20,7 +20,7 @@ mod actor;
 pub mod pin;
 pub mod profile;
 pub mod state;
-mod timed;
+pub(crate) mod timed;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
