@@ -16,6 +16,8 @@
 //! * [`sim`]: a simulated GSM network of modems speaking AT over
 //!   pseudo-terminals, with vendor quirks and fault injection; used by tests,
 //!   benchmarks and the demo, never by production code paths.
+//! * [`udev`]: the udev rules generated from the profiles (stable links
+//!   under `/dev/smsgate/`, ModemManager kept away).
 
 pub mod at;
 pub mod cli;
@@ -24,3 +26,4 @@ pub mod modem;
 pub mod pdu;
 pub mod sim;
 pub mod store;
+pub mod udev;

@@ -19,6 +19,8 @@ enum Command {
     Pdu(cli::pdu::PduArgs),
     /// Run simulated modems on pseudo-terminals, or control them (`sim ctl`).
     Sim(cli::sim::SimArgs),
+    /// Print the udev rules for the known modems (stable links in /dev/smsgate/).
+    UdevRules(cli::udev::UdevArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,5 +38,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Pdu(args) => cli::pdu::run(args),
         Command::Sim(args) => cli::sim::run(args),
+        Command::UdevRules(args) => cli::udev::run(args),
     }
 }

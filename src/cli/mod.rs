@@ -4,3 +4,4 @@
 
 pub mod pdu;
 pub mod sim;
+pub mod udev;
