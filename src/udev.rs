@@ -221,14 +221,17 @@ mod tests {
     use super::*;
 
     fn profile(id: &str, usb: &[(&str, &str, Option<u8>)]) -> Profile {
-        let mut text = format!("id = \"{id}\"\nname = \"Test {id}\"\n");
-        for (v, p, i) in usb {
-            text.push_str(&format!("[[usb]]\nvendor = \"{v}\"\nproduct = \"{p}\"\n"));
-            if let Some(i) = i {
-                text.push_str(&format!("at_interface = {i}\n"));
-            }
-        }
-        Profile::parse(id, &text).unwrap()
+        let mut p = Profile::parse(id, &format!("id = \"{id}\"\nname = \"Test {id}\"\n")).unwrap();
+        p.usb = usb
+            .iter()
+            .map(|(vendor, product, at_interface)| UsbId {
+                vendor: vendor.to_string(),
+                product: product.to_string(),
+                at_interface: *at_interface,
+                model: None,
+            })
+            .collect();
+        p
     }
 
     #[test]
