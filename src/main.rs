@@ -17,6 +17,8 @@ struct Cli {
 enum Command {
     /// Decode and encode SMS PDUs (3GPP TS 23.040).
     Pdu(cli::pdu::PduArgs),
+    /// Run the daemon: modems, store and the bus socket (`--config FILE`).
+    Run(cli::run::RunArgs),
     /// Run simulated modems on pseudo-terminals, or control them (`sim ctl`).
     Sim(cli::sim::SimArgs),
     /// Print the udev rules for the known modems (stable links in /dev/smsgate/).
@@ -26,18 +28,25 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr so that stdout stays machine-readable (JSON lines).
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SMSGATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+    // `SMSGATE_LOG`, else `RUST_LOG`, filters (`info`, `smsgate::modem=debug`).
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SMSGATE_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         // Colour codes only for people: journald and log files get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // journald stamps every line itself.
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        logs.without_time().init();
+    } else {
+        logs.init();
+    }
     match cli.command {
         Command::Pdu(args) => cli::pdu::run(args),
         Command::Sim(args) => cli::sim::run(args),
+        Command::Run(args) => cli::run::run(args),
         Command::UdevRules(args) => cli::udev::run(args),
     }
 }

@@ -3,5 +3,6 @@
 //! can drive them through the library.
 
 pub mod pdu;
+pub mod run;
 pub mod sim;
 pub mod udev;

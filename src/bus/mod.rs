@@ -1,0 +1,91 @@
+//! The bus: a Unix stream socket speaking newline-delimited JSON (protocol
+//! version 1, `docs/protocol.md`), through which clients send SMS, follow
+//! message states and receive inbound messages.
+//!
+//! * [`protocol`]: requests, replies, events and error codes, and the line
+//!   parser (pure; fuzzed by `fuzz/fuzz_targets/bus_line.rs`).
+//! * [`access`]: who may connect (SO_PEERCRED against allow lists).
+//! * [`server`]: the listener and one task per connection. Subscriptions
+//!   tail the store's event log, so a slow client lags and is replayed from
+//!   the store instead of making the daemon buffer for it.
+//!
+//! The bus decides no policy: sending goes through a [`Backend`] (the
+//! engine in the daemon), everything else reads the store.
+#![warn(missing_docs)]
+
+pub mod access;
+mod backend;
+pub mod protocol;
+pub mod server;
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use crate::modem::ModemView;
+use crate::store::{Enqueued, Store};
+
+pub use backend::{EngineError, OutboundRequest};
+pub use protocol::{ErrorCode, PROTOCOL_VERSION};
+pub use server::Server;
+
+/// What the bus needs from the rest of the daemon. The engine implements
+/// it; tests implement it over a real store.
+pub trait Backend: Clone + Send + Sync + 'static {
+    /// The store the event log, statuses and inbound messages come from.
+    fn store(&self) -> &Store;
+    /// Validates, encodes and durably queues one outbound message.
+    fn send(
+        &self,
+        req: OutboundRequest,
+    ) -> impl Future<Output = Result<Enqueued, EngineError>> + Send;
+    /// The modems as the `modems` op shows them.
+    fn modems(&self) -> Vec<ModemView>;
+}
+
+/// Where the socket lives and who may use it (`[bus]` in the config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusConfig {
+    /// Socket path (default `/run/smsgate/smsgate.sock`).
+    pub socket: PathBuf,
+    /// Group owning the socket file (mode 0660); its members may connect.
+    pub group: Option<String>,
+    /// User names allowed besides root and the daemon's own user.
+    pub allow_users: Vec<String>,
+    /// Group names whose members are allowed.
+    pub allow_groups: Vec<String>,
+    /// Longest accepted request line in bytes (default 65536).
+    pub max_line: usize,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig {
+            socket: PathBuf::from("/run/smsgate/smsgate.sock"),
+            group: Some("smsgate".into()),
+            allow_users: Vec::new(),
+            allow_groups: Vec::new(),
+            max_line: protocol::MAX_LINE,
+        }
+    }
+}
+
+/// Why the bus could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// Creating the directory, binding, or setting the socket's mode failed.
+    #[error("cannot set up the bus socket {path}: {source}")]
+    Io {
+        /// The socket path (or its directory).
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A live daemon already answers on the socket.
+    #[error("the bus socket {0} is in use by a running process")]
+    InUse(PathBuf),
+    /// Something that is not a socket sits at the socket path; we do not
+    /// delete it.
+    #[error("{0} exists and is not a socket; refusing to replace it")]
+    NotASocket(PathBuf),
+}

@@ -1,0 +1,1088 @@
+//! The engine: wires the modem actors, the store and the router together.
+//!
+//! Every message goes through the store, and the store's answer is the
+//! point of no return:
+//!
+//! * **Inbound**: one task per modem consumes its [`ModemEvent`]s. A part is
+//!   decoded, committed with [`Store::commit_inbound`], and only then is the
+//!   actor told [`Committed`] (so it deletes the part from the modem). A
+//!   store error drops the answer: the part stays on the SIM and the next
+//!   sweep offers it again (DESIGN invariant 1). A PDU that does not decode
+//!   is stored raw, never dropped.
+//! * **Outbound**: [`Engine::send`] validates, encodes (TS 23.040 SMS-SUBMIT)
+//!   and enqueues; it answers only after the store committed. A dispatcher
+//!   task chooses a modem for each due message and binds it; a sender task
+//!   per modem claims what is bound to it and hands one message's parts at a
+//!   time to the actor, then records each part's outcome.
+//! * **Failover**: a temporary failure requeues the part with the store's
+//!   backoff and frees the message for another modem; a modem that is gone
+//!   or removed gives its in-flight parts back to the queue (flagged
+//!   maybe-sent).
+//!
+//! Every loop waits on a signal (store cursor, modem state, a notify) or a
+//! timer, never spins; every wait on a modem is bounded, so one stuck modem
+//! never blocks the dispatcher or another modem. `docs/engine.md` describes
+//! the guarantees.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+use crate::modem::{
+    self, Committed, ModemConfig, ModemError, ModemEvent, ModemHandle, ModemView, Origin, Received,
+    RejectedPins, SendError, SentPart, Snapshot,
+};
+use crate::pdu::{
+    encode_submit, Address, EncodedPdu, MessageClass, Pdu, PduError, SubmitOptions, Timestamp,
+    Tpdu, ValidityPeriod,
+};
+use crate::store::{
+    now_ms, ClaimedPart, Concat, Enqueued, FailureOutcome, InboundBody, InboundPart, MessageId,
+    ModemInfo, ModemRecord, NewOutbound, SendFailure, StatusReport, Store, StoreError,
+};
+
+/// Longest a loop sleeps without a signal: a safety net for work that no
+/// signal announces (a message scheduled before a restart, a backoff
+/// computed by another process).
+const IDLE: Duration = Duration::from_secs(5);
+/// How long a removed or stopping modem actor gets to close its port.
+const ACTOR_STOP: Duration = Duration::from_secs(10);
+/// Sender name used for a PDU that could not be decoded (the raw PDU is
+/// kept; the store requires a non-empty sender).
+const UNKNOWN_SENDER: &str = "unknown";
+/// How often the queue gauge behind `queue_limit` is refreshed from the
+/// store (between refreshes, enqueued parts are added locally).
+const GAUGE_MS: i64 = 1000;
+/// Most digits of a phone number (TS 23.040 §9.1.2.5 allows 20 semi-octets).
+const MAX_DIGITS: usize = 20;
+
+/// How the engine runs. Every field has a default ([`Default`]).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Most parts one outbound message may have (`[bus] max_parts`).
+    pub max_parts: u32,
+    /// Most parts waiting in the queue; a send beyond it is refused with
+    /// [`EngineError::QueueFull`] (`[bus] queue_limit`).
+    pub queue_limit: u64,
+    /// Most parts claimed (or messages dispatched) in one store round trip.
+    pub dispatch_batch: u32,
+    /// Time between maintenance passes (expiry of outbound messages and of
+    /// inbound reassembly groups).
+    pub maintenance_interval: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_parts: 10,
+            queue_limit: 100_000,
+            dispatch_batch: 16,
+            maintenance_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A client's request to send one text message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboundRequest {
+    /// Destination: digits with an optional leading `+` (1..=20 digits).
+    pub to: String,
+    /// The text; split into parts as needed (GSM 7-bit or UCS-2).
+    pub text: String,
+    /// Idempotency key: the same key with the same content returns the
+    /// first message instead of sending again.
+    pub key: Option<String>,
+    /// Only this modem may send it: a modem id (IMEI), a configured name or
+    /// an ICCID.
+    pub modem: Option<String>,
+    /// Ask for a status report (TP-SRR, TS 23.040 §9.2.3.5).
+    pub report: bool,
+    /// Flash message (class 0, TS 23.038 §4).
+    pub flash: bool,
+    /// Validity period (TP-VP, TS 23.040 §9.2.3.12); also the local expiry.
+    pub validity: Option<Duration>,
+    /// Do not send before this time (unix ms).
+    pub send_at_ms: Option<i64>,
+    /// Who asked (bus client name), for audit.
+    pub client: Option<String>,
+}
+
+/// Why the engine refused or could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The destination is not a phone number.
+    #[error("invalid number: {0}")]
+    InvalidNumber(String),
+    /// The text needs more parts than allowed.
+    #[error("text needs {parts} parts, at most {max} allowed")]
+    TextTooLong {
+        /// Parts the text needs.
+        parts: u32,
+        /// The configured maximum.
+        max: u32,
+    },
+    /// The requested modem is not known.
+    #[error("unknown modem: {0}")]
+    UnknownModem(String),
+    /// The queue holds `queue_limit` parts already.
+    #[error("the queue is full")]
+    QueueFull,
+    /// The idempotency key was used before for different content.
+    #[error("idempotency key {0:?} was used for a different message")]
+    Conflict(String),
+    /// The text could not be encoded.
+    #[error("cannot encode the message: {0}")]
+    Encode(#[source] PduError),
+    /// A modem actor could not be started.
+    #[error(transparent)]
+    Modem(#[from] ModemError),
+    /// The engine is shutting down.
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::IdempotencyConflict { key, .. } => EngineError::Conflict(key),
+            e => EngineError::Store(e),
+        }
+    }
+}
+
+impl EngineError {
+    /// The bus error code (docs/protocol.md).
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::InvalidNumber(_) => "invalid_number",
+            EngineError::TextTooLong { .. } => "text_too_long",
+            EngineError::UnknownModem(_) => "unknown_modem",
+            EngineError::QueueFull => "queue_full",
+            EngineError::Conflict(_) => "conflict",
+            EngineError::Encode(_) => "invalid_field",
+            EngineError::Store(StoreError::Invalid(_)) => "invalid_field",
+            EngineError::Store(StoreError::NotFound { .. }) => "not_found",
+            EngineError::Store(
+                StoreError::Closed | StoreError::Full { .. } | StoreError::ReadOnly { .. },
+            )
+            | EngineError::ShuttingDown => "unavailable",
+            EngineError::Store(_) | EngineError::Modem(_) => "internal",
+        }
+    }
+}
+
+/// The engine: a cheap-to-clone handle; the tasks run on the tokio runtime
+/// it was started on.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("ports", &self.ports())
+            .finish_non_exhaustive()
+    }
+}
+
+/// State shared by the engine's tasks. Every `Mutex` here is held only for
+/// a map lookup or update, never across an `.await`.
+struct Inner {
+    store: Store,
+    config: Mutex<EngineConfig>,
+    /// One memory of rejected PINs for every actor: a PIN refused by one
+    /// SIM is never tried again, whichever port the SIM moves to.
+    rejected: RejectedPins,
+    /// The live modems by port.
+    slots: Mutex<BTreeMap<PathBuf, Arc<Slot>>>,
+    /// Set once by [`Engine::shutdown`]: nothing is claimed any more.
+    stop: watch::Sender<bool>,
+    /// Earliest known time (unix ms) at which queued work becomes due
+    /// (scheduled sends, retry backoffs); `i64::MAX` when none is known.
+    next_due: AtomicI64,
+    /// Sends handed to an actor and not yet recorded.
+    in_flight: watch::Sender<usize>,
+    /// Parts queued, as last counted by the store plus what was enqueued
+    /// since (`queue_limit`).
+    queued: AtomicU64,
+    queued_at: AtomicI64,
+    /// What the store knows about each modem (counters for [`ModemView`]),
+    /// refreshed by the maintenance task.
+    records: Mutex<HashMap<String, ModemRecord>>,
+    /// Source of concatenation references (TS 23.040 §9.2.3.24.1).
+    reference: AtomicU16,
+    background: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// One live modem: its actor and the engine's tasks around it.
+struct Slot {
+    port: PathBuf,
+    handle: ModemHandle,
+    /// Bound on one send of this modem (the actor's own timeout per part,
+    /// plus a margin), so a wedged actor cannot hold a sender forever.
+    send_timeout: Duration,
+    /// Wakes the sender (work was bound to this modem).
+    wake: Notify,
+    /// Stops this modem's sender.
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Slot {
+    /// The modem id: the IMEI once known, the configured name before.
+    fn id(&self) -> String {
+        modem_id(&self.handle.snapshot())
+    }
+}
+
+fn modem_id(s: &Snapshot) -> String {
+    s.imei.clone().unwrap_or_else(|| s.name.clone())
+}
+
+/// Locks a mutex, recovering the data if a task panicked while holding it
+/// (every critical section leaves the data consistent).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Engine {
+    /// Starts the engine's background tasks (maintenance) on the current
+    /// tokio runtime. Modems are added with [`Engine::add_modem`].
+    pub fn start(store: Store, config: EngineConfig) -> Engine {
+        let seed = (now_ms() as u64 ^ u64::from(std::process::id())) as u16;
+        let inner = Arc::new(Inner {
+            store,
+            config: Mutex::new(config),
+            rejected: RejectedPins::new(),
+            slots: Mutex::new(BTreeMap::new()),
+            stop: watch::channel(false).0,
+            next_due: AtomicI64::new(i64::MAX),
+            in_flight: watch::channel(0).0,
+            queued: AtomicU64::new(0),
+            queued_at: AtomicI64::new(i64::MIN),
+            records: Mutex::new(HashMap::new()),
+            reference: AtomicU16::new(seed),
+            background: Mutex::new(Vec::new()),
+        });
+        let maintenance = tokio::spawn(maintain(Arc::clone(&inner)));
+        lock(&inner.background).push(maintenance);
+        Engine { inner }
+    }
+
+    /// Starts the actor for the modem at `config.port` and the tasks that
+    /// serve it. A port already present is left alone (idempotent).
+    pub fn add_modem(&self, config: ModemConfig) -> Result<(), EngineError> {
+        if *self.inner.stop.borrow() {
+            return Err(EngineError::ShuttingDown);
+        }
+        let mut slots = lock(&self.inner.slots);
+        if slots.contains_key(&config.port) {
+            return Ok(());
+        }
+        let port = config.port.clone();
+        let send_timeout = config.send_timeout;
+        let (handle, events) = modem::spawn(config, self.inner.rejected.clone())?;
+        let slot = Arc::new(Slot {
+            port: port.clone(),
+            handle,
+            send_timeout,
+            wake: Notify::new(),
+            stop: watch::channel(false).0,
+            tasks: Mutex::new(Vec::new()),
+        });
+        let ev = tokio::spawn(serve_events(
+            Arc::clone(&self.inner),
+            Arc::clone(&slot),
+            events,
+        ));
+        let tx = tokio::spawn(serve_sends(Arc::clone(&self.inner), Arc::clone(&slot)));
+        lock(&slot.tasks).extend([ev, tx]);
+        tracing::info!(port = %port.display(), "modem added");
+        slots.insert(port, slot);
+        Ok(())
+    }
+
+    /// Stops the modem at `port`: its sender stops claiming, the actor
+    /// closes the port, and the parts it had in flight go back to the queue
+    /// (flagged maybe-sent) for another modem.
+    pub async fn remove_modem(&self, port: &Path) {
+        let slot = lock(&self.inner.slots).remove(port);
+        if let Some(slot) = slot {
+            self.inner.retire(&slot).await;
+            tracing::info!(port = %port.display(), "modem removed");
+        }
+    }
+
+    /// The ports of the live modems.
+    pub fn ports(&self) -> Vec<PathBuf> {
+        lock(&self.inner.slots).keys().cloned().collect()
+    }
+
+    /// Validates, encodes and queues one message; answers once the store
+    /// committed it (or, for a repeated idempotency key with the same
+    /// content, with the first message and `created: false`).
+    pub async fn send(&self, req: OutboundRequest) -> Result<Enqueued, EngineError> {
+        self.inner.send(req, self).await
+    }
+
+    /// The live modems as the bus and the CLI show them.
+    pub fn modems(&self) -> Vec<ModemView> {
+        let slots: Vec<Arc<Slot>> = lock(&self.inner.slots).values().cloned().collect();
+        let records = lock(&self.inner.records);
+        slots
+            .iter()
+            .map(|slot| {
+                let snapshot = slot.handle.snapshot();
+                let id = modem_id(&snapshot);
+                let rec = records.get(&id);
+                ModemView {
+                    queued: 0,
+                    sent_today: rec.map_or(0, |r| r.sent_today),
+                    received_today: rec.map_or(0, |r| r.received_today),
+                    id,
+                    snapshot,
+                }
+            })
+            .collect()
+    }
+
+    /// Resolves a modem id (IMEI), configured name or ICCID to the modem
+    /// id, among the live modems and the modems the store remembers.
+    pub fn resolve_modem(&self, pin: &str) -> Option<String> {
+        let pin = pin.trim();
+        if pin.is_empty() {
+            return None;
+        }
+        let slots: Vec<Arc<Slot>> = lock(&self.inner.slots).values().cloned().collect();
+        for slot in &slots {
+            let s = slot.handle.snapshot();
+            if s.imei.as_deref() == Some(pin)
+                || s.name == pin
+                || s.iccid.as_deref() == Some(pin)
+                || s.port == pin
+            {
+                return Some(modem_id(&s));
+            }
+        }
+        let records = lock(&self.inner.records);
+        records
+            .values()
+            .find(|r| r.id == pin || r.iccid.as_deref() == Some(pin))
+            .map(|r| r.id.clone())
+    }
+
+    /// The store the engine writes to.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Replaces the configuration; takes effect at the next send and
+    /// dispatch round.
+    pub fn reconfigure(&self, config: EngineConfig) {
+        *lock(&self.inner.config) = config;
+        for slot in lock(&self.inner.slots).values() {
+            slot.wake.notify_one();
+        }
+    }
+
+    /// Stops claiming new work, waits up to `grace` for the sends in
+    /// flight, then stops every actor; what is still in flight goes back
+    /// to the queue, flagged maybe-sent.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.stop.send_replace(true);
+        let mut in_flight = self.inner.in_flight.subscribe();
+        if timeout(grace, in_flight.wait_for(|n| *n == 0))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                in_flight = *self.inner.in_flight.borrow(),
+                "grace period over with sends in flight; they are requeued"
+            );
+        }
+        let slots: Vec<Arc<Slot>> = std::mem::take(&mut *lock(&self.inner.slots))
+            .into_values()
+            .collect();
+        futures::future::join_all(slots.iter().map(|s| self.inner.retire(s))).await;
+        for task in lock(&self.inner.background).drain(..) {
+            task.abort();
+        }
+        tracing::info!("engine stopped");
+    }
+}
+
+impl Inner {
+    async fn send(&self, req: OutboundRequest, engine: &Engine) -> Result<Enqueued, EngineError> {
+        if *self.stop.borrow() {
+            return Err(EngineError::ShuttingDown);
+        }
+        let config = lock(&self.config).clone();
+        let to = Address::parse_number(&check_number(&req.to)?)
+            .map_err(|e| EngineError::InvalidNumber(format!("{:?}: {e}", req.to)))?;
+        let recipient = to.to_string();
+        let pinned = match req.modem.as_deref() {
+            Some(pin) => Some(
+                engine
+                    .resolve_modem(pin)
+                    .ok_or_else(|| EngineError::UnknownModem(pin.to_owned()))?,
+            ),
+            None => None,
+        };
+        // A retried request answers with the first message. Checked here
+        // and not only in the store: the content is compared as the client
+        // sent it, not as encoded (the validity end moves with the clock).
+        if let Some(key) = req.key.as_deref() {
+            if let Some(id) = self.store.find_by_key(key).await? {
+                let first = self.store.outbound_status(id).await?;
+                let same = first.recipient == recipient
+                    && first.text.as_deref() == Some(req.text.as_str())
+                    && (pinned.is_none() || first.modem == pinned);
+                return if same {
+                    Ok(Enqueued { id, created: false })
+                } else {
+                    Err(EngineError::Conflict(key.to_owned()))
+                };
+            }
+        }
+        let opts = SubmitOptions {
+            status_report: req.report,
+            class: req.flash.then_some(MessageClass::Class0),
+            validity: req.validity.map(ValidityPeriod::relative_from),
+            reference: self.reference.fetch_add(1, Ordering::Relaxed),
+            ..SubmitOptions::default()
+        };
+        let parts = encode_submit(&to, &req.text, &opts).map_err(EngineError::Encode)?;
+        let n = u32::try_from(parts.len()).unwrap_or(u32::MAX);
+        if n > config.max_parts {
+            return Err(EngineError::TextTooLong {
+                parts: n,
+                max: config.max_parts,
+            });
+        }
+        let now = now_ms();
+        if self.queued_parts(now).await?.saturating_add(u64::from(n)) > config.queue_limit {
+            return Err(EngineError::QueueFull);
+        }
+        let valid_until_ms = req
+            .validity
+            .map(|v| now.saturating_add(i64::try_from(v.as_millis()).unwrap_or(i64::MAX)));
+        let new = NewOutbound {
+            idempotency_key: req.key,
+            recipient,
+            text: Some(req.text),
+            parts: parts.into_iter().map(|p| p.octets).collect(),
+            send_at_ms: req.send_at_ms,
+            valid_until_ms,
+            modem: pinned,
+            client: req.client,
+        };
+        let enqueued = self.store.enqueue(new, now).await?;
+        if enqueued.created {
+            self.queued.fetch_add(u64::from(n), Ordering::Relaxed);
+            self.due_at(req.send_at_ms.unwrap_or(now));
+            tracing::debug!(message_id = %enqueued.id, parts = n, "queued");
+        }
+        Ok(enqueued)
+    }
+
+    /// Parts queued, from a gauge the store refreshes at most every
+    /// [`GAUGE_MS`] (a count per send would make a large queue slow).
+    async fn queued_parts(&self, now: i64) -> Result<u64, EngineError> {
+        if now.saturating_sub(self.queued_at.load(Ordering::Relaxed)) >= GAUGE_MS {
+            let stats = self.store.stats().await?;
+            self.queued.store(
+                stats.parts_queued.saturating_add(stats.parts_sending),
+                Ordering::Relaxed,
+            );
+            self.queued_at.store(now, Ordering::Relaxed);
+        }
+        Ok(self.queued.load(Ordering::Relaxed))
+    }
+
+    /// Remembers that work becomes due at `at_ms` and wakes the senders.
+    fn due_at(&self, at_ms: i64) {
+        self.next_due.fetch_min(at_ms, Ordering::Relaxed);
+        for slot in lock(&self.slots).values() {
+            slot.wake.notify_one();
+        }
+    }
+
+    /// How long a loop may sleep: until the next known due time, at most
+    /// [`IDLE`].
+    fn idle_wait(&self) -> Duration {
+        let now = now_ms();
+        let due = self.next_due.load(Ordering::Relaxed);
+        if due <= now {
+            // Due now: whoever wakes claims it; forget it so the loops do
+            // not spin on a time already past.
+            let _ =
+                self.next_due
+                    .compare_exchange(due, i64::MAX, Ordering::Relaxed, Ordering::Relaxed);
+            return Duration::ZERO;
+        }
+        let ms = u64::try_from(due.saturating_sub(now)).unwrap_or(u64::MAX);
+        Duration::from_millis(ms).min(IDLE)
+    }
+
+    /// Stops a slot's tasks and actor and requeues what it had in flight.
+    async fn retire(&self, slot: &Slot) {
+        slot.stop.send_replace(true);
+        let id = slot.id();
+        if timeout(ACTOR_STOP, slot.handle.shutdown()).await.is_err() {
+            tracing::warn!(modem = %id, "actor did not stop in time");
+        }
+        let tasks: Vec<JoinHandle<()>> = lock(&slot.tasks).drain(..).collect();
+        for task in tasks {
+            // The sender finishes recording its current send (the actor
+            // answered it when stopping); a wedged one is cut off.
+            let abort = task.abort_handle();
+            if timeout(ACTOR_STOP, task).await.is_err() {
+                abort.abort();
+            }
+        }
+        self.release(&id).await;
+    }
+
+    /// Gives the parts in flight on `modem` back to the queue.
+    async fn release(&self, modem: &str) {
+        match self.store.release_modem(modem, now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(modem, parts = n, "parts in flight requeued as maybe-sent");
+                self.due_at(now_ms());
+            }
+            Err(e) => tracing::error!(modem, error = %e, "cannot requeue the modem's parts"),
+        }
+    }
+
+    // ------------------------------------------------------------ sending
+
+    /// Claims work for `modem`.
+    async fn claim(&self, modem: &str) -> Result<Vec<ClaimedPart>, StoreError> {
+        let batch = lock(&self.config).dispatch_batch.max(1);
+        self.store.claim_due(modem, now_ms(), batch).await
+    }
+
+    /// Sends one message's claimed parts (in order, on one modem) and
+    /// records each part's outcome.
+    async fn send_group(&self, slot: &Slot, modem: &str, parts: Vec<ClaimedPart>) {
+        let Some(first) = parts.first() else {
+            return;
+        };
+        let message = first.message;
+        let pdus: Vec<EncodedPdu> = parts.iter().map(|p| encoded(&p.payload)).collect();
+        let limit = slot.send_timeout.saturating_mul(
+            u32::try_from(pdus.len())
+                .unwrap_or(u32::MAX)
+                .saturating_add(1),
+        );
+        self.in_flight.send_modify(|n| *n += 1);
+        let result = match timeout(limit, slot.handle.send(pdus)).await {
+            Ok(r) => r,
+            Err(_) => Err(SendError::Temporary {
+                reason: "the modem did not answer the send in time".into(),
+                sent: vec![],
+            }),
+        };
+        self.record(modem, message, &parts, result).await;
+        self.in_flight.send_modify(|n| *n = n.saturating_sub(1));
+    }
+
+    async fn record(
+        &self,
+        modem: &str,
+        message: MessageId,
+        parts: &[ClaimedPart],
+        result: Result<Vec<SentPart>, SendError>,
+    ) {
+        let now = now_ms();
+        let (sent, failure) = match result {
+            Ok(sent) => (sent, None),
+            Err(SendError::Temporary { reason, sent }) => {
+                (sent, Some(SendFailure::Temporary(reason)))
+            }
+            Err(SendError::Permanent { reason, sent }) => {
+                (sent, Some(SendFailure::Permanent(reason)))
+            }
+        };
+        let mut done = vec![false; parts.len()];
+        for s in &sent {
+            let Some(p) = parts.get(s.part) else { continue };
+            if let Some(flag) = done.get_mut(s.part) {
+                *flag = true;
+            }
+            // A modem that said OK without `+CMGS: <mr>` leaves nothing to
+            // match a report with; 0 is recorded (27.005 §3.5.1 makes the
+            // reference mandatory, so this is a broken modem).
+            let mr = s.mr.unwrap_or(0);
+            if let Err(e) = self.store.mark_sent(p.attempt, mr, now).await {
+                tracing::error!(modem, message_id = %message, part = p.seq, error = %e,
+                    "cannot record a sent part");
+            }
+        }
+        let failure = failure.or_else(|| {
+            done.iter()
+                .any(|d| !d)
+                .then(|| SendFailure::Temporary("the modem did not confirm every part".into()))
+        });
+        let Some(failure) = failure else {
+            tracing::info!(modem, message_id = %message, parts = parts.len(), "sent");
+            return;
+        };
+        match &failure {
+            SendFailure::Temporary(r) => {
+                tracing::warn!(modem, message_id = %message, reason = %r, "temporary send failure")
+            }
+            SendFailure::Permanent(r) => {
+                tracing::warn!(modem, message_id = %message, reason = %r, "permanent send failure")
+            }
+        }
+        for (p, _) in parts.iter().zip(&done).filter(|(_, d)| !**d) {
+            match self
+                .store
+                .mark_failed(p.attempt, failure.clone(), now)
+                .await
+            {
+                Ok(FailureOutcome::Retry { next_attempt_ms }) => self.due_at(next_attempt_ms),
+                Ok(outcome) => {
+                    tracing::info!(modem, message_id = %message, part = p.seq, ?outcome, "part given up")
+                }
+                Err(e) => tracing::error!(modem, message_id = %message, part = p.seq,
+                    error = %e, "cannot record a failed part"),
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ inbound
+
+    async fn on_inbound(&self, part: Received, commit: oneshot::Sender<Committed>) {
+        let modem = part.modem.clone();
+        let row = inbound_part(&part, now_ms());
+        if let Err(e) = &part.decoded {
+            tracing::warn!(modem = %modem, pdu = %part.pdu, error = %e,
+                "undecodable PDU: stored raw");
+        }
+        match self.store.commit_inbound(row).await {
+            Ok(c) => {
+                tracing::debug!(modem = %modem, new = c.new, completed = ?c.completed,
+                    "inbound part committed");
+                let _ = commit.send(Committed);
+            }
+            Err(e) => tracing::error!(modem = %modem, error = %e,
+                "inbound part not committed: it stays on the modem"),
+        }
+    }
+
+    async fn on_report(&self, report: Received, commit: oneshot::Sender<Committed>) {
+        let modem = report.modem.clone();
+        let Some(row) = status_report(&report, now_ms()) else {
+            // Not a status report we can read: keep the PDU as a raw
+            // inbound part rather than lose it or leave it filling the
+            // modem's storage.
+            return self.on_inbound(report, commit).await;
+        };
+        match self.store.record_status_report(row).await {
+            Ok(o) => {
+                tracing::info!(modem = %modem, message_id = ?o.message.map(|m| m.0),
+                    class = ?o.class, new = o.new, "status report");
+                let _ = commit.send(Committed);
+            }
+            Err(e) => tracing::error!(modem = %modem, error = %e,
+                "status report not committed: it stays on the modem"),
+        }
+    }
+
+    /// Records identity and state changes of a modem in the store.
+    async fn on_state(&self, snap: &Snapshot, seen: &mut Seen) {
+        let now = now_ms();
+        // Before identification the modem has no stable id: nothing is
+        // recorded under a temporary name.
+        let Some(imei) = snap.imei.clone() else {
+            return;
+        };
+        let info = ModemInfo {
+            id: imei.clone(),
+            manufacturer: snap.manufacturer.clone(),
+            model: snap.model.clone(),
+            revision: snap.revision.clone(),
+            iccid: snap.iccid.clone(),
+            imsi: snap.imsi.clone(),
+            own_number: snap.own_number.clone(),
+        };
+        if seen.info.as_ref() != Some(&info) {
+            match self.store.modem_seen(info.clone(), now).await {
+                Ok(()) => seen.info = Some(info),
+                Err(e) => tracing::warn!(modem = %imei, error = %e, "cannot record the modem"),
+            }
+        }
+        if seen.state.as_deref() != Some(snap.state.as_str()) {
+            match self.store.set_modem_state(&imei, &snap.state, now).await {
+                Ok(_) => seen.state = Some(snap.state.clone()),
+                Err(e) => tracing::warn!(modem = %imei, error = %e, "cannot record the state"),
+            }
+            if matches!(snap.state.as_str(), "gone" | "stopped") {
+                self.release(&imei).await;
+            }
+        }
+    }
+}
+
+/// What the store was last told about one modem.
+#[derive(Default)]
+struct Seen {
+    info: Option<ModemInfo>,
+    state: Option<String>,
+}
+
+/// Checks a destination: digits with an optional leading `+`, 1..=20
+/// digits (TS 23.040 §9.1.2.5). Returns it trimmed.
+fn check_number(to: &str) -> Result<String, EngineError> {
+    let t = to.trim();
+    let digits = t.strip_prefix('+').unwrap_or(t);
+    if digits.is_empty() || digits.len() > MAX_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(EngineError::InvalidNumber(format!(
+            "{to:?}: want digits with an optional leading +, 1 to {MAX_DIGITS} digits"
+        )));
+    }
+    Ok(t.to_owned())
+}
+
+/// A stored payload (SMSC field + TPDU, as enqueued) as the actor takes it.
+fn encoded(payload: &[u8]) -> EncodedPdu {
+    // The first octet is the SMSC field's length (TS 27.005 §3.5.1 <pdu>).
+    let smsc = payload.first().map_or(0, |l| usize::from(*l) + 1);
+    EncodedPdu {
+        tpdu_len: payload.len().saturating_sub(smsc),
+        octets: payload.to_vec(),
+    }
+}
+
+/// Splits claimed parts into messages, each in part order.
+fn by_message(parts: Vec<ClaimedPart>) -> Vec<Vec<ClaimedPart>> {
+    let mut groups: Vec<Vec<ClaimedPart>> = Vec::new();
+    for p in parts {
+        match groups
+            .iter_mut()
+            .find(|g| g.first().map(|f| f.message) == Some(p.message))
+        {
+            Some(g) => g.push(p),
+            None => groups.push(vec![p]),
+        }
+    }
+    for g in &mut groups {
+        g.sort_by_key(|p| p.seq);
+    }
+    groups
+}
+
+fn unix_ms(ts: &Timestamp) -> Option<i64> {
+    ts.to_datetime()
+        .and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok())
+}
+
+fn raw_pdu(r: &Received) -> Vec<u8> {
+    hex::decode(r.pdu.trim()).unwrap_or_else(|_| r.pdu.as_bytes().to_vec())
+}
+
+/// Maps a received part onto the store's row. An undecodable PDU (or one
+/// that is not an SMS-DELIVER) becomes a data part from [`UNKNOWN_SENDER`]
+/// holding the raw octets, so it is kept and shown, never dropped.
+fn inbound_part(r: &Received, now: i64) -> InboundPart {
+    let pdu = raw_pdu(r);
+    let mut part = InboundPart {
+        modem: r.modem.clone(),
+        sim: r.iccid.clone(),
+        sender: UNKNOWN_SENDER.into(),
+        scts_ms: now,
+        concat: None,
+        body: InboundBody::Data(pdu.clone()),
+        pdu,
+        storage_index: match &r.origin {
+            Origin::Stored { index, .. } => Some(*index),
+            Origin::Routed => None,
+        },
+        received_ms: now,
+    };
+    if let Ok(Pdu {
+        tpdu: Tpdu::Deliver(d),
+        ..
+    }) = &r.decoded
+    {
+        let sender = d.originator.to_string();
+        if !sender.trim().is_empty() {
+            part.sender = sender;
+        }
+        part.scts_ms = unix_ms(&d.scts).unwrap_or(now);
+        part.concat = d
+            .user_data
+            .header
+            .as_ref()
+            .and_then(|h| h.concat())
+            .map(|c| Concat {
+                reference: c.reference,
+                total: c.total,
+                seq: c.seq,
+            });
+        part.body = match &d.user_data.body {
+            crate::pdu::Body::Text(t) => InboundBody::Text(t.clone()),
+            crate::pdu::Body::Data(b) => InboundBody::Data(b.clone()),
+        };
+    }
+    part
+}
+
+/// Maps a received SMS-STATUS-REPORT onto the store's row (TS 23.040
+/// §9.2.2.3); `None` when it is not one.
+fn status_report(r: &Received, now: i64) -> Option<StatusReport> {
+    let Ok(Pdu {
+        tpdu: Tpdu::StatusReport(s),
+        ..
+    }) = &r.decoded
+    else {
+        return None;
+    };
+    Some(StatusReport {
+        modem: r.modem.clone(),
+        mr: s.message_reference,
+        recipient: s.recipient.to_string(),
+        scts_ms: unix_ms(&s.scts),
+        discharge_ms: unix_ms(&s.discharge_time),
+        status: s.status.0,
+        pdu: raw_pdu(r),
+        received_ms: now,
+    })
+}
+
+// ---------------------------------------------------------------- tasks
+
+/// Consumes one actor's events until the actor ends.
+async fn serve_events(inner: Arc<Inner>, slot: Arc<Slot>, mut events: mpsc::Receiver<ModemEvent>) {
+    let mut seen = Seen::default();
+    while let Some(ev) = events.recv().await {
+        match ev {
+            ModemEvent::State(snap) => {
+                inner.on_state(&snap, &mut seen).await;
+                if snap.state == "ready" {
+                    slot.wake.notify_one();
+                }
+            }
+            ModemEvent::Inbound { part, commit } => inner.on_inbound(part, commit).await,
+            ModemEvent::StatusReport { report, commit } => inner.on_report(report, commit).await,
+        }
+    }
+    tracing::debug!(port = %slot.port.display(), "modem events ended");
+}
+
+/// One modem's sender: while the modem is ready, claims its work and sends
+/// it one message at a time; otherwise waits for a signal or a timer.
+async fn serve_sends(inner: Arc<Inner>, slot: Arc<Slot>) {
+    let mut stop = slot.stop.subscribe();
+    let mut global = inner.stop.subscribe();
+    let mut state = slot.handle.watch();
+    let mut cursor = inner.store.subscribe();
+    loop {
+        if *stop.borrow_and_update() || *global.borrow_and_update() {
+            break;
+        }
+        let ready = state.borrow_and_update().state == "ready";
+        let mut worked = false;
+        if ready {
+            let id = slot.id();
+            match inner.claim(&id).await {
+                Ok(parts) => {
+                    worked = !parts.is_empty();
+                    for group in by_message(parts) {
+                        inner.send_group(&slot, &id, group).await;
+                    }
+                }
+                Err(e) => tracing::warn!(modem = %id, error = %e, "cannot claim work"),
+            }
+        }
+        if worked {
+            continue;
+        }
+        let idle = inner.idle_wait();
+        tokio::select! {
+            _ = stop.changed() => {}
+            _ = global.changed() => {}
+            r = state.changed() => if r.is_err() { break },
+            _ = slot.wake.notified() => {}
+            _ = cursor.changed() => {}
+            _ = tokio::time::sleep(idle) => {}
+        }
+    }
+}
+
+/// Expiry passes and the counters behind [`Engine::modems`].
+async fn maintain(inner: Arc<Inner>) {
+    let mut stop = inner.stop.subscribe();
+    let mut cursor = inner.store.subscribe();
+    let mut last_expiry = tokio::time::Instant::now();
+    let mut counters = tokio::time::interval(Duration::from_secs(1));
+    counters.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut dirty = true;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            r = cursor.changed() => { if r.is_err() { break } dirty = true; continue }
+            _ = counters.tick() => {}
+        }
+        let interval = lock(&inner.config).maintenance_interval;
+        let now = now_ms();
+        if last_expiry.elapsed() >= interval {
+            last_expiry = tokio::time::Instant::now();
+            match inner.store.expire_due(now).await {
+                Ok(r) if r.outbound_expired + r.inbound_partials > 0 => {
+                    tracing::info!(
+                        outbound_expired = r.outbound_expired,
+                        inbound_partials = r.inbound_partials,
+                        "expiry pass"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "expiry pass failed"),
+            }
+        }
+        if dirty {
+            dirty = false;
+            match inner.store.modems(now).await {
+                Ok(list) => {
+                    *lock(&inner.records) = list.into_iter().map(|r| (r.id.clone(), r)).collect()
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read the modem counters"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_checked() {
+        for ok in ["+4915112345678", "4915112345678", " 112 ", "+1"] {
+            assert!(check_number(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "+",
+            "++49",
+            "+49 151",
+            "abc",
+            "+49-151",
+            &"1".repeat(21),
+        ] {
+            let e = check_number(bad).unwrap_err();
+            assert_eq!(e.code(), "invalid_number", "{bad}");
+        }
+        assert!(check_number(&"9".repeat(20)).is_ok());
+    }
+
+    #[test]
+    fn payload_length_skips_the_smsc_field() {
+        assert_eq!(encoded(&[0, 1, 2, 3]).tpdu_len, 3);
+        assert_eq!(encoded(&[2, 0x91, 0x21, 1, 2]).tpdu_len, 2);
+        // A broken length never underflows.
+        assert_eq!(encoded(&[9, 1]).tpdu_len, 0);
+        assert_eq!(encoded(&[]).tpdu_len, 0);
+    }
+
+    fn claimed(message: i64, seq: u32) -> ClaimedPart {
+        ClaimedPart {
+            part: crate::store::PartId(message * 10 + i64::from(seq)),
+            message: MessageId(message),
+            attempt: crate::store::AttemptId(0),
+            seq,
+            total: 3,
+            recipient: "+1".into(),
+            payload: vec![0],
+            attempt_no: 1,
+            maybe_sent: false,
+        }
+    }
+
+    #[test]
+    fn claimed_parts_are_grouped_per_message_in_order() {
+        let groups = by_message(vec![
+            claimed(1, 2),
+            claimed(2, 1),
+            claimed(1, 1),
+            claimed(1, 3),
+        ]);
+        let shape: Vec<Vec<(i64, u32)>> = groups
+            .iter()
+            .map(|g| g.iter().map(|p| (p.message.0, p.seq)).collect())
+            .collect();
+        assert_eq!(shape, vec![vec![(1, 1), (1, 2), (1, 3)], vec![(2, 1)]]);
+    }
+
+    fn received(pdu: &str, decoded: Result<Pdu, PduError>) -> Received {
+        Received {
+            modem: "350000000079190".into(),
+            iccid: Some("89001010000000000018".into()),
+            origin: Origin::Stored {
+                mem: "SM".into(),
+                index: 3,
+            },
+            pdu: pdu.into(),
+            decoded,
+        }
+    }
+
+    #[test]
+    fn undecodable_pdu_is_kept_raw() {
+        let r = received(
+            "00040B91",
+            crate::pdu::decode_hex("00040B91", Default::default()),
+        );
+        assert!(r.decoded.is_err());
+        let p = inbound_part(&r, 1_000);
+        assert_eq!(p.sender, UNKNOWN_SENDER);
+        assert_eq!(p.pdu, vec![0x00, 0x04, 0x0B, 0x91]);
+        assert_eq!(p.body, InboundBody::Data(p.pdu.clone()));
+        assert_eq!(p.storage_index, Some(3));
+        assert_eq!(p.scts_ms, 1_000);
+        // Not a status report either: the report path falls back to it.
+        assert!(status_report(&r, 1_000).is_none());
+    }
+
+    #[test]
+    fn deliver_is_mapped_with_sender_time_and_concat() {
+        use crate::pdu::{encode_deliver, DeliverOptions};
+        let from = Address::parse_number("+4915112345678").unwrap();
+        let opts = DeliverOptions {
+            scts: Timestamp::new(26, 11, 26, 10, 0, 0, 4),
+            reference: 7,
+            ..DeliverOptions::default()
+        };
+        let text = "x".repeat(200);
+        let parts = encode_deliver(&from, &text, &opts).unwrap();
+        let hexed = parts[1].hex();
+        let r = received(&hexed, crate::pdu::decode_hex(&hexed, Default::default()));
+        let p = inbound_part(&r, 5);
+        assert_eq!(p.sender, "+4915112345678");
+        assert_eq!(
+            p.concat,
+            Some(Concat {
+                reference: 7,
+                total: 2,
+                seq: 2
+            })
+        );
+        // 2026-11-26 10:00:00 +01:00
+        assert_eq!(p.scts_ms, 1_795_683_600_000);
+        assert!(matches!(p.body, InboundBody::Text(ref t) if t.chars().all(|c| c == 'x')));
+    }
+}
