@@ -332,7 +332,7 @@ fn unit_has_the_service_contract() {
         "Group=smsgate",
         "SupplementaryGroups=dialout",
         "RuntimeDirectory=smsgate",
-        "RuntimeDirectoryMode=0750",
+        "RuntimeDirectoryMode=0755",
         "StateDirectory=smsgate",
         "ConfigurationDirectory=smsgate",
         "ExecStart=/usr/bin/smsgate run --config /etc/smsgate/smsgate.toml",
@@ -456,7 +456,11 @@ fn deb_assets_exist_and_land_where_the_box_expects_them() {
             "usr/lib/sysusers.d/smsgate.conf",
         ),
         ("udev/70-smsgate.rules", "lib/udev/rules.d/70-smsgate.rules"),
-        ("docs/smsgate.toml", "etc/smsgate/smsgate.toml"),
+        ("debian/smsgate.toml", "etc/smsgate/smsgate.toml"),
+        (
+            "docs/smsgate.toml",
+            "usr/share/doc/smsgate/examples/smsgate.toml",
+        ),
     ];
     for (src, dst) in expect {
         assert!(
@@ -497,4 +501,127 @@ fn deb_assets_exist_and_land_where_the_box_expects_them() {
     ] {
         assert!(postinst.contains(step), "postinst lacks {step}");
     }
+}
+
+#[test]
+fn installed_config_is_valid_and_configures_nothing_risky() {
+    // The conffile a fresh install runs with: the daemon must accept it
+    // (`run --check-config`, the same parser as `run`), and it must not name
+    // ports or PINs (a wrong PIN sent to a real SIM costs one of its three
+    // attempts).
+    for file in ["debian/smsgate.toml", "docs/smsgate.toml"] {
+        let out = run(Command::new(BIN)
+            .args(["run", "--check-config", "--config"])
+            .arg(repo(file)));
+        assert!(
+            out.status.success(),
+            "{file}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+    let config = smsgate::daemon::config::Config::load(&repo("debian/smsgate.toml")).unwrap();
+    assert!(config.modem.is_empty(), "installed config names ports");
+    assert!(config.modems.pins.is_empty(), "installed config holds PINs");
+    assert!(config.routing.rule.is_empty(), "installed config routes");
+}
+
+/// What the unit's `PrivateNetwork=yes` and `Type=notify` mean for the real
+/// daemon: started in a network namespace of its own (as systemd does), it
+/// still reports `READY=1` through a path `NOTIFY_SOCKET` outside the
+/// namespace, a client outside reaches its bus socket, and SIGTERM stops it
+/// with `STOPPING=1` and exit 0.
+#[test]
+fn daemon_in_a_private_network_namespace_notifies_and_serves_the_bus() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::{UnixDatagram, UnixStream};
+    use std::time::{Duration, Instant};
+
+    if !nix::unistd::Uid::effective().is_root()
+        || !common::have_program("unshare", "PrivateNetwork= check")
+    {
+        eprintln!("SKIPPED: PrivateNetwork= check: needs root and unshare");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("smsgate.sock");
+    let links = dir.path().join("links");
+    std::fs::create_dir(&links).unwrap();
+    let config = dir.path().join("smsgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[bus]\nsocket = \"{}\"\n[store]\npath = \"{}\"\n[discovery]\ndir = \"{}\"\n",
+            socket.display(),
+            dir.path().join("smsgate.db").display(),
+            links.display()
+        ),
+    )
+    .unwrap();
+    let notify_path = dir.path().join("notify");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+
+    // `unshare --net` execs the daemon itself: its pid is the daemon's.
+    let mut child = Command::new("unshare")
+        .arg("--net")
+        .arg(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut messages = String::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !messages.contains("READY=1") && Instant::now() < deadline {
+        match notify.recv(&mut buf) {
+            Ok(n) => {
+                messages.push_str(&String::from_utf8_lossy(&buf[..n]));
+                messages.push('\n');
+            }
+            Err(_) => break,
+        }
+    }
+    if !messages.contains("READY=1") {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "no READY=1 from the daemon in a private netns; got {messages:?}\n{}",
+            text(&out.stderr)
+        );
+    }
+
+    // A client outside the namespace, through the file system.
+    let mut stream = UnixStream::connect(&socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(b"{\"op\":\"hello\",\"id\":1}\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line).unwrap();
+    let reply: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(reply["ok"], true, "{line}");
+    assert_eq!(reply["version"], 1, "{line}");
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    while let Ok(n) = notify.recv(&mut buf) {
+        messages.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if messages.contains("STOPPING=1") {
+            break;
+        }
+    }
+    assert!(messages.contains("STOPPING=1"), "{messages:?}");
 }

@@ -164,7 +164,10 @@ impl Daemon {
     /// Opens the store, starts the engine, binds the socket, then starts
     /// the `[[modem]]`s and the discovery watcher. `config_path` only
     /// names the file in logs.
-    pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Daemon, DaemonError> {
+    pub async fn start(
+        config: Config,
+        config_path: Option<PathBuf>,
+    ) -> Result<Daemon, DaemonError> {
         config.check()?;
         let store = Store::open_async(config.store_config()).await?;
         let report = store.open_report();
@@ -261,9 +264,7 @@ impl Daemon {
         // [discovery]: restart the watcher when its settings changed.
         let d = &config.discovery;
         let same = state.watcher.as_ref().is_some_and(|w| {
-            d.enabled
-                && w.dir() == d.dir
-                && state.config.discovery.rescan_secs == d.rescan_secs
+            d.enabled && w.dir() == d.dir && state.config.discovery.rescan_secs == d.rescan_secs
         });
         if !same {
             if let Some(w) = state.watcher.take() {
@@ -306,7 +307,10 @@ impl Daemon {
             .ok()?
             .ok()?;
         let modems = self.engine.modems();
-        let ready = modems.iter().filter(|m| m.snapshot.state == "ready").count();
+        let ready = modems
+            .iter()
+            .filter(|m| m.snapshot.state == "ready")
+            .count();
         Some(format!(
             "{ready}/{} modems ready, {} parts queued, {} sending, {} inbound unacked",
             modems.len(),
@@ -403,10 +407,12 @@ pub fn run(args: RunArgs) -> ExitCode {
 async fn serve(config: Config, path: PathBuf, explicit: bool) -> Result<(), DaemonError> {
     // Signals first: a SIGTERM during start-up must not kill the process
     // with the default action while the store is half open.
-    let mut signals = signal_hook_tokio::Signals::new([SIGTERM, SIGINT, SIGHUP])
-        .map_err(|source| DaemonError::Io {
-            what: "signal handlers",
-            source,
+    let mut signals =
+        signal_hook_tokio::Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(|source| {
+            DaemonError::Io {
+                what: "signal handlers",
+                source,
+            }
         })?;
     let notifier = Notifier::from_env();
     let daemon = Daemon::start(config, Some(path.clone())).await?;
