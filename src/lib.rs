@@ -22,6 +22,8 @@
 //! * [`sim`]: a simulated GSM network of modems speaking AT over
 //!   pseudo-terminals, with vendor quirks and fault injection; used by tests,
 //!   benchmarks and the demo, never by production code paths.
+//! * [`udev`]: the udev rules generated from the profiles (stable links
+//!   under `/dev/smsgate/`, ModemManager kept away).
 
 pub mod at;
 pub mod bus;
@@ -33,3 +35,4 @@ pub mod pdu;
 pub mod router;
 pub mod sim;
 pub mod store;
+pub mod udev;

@@ -33,6 +33,8 @@ enum Command {
     Doctor(cli::doctor::DoctorArgs),
     /// The whole system with two simulated modems, in seconds, no hardware needed.
     Demo(cli::demo::DemoArgs),
+    /// Print the udev rules for the known modems (stable links in /dev/smsgate/).
+    UdevRules(cli::udev::UdevArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,5 +71,6 @@ fn main() -> ExitCode {
         Command::Doctor(args) => cli::doctor::run(args),
         Command::Demo(args) => cli::demo::run(args),
         Command::Run(args) => cli::run::run(args),
+        Command::UdevRules(args) => cli::udev::run(args),
     }
 }
