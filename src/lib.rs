@@ -13,6 +13,8 @@
 //!   init commands and quirks, shared by the daemon and the simulator.
 //! * [`modem`]: one actor task per modem: identification, PIN, SMS set-up,
 //!   receiving (delete only after commit), sending, health and recovery.
+//! * [`privacy`]: consent (JOIN/STOP/HELP), pseudonymous handles, number
+//!   normalisation and masking, retention and erasure.
 //! * [`sim`]: a simulated GSM network of modems speaking AT over
 //!   pseudo-terminals, with vendor quirks and fault injection; used by tests,
 //!   benchmarks and the demo, never by production code paths.
@@ -22,5 +24,6 @@ pub mod cli;
 pub mod hardware;
 pub mod modem;
 pub mod pdu;
+pub mod privacy;
 pub mod sim;
 pub mod store;
