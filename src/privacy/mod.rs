@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod consent;
+pub mod gate;
 pub mod handle;
 pub mod keywords;
 pub mod mask;
@@ -24,7 +25,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-pub use consent::{ConsentRecord, ConsentState, Decision, Inbound, Reply, ReplyKind};
+pub use consent::{
+    Consent, ConsentRecord, ConsentState, Decision, Inbound, OptedOut, Reply, ReplyKind,
+};
+pub use gate::{Gate, InboundOutcome, SendRefused};
 pub use handle::{HandleKey, Handles, Target};
 pub use keywords::{Keyword, Keywords};
 pub use mask::mask;
