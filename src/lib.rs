@@ -15,6 +15,8 @@
 //!   receiving (delete only after commit), sending, health and recovery.
 //! * [`privacy`]: consent (JOIN/STOP/HELP), pseudonymous handles, number
 //!   normalisation and masking, retention and erasure.
+//! * [`router`]: chooses the modem for each outbound message (pin, sticky
+//!   peer, prefix rules, load) under per-SIM limits.
 //! * [`sim`]: a simulated GSM network of modems speaking AT over
 //!   pseudo-terminals, with vendor quirks and fault injection; used by tests,
 //!   benchmarks and the demo, never by production code paths.
@@ -25,5 +27,6 @@ pub mod hardware;
 pub mod modem;
 pub mod pdu;
 pub mod privacy;
+pub mod router;
 pub mod sim;
 pub mod store;

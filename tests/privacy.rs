@@ -413,3 +413,37 @@ async fn store_keeps_serving_around_compaction() {
         "a closed store refuses cleanly"
     );
 }
+
+#[tokio::test]
+async fn privacy_queries_use_indexes() {
+    let (dir, store, _gate) = setup(Policy::OptIn).await;
+    store.close().await;
+    let conn = rusqlite::Connection::open(dir.path().join("smsgate.db")).unwrap();
+    // The lookups of on_inbound/check_send, and the purge and forget
+    // selections: each must search an index, never scan a table.
+    let queries = [
+        "SELECT * FROM consent WHERE number = '+1'",
+        "SELECT number FROM handles WHERE handle = 'sms:x'",
+        "SELECT message FROM held WHERE number = '+1' ORDER BY message",
+        "SELECT message FROM held WHERE until_ms <= 5 ORDER BY until_ms LIMIT 10",
+        "SELECT 1 FROM held WHERE message = 1",
+        "SELECT id FROM in_messages WHERE completed_ms < 5 ORDER BY completed_ms LIMIT 10",
+        "SELECT id FROM in_messages WHERE sender IN ('+1', '1', 'sms:x')",
+        "SELECT id FROM out_messages WHERE recipient IN ('+1', '1', 'sms:x')",
+        "SELECT id FROM out_messages WHERE updated_ms < 5 AND state IN ('sent') ORDER BY updated_ms LIMIT 10",
+        "SELECT id FROM status_reports WHERE received_ms < 5 LIMIT 10",
+        "SELECT handle FROM handles WHERE last_seen_ms < 5 LIMIT 10",
+        "SELECT number FROM consent WHERE state = 'pending' AND explained_ms < 5 LIMIT 10",
+        "DELETE FROM in_parts WHERE message_id = 1",
+    ];
+    for q in queries {
+        let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {q}")).unwrap();
+        let plan: Vec<String> = st
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let plan = plan.join(" | ");
+        assert!(!plan.contains("SCAN"), "{q}\n  -> {plan}");
+    }
+}

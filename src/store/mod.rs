@@ -32,6 +32,7 @@ mod outbound;
 mod plans;
 mod registry;
 mod retention;
+mod routing;
 mod schema;
 mod types;
 pub(crate) mod worker;
@@ -48,6 +49,7 @@ pub use error::{Result, StoreError};
 pub use events::{Event, EventKind};
 pub use limits::{MAX_LIMIT, MAX_PARTS, MAX_PDU_BYTES};
 pub use retention::{CompactReport, ForgetReport, PurgeReport, RetentionPlan};
+pub use routing::MAX_HISTORY;
 pub use schema::SCHEMA_VERSION;
 pub use types::*;
 
@@ -186,8 +188,11 @@ impl Store {
         self.call(move |c| outbound::enqueue(c, &req, now_ms)).await
     }
 
-    /// Claims up to `limit` parts due at `now_ms` for `modem`: marks them
-    /// `sending`, binds their message to the modem, opens an attempt each.
+    /// Claims up to `limit` parts due at `now_ms` for `modem`: binds
+    /// unbound due messages it may send (unpinned or pinned to it), then
+    /// marks parts bound to it `sending` and opens an attempt each. Without
+    /// a router; the engine uses [`unbound_due`](Store::unbound_due),
+    /// [`bind`](Store::bind) and [`claim_bound`](Store::claim_bound).
     pub async fn claim_due(
         &self,
         modem: &str,
@@ -197,6 +202,54 @@ impl Store {
         let modem = modem.to_owned();
         self.call(move |c| outbound::claim_due(c, &modem, now_ms, limit))
             .await
+    }
+
+    // ----- routing -----
+
+    /// Due messages with queued parts and no modem bound (pinned ones
+    /// included: the router binds them to their pin), oldest due first.
+    pub async fn unbound_due(&self, now_ms: i64, limit: u32) -> Result<Vec<PendingMessage>> {
+        self.call(move |c| routing::unbound_due(c, now_ms, limit))
+            .await
+    }
+
+    /// Binds an unbound message (all its parts) to `modem`; `false` if it
+    /// was bound already or is finished.
+    pub async fn bind(&self, message: MessageId, modem: &str) -> Result<bool> {
+        let modem = modem.to_owned();
+        self.call(move |c| routing::bind(c, message, &modem)).await
+    }
+
+    /// Drops a message's binding while none of its parts is in flight or
+    /// sent (failover); a pinned message stays bound to its pin. `true` if
+    /// the binding changed.
+    pub async fn unbind(&self, message: MessageId) -> Result<bool> {
+        self.call(move |c| routing::unbind(c, message)).await
+    }
+
+    /// Like [`claim_due`](Store::claim_due), but only parts already bound
+    /// to `modem`.
+    pub async fn claim_bound(
+        &self,
+        modem: &str,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<ClaimedPart>> {
+        let modem = modem.to_owned();
+        self.call(move |c| outbound::claim_bound(c, &modem, now_ms, limit))
+            .await
+    }
+
+    /// Parts sent since `since_ms`, one record per modem, recipient and
+    /// UTC day (for [`Router::restore`](crate::router::Router::restore)).
+    pub async fn route_history(&self, since_ms: i64) -> Result<Vec<RouteRecord>> {
+        self.call(move |c| routing::route_history(c, since_ms))
+            .await
+    }
+
+    /// Per modem id: parts bound to it and queued, plus parts in flight.
+    pub async fn queued_by_modem(&self) -> Result<Vec<(String, u64)>> {
+        self.call(routing::queued_by_modem).await
     }
 
     /// The modem accepted the part (`+CMGS: <mr>`).

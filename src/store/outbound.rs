@@ -13,6 +13,7 @@ use super::error::{Result, StoreError};
 use super::events::{self, EventKind};
 use super::limits::{self, check_address, check_id, check_len, digits};
 use super::registry::{self, Daily};
+use super::routing;
 use super::types::{
     AttemptId, ClaimedPart, Enqueued, FailureOutcome, MessageId, MessageState, NewOutbound,
     OutboundStatus, PartId, PartState, PartStatus, SendFailure,
@@ -65,10 +66,12 @@ pub(crate) fn enqueue(conn: &Connection, req: &NewOutbound, now_ms: i64) -> Resu
         }
     }
     let send_at = req.send_at_ms.unwrap_or(now_ms);
+    // Unbound even when pinned: the router binds it (to the pin), so the
+    // pinned modem's limits and state apply too.
     conn.prepare_cached(
         "INSERT INTO out_messages (idem_key, recipient, text, client, pin_modem, modem, state,
              parts_total, created_ms, updated_ms, send_at_ms, valid_until_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, 'queued', ?6, ?7, ?7, ?8, ?9)",
+         VALUES (?1, ?2, ?3, ?4, ?5, NULL, 'queued', ?6, ?7, ?7, ?8, ?9)",
     )
     .and_then(|mut st| {
         st.execute(params![
@@ -90,11 +93,11 @@ pub(crate) fn enqueue(conn: &Connection, req: &NewOutbound, now_ms: i64) -> Resu
         .prepare_cached(
             "INSERT INTO out_parts (message_id, seq, payload, recipient_digits, state,
                  next_attempt_ms, bound_modem)
-             VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6)",
+             VALUES (?1, ?2, ?3, ?4, 'queued', ?5, NULL)",
         )
         .map_err(StoreError::sql(op))?;
     for (i, p) in req.parts.iter().enumerate() {
-        st.execute(params![id.0, i as i64 + 1, p, rdigits, send_at, req.modem])
+        st.execute(params![id.0, i as i64 + 1, p, rdigits, send_at])
             .map_err(StoreError::sql(op))?;
     }
     events::append(
@@ -161,8 +164,30 @@ fn same_content(conn: &Connection, id: MessageId, req: &NewOutbound) -> Result<b
 }
 
 /// Hands up to `limit` due parts to `modem`, marking them `sending` and
-/// opening an attempt for each.
+/// opening an attempt for each: first binds unbound due messages the modem
+/// may send (unpinned, or pinned to it) to it, then claims parts bound to
+/// it. For a single modem, or without a router; the engine routes with
+/// [`routing::unbound_due`] + [`routing::bind`] and claims with
+/// [`claim_bound`].
 pub(crate) fn claim_due(
+    conn: &Connection,
+    modem: &str,
+    now_ms: i64,
+    limit: u32,
+) -> Result<Vec<ClaimedPart>> {
+    check_id("modem", modem)?;
+    for pending in routing::unbound_due(conn, now_ms, limit)? {
+        if pending.pinned.as_deref().map_or(true, |p| p == modem) {
+            routing::bind(conn, pending.id, modem)?;
+        }
+    }
+    claim_bound(conn, modem, now_ms, limit)
+}
+
+/// Claims up to `limit` due parts already bound to `modem` (by
+/// [`routing::bind`] or an earlier claim): marks them `sending` and opens
+/// an attempt for each.
+pub(crate) fn claim_bound(
     conn: &Connection,
     modem: &str,
     now_ms: i64,
@@ -172,22 +197,16 @@ pub(crate) fn claim_due(
     let op = "claim due parts";
     // Expired parts first, so they cannot crowd the due ones out of LIMIT.
     expire(conn, now_ms, 1000)?;
-    // Two index range scans, bound to this modem and unbound, so a backlog
+    // One index range scan over the parts bound to this modem, so a backlog
     // bound to another (perhaps vanished) modem is never walked through.
     let mut st = conn
         .prepare_cached(
             "SELECT p.id, p.message_id, p.seq, m.parts_total, m.recipient, p.payload,
                     p.attempts, p.maybe_sent
              FROM (
-                 SELECT * FROM (
-                     SELECT id, next_attempt_ms FROM out_parts
-                     WHERE state = 'queued' AND bound_modem = ?2 AND next_attempt_ms <= ?1
-                     ORDER BY next_attempt_ms, id LIMIT ?3)
-                 UNION ALL
-                 SELECT * FROM (
-                     SELECT id, next_attempt_ms FROM out_parts
-                     WHERE state = 'queued' AND bound_modem IS NULL AND next_attempt_ms <= ?1
-                     ORDER BY next_attempt_ms, id LIMIT ?3)
+                 SELECT id, next_attempt_ms FROM out_parts
+                 WHERE state = 'queued' AND bound_modem = ?2 AND next_attempt_ms <= ?1
+                 ORDER BY next_attempt_ms, id LIMIT ?3
              ) due
              JOIN out_parts p ON p.id = due.id
              JOIN out_messages m ON m.id = p.message_id
@@ -216,14 +235,6 @@ pub(crate) fn claim_due(
     let mut claimed = Vec::with_capacity(rows.len());
     let mut messages = Vec::new();
     for mut part in rows {
-        // Binding is atomic: this thread is the only writer.
-        let bound = conn
-            .prepare_cached("UPDATE out_messages SET modem = ?2 WHERE id = ?1 AND modem IS NULL")
-            .and_then(|mut st| st.execute(params![part.message.0, modem]))
-            .map_err(StoreError::sql(op))?;
-        if bound > 0 {
-            sync_binding(conn, part.message)?;
-        }
         conn.prepare_cached(
             "INSERT INTO out_attempts (part_id, modem, started_ms, outcome)
              VALUES (?1, ?2, ?3, 'sending')",
@@ -453,7 +464,7 @@ fn requeue_chunk(
 
 /// Drops the message's modem binding while no part is in flight or sent
 /// (and it is not pinned), so another modem may take it.
-fn unbind_if_unsent(conn: &Connection, message: MessageId) -> Result<()> {
+pub(crate) fn unbind_if_unsent(conn: &Connection, message: MessageId) -> Result<bool> {
     let changed = conn
         .prepare_cached(
             "UPDATE out_messages SET modem = pin_modem
@@ -466,12 +477,12 @@ fn unbind_if_unsent(conn: &Connection, message: MessageId) -> Result<()> {
     if changed > 0 {
         sync_binding(conn, message)?;
     }
-    Ok(())
+    Ok(changed > 0)
 }
 
 /// Copies the message's modem binding onto its parts (what claiming
 /// searches by).
-fn sync_binding(conn: &Connection, message: MessageId) -> Result<()> {
+pub(crate) fn sync_binding(conn: &Connection, message: MessageId) -> Result<()> {
     conn.prepare_cached(
         "UPDATE out_parts SET bound_modem = (SELECT modem FROM out_messages WHERE id = ?1)
          WHERE message_id = ?1",

@@ -10,7 +10,7 @@ use rusqlite::Connection;
 
 use super::config::{RetryPolicy, StoreConfig};
 use super::types::*;
-use super::{delivery, events, inbound, outbound, registry, schema};
+use super::{delivery, events, inbound, outbound, registry, routing, schema};
 
 static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
@@ -49,6 +49,20 @@ fn exercise(conn: &Connection) {
         t,
     )
     .unwrap();
+    // The router's path: find unbound work, bind it, claim what is bound.
+    let mut pinned = NewOutbound {
+        idempotency_key: None,
+        modem: Some(m.into()),
+        ..req.clone()
+    };
+    pinned.valid_until_ms = None;
+    let p = outbound::enqueue(conn, &pinned, t).unwrap();
+    let pending = routing::unbound_due(conn, t, 10).unwrap();
+    assert!(pending.iter().any(|x| x.id == p.id));
+    routing::bind(conn, p.id, m).unwrap();
+    routing::queued_by_modem(conn).unwrap();
+    routing::unbind(conn, p.id).unwrap();
+    outbound::claim_bound(conn, m, t, 1).unwrap();
     let c = outbound::claim_due(conn, m, t, 10).unwrap();
     outbound::mark_sent(conn, c[0].attempt, 7, t).unwrap();
     let retry = RetryPolicy::default();
@@ -121,6 +135,8 @@ fn exercise(conn: &Connection) {
     registry::modems(conn, t, 10).unwrap();
     registry::sims(conn, 10).unwrap();
     registry::stats(conn).unwrap();
+    routing::route_history(conn, 0).unwrap();
+    routing::queued_by_modem(conn).unwrap();
     events::since(conn, 0, 10).unwrap();
     events::last(conn).unwrap();
 }
@@ -186,6 +202,7 @@ fn is_partial(scan: &str) -> bool {
         "in_groups_expiry",
         "in_messages_unacked",
         "out_messages_expiry",
+        "out_parts_sent",
     ]
     .iter()
     .any(|i| scan.contains(i))

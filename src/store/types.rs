@@ -665,3 +665,34 @@ mod tests {
         assert_eq!(PartState::parse("held"), PartState::Unknown("held".into()));
     }
 }
+
+/// A due outbound message that no modem is bound to yet: the router picks
+/// one and [`bind`](super::Store::bind)s it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingMessage {
+    /// The message.
+    pub id: MessageId,
+    /// Destination number as the client gave it.
+    pub recipient: String,
+    /// Parts still queued (what the chosen modem will send).
+    pub parts: u32,
+    /// The modem the client pinned it to (modem id), if any.
+    pub pinned: Option<String>,
+}
+
+/// What one modem sent to one recipient during one UTC day: the router
+/// rebuilds its sticky choices and per-SIM counters from these at start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteRecord {
+    /// Modem id that sent.
+    pub modem: String,
+    /// The modem's SIM (ICCID) as last recorded for the modem.
+    pub iccid: Option<String>,
+    /// Destination number as the client gave it.
+    pub recipient: String,
+    /// Parts sent that day.
+    pub count: u64,
+    /// When the last of them was sent (unix ms); its UTC day is the day
+    /// the record counts.
+    pub last_sent_ms: i64,
+}

@@ -1,4 +1,4 @@
--- smsgate store: privacy tables (consent, handles, held messages, forget audit).
+-- smsgate store, schema version 3: privacy tables (consent, handles, held messages, forget audit).
 -- See docs/privacy.md. Numbers are E.164; times unix milliseconds.
 
 -- One row per number that ever sent a keyword or was told how to join.
