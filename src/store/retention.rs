@@ -327,19 +327,17 @@ pub(crate) fn forget(
     }
     report.inbound = inbound.len() as u64;
     // Parts still waiting for their siblings, and their groups.
-    report.inbound_parts = exec(
+    // (Every part belongs to a message or to a group.)
+    let groups = ids(
         conn,
         op,
-        "DELETE FROM in_parts WHERE sender IN (?1, ?2, ?3)",
+        "SELECT id FROM in_groups WHERE sender IN (?1, ?2, ?3)",
         params![f[0], f[1], f[2]],
     )?;
-    exec(
-        conn,
-        op,
-        "DELETE FROM in_groups WHERE sender IN (?1, ?2, ?3)
-           AND NOT EXISTS (SELECT 1 FROM in_parts WHERE group_id = in_groups.id)",
-        params![f[0], f[1], f[2]],
-    )?;
+    for g in &groups {
+        report.inbound_parts += exec(conn, op, "DELETE FROM in_parts WHERE group_id = ?1", [g])?;
+        exec(conn, op, "DELETE FROM in_groups WHERE id = ?1", [g])?;
+    }
 
     let outbound = ids(
         conn,

@@ -46,3 +46,5 @@ CREATE INDEX in_messages_completed ON in_messages (completed_ms);
 CREATE INDEX out_messages_recipient ON out_messages (recipient);
 CREATE INDEX out_messages_updated ON out_messages (updated_ms);
 CREATE INDEX status_reports_received ON status_reports (received_ms);
+CREATE INDEX status_reports_recipient ON status_reports (recipient);
+CREATE INDEX in_groups_sender ON in_groups (sender);
