@@ -447,3 +447,71 @@ async fn privacy_queries_use_indexes() {
         assert!(!plan.contains("SCAN"), "{q}\n  -> {plan}");
     }
 }
+
+mod properties {
+    use proptest::prelude::*;
+    use smsgate::privacy::{
+        handle::is_handle, mask, normalize, HandleKey, Keywords, PrivacyConfig, Region,
+    };
+
+    proptest! {
+        /// Whatever a client or a modem hands over: no panic, a masked
+        /// number shows at most four digits, a valid number normalises to
+        /// `+` and at most 15 digits (ITU-T E.164), idempotently.
+        #[test]
+        fn any_input_is_safe(input in ".{0,80}", digits in "[0-9 ()+-]{0,24}") {
+            let de = Region::parse(Some("DE")).unwrap();
+            let k = Keywords::from_config(&PrivacyConfig::default()).unwrap();
+            for s in [input.as_str(), digits.as_str()] {
+                let _ = k.classify(s);
+                let _ = is_handle(s);
+                if !s.starts_with("sms:") {
+                    prop_assert!(mask(s).chars().filter(char::is_ascii_digit).count() <= 4);
+                }
+                if let Ok(e164) = normalize(s, de) {
+                    prop_assert!(e164.starts_with('+'));
+                    prop_assert!(e164.len() <= 16 && e164[1..].bytes().all(|b| b.is_ascii_digit()));
+                    prop_assert_eq!(normalize(&e164, Region::NONE).unwrap(), e164.clone());
+                    let h = HandleKey::from_bytes([3; 32]).handle(&e164);
+                    prop_assert!(is_handle(&h));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn privacy_config_from_toml() {
+        let c: PrivacyConfig = toml::from_str(
+            r#"policy = "allowlist"
+               default_region = "FR"
+               allowlist = ["06 12 34 56 78"]
+               hold_hours = 12
+               see_numbers_groups = ["admin"]"#,
+        )
+        .unwrap();
+        assert_eq!(c.policy, smsgate::privacy::Policy::Allowlist);
+        assert!(c.validate().is_ok());
+        assert_eq!(c.stop_keywords, PrivacyConfig::default().stop_keywords);
+        for bad in [
+            r#"policy = "closed""#,
+            r#"polcy = "open""#,
+            r#"hold_hours = -1"#,
+        ] {
+            assert!(toml::from_str::<PrivacyConfig>(bad).is_err(), "{bad}");
+        }
+        let unknown_region: PrivacyConfig = toml::from_str(r#"default_region = "XX""#).unwrap();
+        assert!(unknown_region
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("privacy.default_region"));
+        let bad_allow: PrivacyConfig = toml::from_str(r#"allowlist = ["hello"]"#).unwrap();
+        assert!(bad_allow
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("privacy.allowlist"));
+        let zero: PrivacyConfig = toml::from_str("hold_hours = 0").unwrap();
+        assert!(zero.validate().is_err());
+    }
+}
