@@ -165,11 +165,11 @@ async fn held_messages_are_deleted_when_the_hold_ends_and_gone_from_the_file() {
 
 #[tokio::test]
 async fn stop_refuses_sends_deletes_held_and_start_reverses_it() {
-    let (_dir, store, gate) = setup(Policy::OptIn).await;
+    let (dir, store, gate) = setup(Policy::OptIn).await;
     let target = gate.check_send(ALICE, T0).await.unwrap();
     assert_eq!(target.number, ALICE);
 
-    let held = receive(&store, ALICE, "something", T0).await;
+    let held = receive(&store, ALICE, "STOP-HELD-NEEDLE-5", T0).await;
     gate.on_inbound(&held, T0).await.unwrap();
     let stop = receive(&store, ALICE, "Stop", T0 + 1).await;
     let out = gate.on_inbound(&stop, T0 + 1).await.unwrap();
@@ -178,6 +178,8 @@ async fn stop_refuses_sends_deletes_held_and_start_reverses_it() {
         store.inbound(held.id).await.is_err(),
         "held messages go on STOP"
     );
+    store.compact().await.unwrap();
+    assert!(!in_files(dir.path(), "STOP-HELD-NEEDLE-5"));
 
     for to in [ALICE, "0171 1234567", target.handle.as_str()] {
         let e = gate.check_send(to, T0 + 2).await.unwrap_err();

@@ -257,6 +257,7 @@ pub(crate) fn held_for(conn: &Connection, number: &str) -> Result<Vec<InboundId>
 /// expired held message): not kept, so nothing to purge later.
 pub(crate) fn delete_inbound(conn: &Connection, message: InboundId) -> Result<bool> {
     let op = "delete inbound message";
+    super::retention::secure(conn)?;
     let groups: Vec<i64> = conn
         .prepare_cached(
             "SELECT DISTINCT group_id FROM in_parts WHERE message_id = ?1 AND group_id IS NOT NULL",

@@ -462,12 +462,8 @@ impl Store {
     /// Deletes an inbound message and its parts (a keyword message, or one
     /// refused by the policy). Returns whether it existed.
     pub async fn delete_inbound(&self, message: InboundId) -> Result<bool> {
-        self.call(move |c| {
-            c.execute_batch("PRAGMA secure_delete = ON")
-                .map_err(StoreError::sql("secure_delete"))?;
-            consent::delete_inbound(c, message)
-        })
-        .await
+        self.call(move |c| consent::delete_inbound(c, message))
+            .await
     }
 
     /// Records the handle of a number (or refreshes its last-seen time).

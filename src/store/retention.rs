@@ -101,7 +101,9 @@ pub struct CompactReport {
 
 const FINAL_OUT: &str = "('delivered', 'failed', 'expired', 'cancelled', 'sent')";
 
-fn secure(conn: &Connection) -> Result<()> {
+/// Turns on zeroing of deleted content for this connection (it stays on;
+/// every privacy path calls it so none depends on another having run).
+pub(crate) fn secure(conn: &Connection) -> Result<()> {
     conn.execute_batch("PRAGMA secure_delete = ON")
         .map_err(StoreError::sql("secure_delete"))
 }
