@@ -15,6 +15,8 @@
 //!   receiving (delete only after commit), sending, health and recovery.
 //! * [`daemon`]: the engine that wires modem actors, the store and the
 //!   router together, the configuration, discovery and `smsgate run`.
+//! * [`privacy`]: consent (JOIN/STOP/HELP), pseudonymous handles, number
+//!   normalisation and masking, retention and erasure.
 //! * [`router`]: chooses the modem for each outbound message (pin, sticky
 //!   peer, prefix rules, load) under per-SIM limits.
 //! * [`bus`]: the Unix-socket protocol (JSON lines) clients use to send
@@ -32,6 +34,7 @@ pub mod daemon;
 pub mod hardware;
 pub mod modem;
 pub mod pdu;
+pub mod privacy;
 pub mod router;
 pub mod sim;
 pub mod store;

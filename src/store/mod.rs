@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 mod config;
+mod consent;
 mod delivery;
 mod error;
 mod events;
@@ -30,6 +31,7 @@ mod outbound;
 #[cfg(test)]
 mod plans;
 mod registry;
+mod retention;
 mod routing;
 mod schema;
 mod types;
@@ -42,9 +44,11 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use config::{RetryPolicy, StoreConfig, Synchronous};
+pub use consent::{ConsentChange, ConsentOutcome, ConsentRecord, ConsentState};
 pub use error::{Result, StoreError};
 pub use events::{Event, EventKind};
 pub use limits::{MAX_LIMIT, MAX_PARTS, MAX_PDU_BYTES};
+pub use retention::{CompactReport, ForgetReport, PurgeReport, RetentionPlan};
 pub use routing::MAX_HISTORY;
 pub use schema::SCHEMA_VERSION;
 pub use types::*;
@@ -65,6 +69,8 @@ pub fn now_ms() -> i64 {
 
 enum Msg {
     Job(BoxJob),
+    /// Runs alone, outside any transaction (checkpoint, VACUUM).
+    Outside(BoxJob),
     Close(oneshot::Sender<()>),
 }
 
@@ -153,6 +159,21 @@ impl Store {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Msg::Job(Box::new(Call { f, reply })))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Like `call`, but the closure runs after the pending batch committed
+    /// and outside any transaction.
+    async fn call_outside<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Msg::Outside(Box::new(Call { f, reply })))
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
@@ -382,6 +403,106 @@ impl Store {
         let limit = limits::limit(limit);
         self.call(move |c| events::since(c, cursor, limit)).await
     }
+
+    // ----- privacy (consent, handles, retention; see docs/privacy.md) -----
+
+    /// A number's consent record.
+    pub async fn consent(&self, number: &str) -> Result<Option<ConsentRecord>> {
+        let number = number.to_owned();
+        self.call(move |c| consent::get(c, &number)).await
+    }
+
+    /// Consent records for admins, ordered by number, after `after` ("" for
+    /// the start), at most `limit` (capped at [`MAX_LIMIT`]).
+    pub async fn consent_records(&self, after: &str, limit: u32) -> Result<Vec<ConsentRecord>> {
+        let after = after.to_owned();
+        let limit = limits::limit(limit);
+        self.call(move |c| consent::list(c, &after, limit)).await
+    }
+
+    /// Stores a JOIN or STOP: joining releases the held messages (each gets
+    /// a new `inbound_complete` event), stopping deletes them.
+    pub async fn set_consent(&self, change: ConsentChange, now_ms: i64) -> Result<ConsentOutcome> {
+        self.call(move |c| consent::change(c, &change, now_ms))
+            .await
+    }
+
+    /// Records that the join explanation was sent to a number.
+    pub async fn consent_explained(&self, number: &str, handle: &str, now_ms: i64) -> Result<()> {
+        let (number, handle) = (number.to_owned(), handle.to_owned());
+        self.call(move |c| consent::explained(c, &number, &handle, now_ms))
+            .await
+    }
+
+    /// Holds an inbound message from `number` until `until_ms` (the bus
+    /// must not relay it; see [`Store::is_held`]).
+    pub async fn hold_inbound(
+        &self,
+        message: InboundId,
+        number: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<()> {
+        let number = number.to_owned();
+        self.call(move |c| consent::hold(c, message, &number, now_ms, until_ms))
+            .await
+    }
+
+    /// Whether an inbound message is held.
+    pub async fn is_held(&self, message: InboundId) -> Result<bool> {
+        self.call(move |c| consent::is_held(c, message)).await
+    }
+
+    /// The messages held for a number, oldest first.
+    pub async fn held_for(&self, number: &str) -> Result<Vec<InboundId>> {
+        let number = number.to_owned();
+        self.call(move |c| consent::held_for(c, &number)).await
+    }
+
+    /// Deletes an inbound message and its parts (a keyword message, or one
+    /// refused by the policy). Returns whether it existed.
+    pub async fn delete_inbound(&self, message: InboundId) -> Result<bool> {
+        self.call(move |c| consent::delete_inbound(c, message))
+            .await
+    }
+
+    /// Records the handle of a number (or refreshes its last-seen time).
+    pub async fn record_handle(&self, handle: String, number: String, now_ms: i64) -> Result<()> {
+        self.call(move |c| consent::record_handle(c, &handle, &number, now_ms))
+            .await
+    }
+
+    /// The number behind a handle.
+    pub async fn handle_number(&self, handle: String) -> Result<Option<String>> {
+        self.call(move |c| consent::handle_number(c, &handle)).await
+    }
+
+    /// One retention batch; call [`Store::compact`] afterwards so the bytes
+    /// leave the files.
+    pub async fn purge(&self, plan: RetentionPlan) -> Result<PurgeReport> {
+        self.call(move |c| retention::purge(c, &plan)).await
+    }
+
+    /// Erases everything about a number (messages, parts, status reports,
+    /// consent, handle) and writes one audit row with the handle and the
+    /// time. Call [`Store::compact`] afterwards.
+    pub async fn forget(&self, number: &str, handle: &str, now_ms: i64) -> Result<ForgetReport> {
+        let (number, handle) = (number.to_owned(), handle.to_owned());
+        self.call(move |c| retention::forget(c, &number, &handle, now_ms))
+            .await
+    }
+
+    /// The forget audit: (handle, unix ms), newest first.
+    pub async fn forget_audit(&self, limit: u32) -> Result<Vec<(String, i64)>> {
+        let limit = limits::limit(limit);
+        self.call(move |c| retention::forget_audit(c, limit)).await
+    }
+
+    /// Checkpoints and truncates the WAL (VACUUM when much is free), so
+    /// deleted rows are gone from the files on disk.
+    pub async fn compact(&self) -> Result<CompactReport> {
+        self.call_outside(retention::compact).await
+    }
 }
 
 /// The store thread's body: open, recover, then serve until closed.
@@ -477,6 +598,7 @@ fn serve(
     let max_batch = max_batch.max(1);
     let mut batch: Vec<BoxJob> = Vec::with_capacity(max_batch);
     let mut close = Vec::new();
+    let mut outside: Option<BoxJob> = None;
     while close.is_empty() {
         let Some(first) = rx.blocking_recv() else {
             break;
@@ -487,6 +609,10 @@ fn serve(
                 Msg::Job(job) => batch.push(job),
                 Msg::Close(done) => {
                     close.push(done);
+                    break;
+                }
+                Msg::Outside(job) => {
+                    outside = Some(job);
                     break;
                 }
             }
@@ -506,12 +632,15 @@ fn serve(
                 Err(e) => tracing::warn!(error = %e, "cannot read the event cursor"),
             });
         }
+        if let Some(job) = outside.take() {
+            job.run(conn).finish(None);
+        }
     }
     // Refuse what is still queued rather than leave callers hanging.
     rx.close();
     while let Ok(msg) = rx.try_recv() {
         match msg {
-            Msg::Job(job) => job.abort(StoreError::Closed),
+            Msg::Job(job) | Msg::Outside(job) => job.abort(StoreError::Closed),
             Msg::Close(done) => close.push(done),
         }
     }

@@ -10,7 +10,7 @@ use rusqlite::Connection;
 
 use super::config::{RetryPolicy, StoreConfig};
 use super::types::*;
-use super::{delivery, events, inbound, outbound, registry, routing, schema};
+use super::{consent, delivery, events, inbound, outbound, registry, retention, routing, schema};
 
 static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
@@ -25,8 +25,14 @@ fn record(event: TraceEvent<'_>) {
 /// Aliases of subqueries whose rows are bounded by an inner `LIMIT`.
 const SUBQUERIES: &[&str] = &["due"];
 
-/// Tables that stay small (one row per modem, SIM, counter or day).
-const SMALL: &[&str] = &["counters", "modems", "sims", "daily_counters"];
+/// Tables that stay small (one row per modem, SIM, counter, day or forget).
+const SMALL: &[&str] = &[
+    "counters",
+    "modems",
+    "sims",
+    "daily_counters",
+    "forget_audit",
+];
 
 fn exercise(conn: &Connection) {
     let t = 1_700_000_000_000;
@@ -139,6 +145,38 @@ fn exercise(conn: &Connection) {
     routing::queued_by_modem(conn).unwrap();
     events::since(conn, 0, 10).unwrap();
     events::last(conn).unwrap();
+    // Privacy: consent, holds, handles, retention, forget.
+    let n = "+1555";
+    consent::record_handle(conn, "sms:h", n, t).unwrap();
+    consent::record_handle(conn, "sms:h", n, t).unwrap();
+    consent::handle_number(conn, "sms:h").unwrap();
+    consent::explained(conn, n, "sms:h", t).unwrap();
+    consent::hold(conn, InboundId(2), n, t, t + 10).unwrap();
+    consent::is_held(conn, InboundId(2)).unwrap();
+    consent::held_for(conn, n).unwrap();
+    consent::get(conn, n).unwrap();
+    consent::list(conn, "", 10).unwrap();
+    let change = |state| consent::ConsentChange {
+        number: n.into(),
+        handle: "sms:h".into(),
+        state,
+        keyword: "join".into(),
+        modem: None,
+    };
+    consent::change(conn, &change(consent::ConsentState::Joined), t).unwrap();
+    consent::hold(conn, InboundId(2), n, t, t + 10).unwrap();
+    consent::change(conn, &change(consent::ConsentState::Stopped), t).unwrap();
+    consent::delete_inbound(conn, InboundId(1)).unwrap();
+    let plan = retention::RetentionPlan {
+        now_ms: t + 100,
+        text_before_ms: t + 100,
+        meta_before_ms: t + 100,
+        pending_before_ms: t + 100,
+        batch: 10,
+    };
+    retention::purge(conn, &plan).unwrap();
+    retention::forget(conn, "+15551230000", "sms:h", t).unwrap();
+    retention::forget_audit(conn, 10).unwrap();
 }
 
 #[test]

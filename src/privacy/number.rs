@@ -1,0 +1,158 @@
+//! Phone numbers normalised to E.164 (ITU-T E.164: `+`, country code,
+//! national number, at most 15 digits).
+//!
+//! One canonical form matters for privacy: consent, handles and `forget`
+//! must find the same person whether they wrote `0171 1234567`,
+//! `+49 171 1234567` or `0049171…`. Parsing and validation use the
+//! `phonenumber` crate (Google's libphonenumber metadata).
+
+use std::str::FromStr;
+
+use phonenumber::country;
+
+use super::PrivacyError;
+
+/// Longest input looked at: a formatted E.164 number with spaces, dashes
+/// and an extension fits well within it; anything longer is not a number.
+const MAX_INPUT: usize = 64;
+
+/// The region assumed for numbers written without `+` (`[privacy]
+/// default_region`), or none: then only international numbers are valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Region(Option<country::Id>);
+
+impl Region {
+    /// No default region: national numbers are refused.
+    pub const NONE: Region = Region(None);
+
+    /// Parses an ISO 3166-1 alpha-2 code (`"DE"`, case-insensitive).
+    pub fn parse(code: Option<&str>) -> Result<Region, PrivacyError> {
+        let Some(code) = code.map(str::trim).filter(|c| !c.is_empty()) else {
+            return Ok(Region::NONE);
+        };
+        let upper = code.to_ascii_uppercase();
+        if upper.len() != 2 {
+            return Err(bad_region(code));
+        }
+        country::Id::from_str(&upper)
+            .map(|id| Region(Some(id)))
+            .map_err(|_| bad_region(code))
+    }
+}
+
+fn bad_region(code: &str) -> PrivacyError {
+    PrivacyError::Config {
+        key: "privacy.default_region",
+        message: format!(
+            "{:?} is not an ISO 3166 two-letter region code (e.g. \"DE\")",
+            cap(code)
+        ),
+    }
+}
+
+/// The input, capped for use in an error message.
+fn cap(input: &str) -> String {
+    input.chars().take(MAX_INPUT).collect()
+}
+
+/// Normalises a number to E.164 (`+4917112345678`), or explains why it is
+/// not a valid number. National numbers need a default `region`.
+pub fn normalize(input: &str, region: Region) -> Result<String, PrivacyError> {
+    let invalid = |reason: &str| PrivacyError::InvalidNumber {
+        input: cap(input),
+        reason: reason.to_owned(),
+    };
+    let trimmed = input.trim();
+    if trimmed.is_empty() {
+        return Err(invalid("empty"));
+    }
+    if trimmed.len() > MAX_INPUT {
+        return Err(invalid("too long"));
+    }
+    // Digits, spaces and the usual separators only: no letters (vanity
+    // numbers are not something an SMS sender has) and no control bytes.
+    if !trimmed
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '.' | '(' | ')' | '/'))
+    {
+        return Err(invalid(
+            "only digits, '+', spaces and - . ( ) / are allowed",
+        ));
+    }
+    if !trimmed.starts_with('+') && !trimmed.starts_with("00") && region.0.is_none() {
+        return Err(invalid(
+            "not in international format (+...) and no [privacy] default_region is configured",
+        ));
+    }
+    let parsed = phonenumber::parse(region.0, trimmed).map_err(|e| invalid(&e.to_string()))?;
+    if !phonenumber::is_valid(&parsed) {
+        return Err(invalid("not a valid number for its country"));
+    }
+    Ok(parsed.format().mode(phonenumber::Mode::E164).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn de() -> Region {
+        Region::parse(Some("de")).unwrap()
+    }
+
+    #[test]
+    fn national_and_international_forms_meet_in_e164() {
+        for input in [
+            "+49 171 1234567",
+            "+491711234567",
+            "0171 1234567",
+            "0171/1234567",
+            "0049 171 1234567",
+            " (0171) 123-4567 ",
+        ] {
+            assert_eq!(normalize(input, de()).unwrap(), "+491711234567", "{input}");
+        }
+        assert_eq!(normalize("+1 202 555 0143", de()).unwrap(), "+12025550143");
+    }
+
+    #[test]
+    fn national_numbers_need_a_region() {
+        let e = normalize("0171 1234567", Region::NONE).unwrap_err();
+        assert!(e.to_string().contains("default_region"), "{e}");
+        assert_eq!(
+            normalize("+491711234567", Region::NONE).unwrap(),
+            "+491711234567"
+        );
+    }
+
+    #[test]
+    fn garbage_is_a_clear_error() {
+        for input in [
+            "",
+            "   ",
+            "hello",
+            "+49abc",
+            "+",
+            "12",
+            "+999 1234",
+            "\u{0}+49171",
+        ] {
+            let e = normalize(input, de()).unwrap_err();
+            assert!(
+                matches!(e, PrivacyError::InvalidNumber { .. }),
+                "{input:?}: {e}"
+            );
+        }
+        let long = "1".repeat(10_000);
+        let e = normalize(&long, de()).unwrap_err().to_string();
+        assert!(e.len() < 200, "the error caps the input: {e}");
+    }
+
+    #[test]
+    fn regions_are_checked() {
+        assert_eq!(Region::parse(None).unwrap(), Region::NONE);
+        assert_eq!(Region::parse(Some(" ")).unwrap(), Region::NONE);
+        assert!(Region::parse(Some("XX")).is_err());
+        assert!(Region::parse(Some("GERMANY")).is_err());
+        assert!(Region::parse(Some("fr")).is_ok());
+    }
+}
