@@ -1176,8 +1176,9 @@ fn peer_command(program: &Path, work: &Path) -> Command {
 
 /// gammu-smsd, files backend. Default: `configs/gammu-smsdrc` as recorded
 /// (CommTimeout = 5, debuglevel 255). Tuned: `configs/gammu-smsdrc.tuned`
-/// (status checks off, ReceiveFrequency = 60) plus the shortest intervals
-/// gammu-smsd takes: `LoopSleep = 0`, `CommTimeout = 0`.
+/// (status checks off) with the shortest intervals gammu-smsd takes:
+/// `LoopSleep = 0`, `CommTimeout = 0`, `ReceiveFrequency = 0` (the recorded
+/// 60 s favours sending but leaves inbound messages waiting up to a minute).
 struct Gammu {
     work: PathBuf,
     rc: PathBuf,
@@ -1198,7 +1199,11 @@ impl Gammu {
                 link,
                 work,
                 Some("smsd"),
-                &[("LoopSleep", "0"), ("CommTimeout", "0")],
+                &[
+                    ("LoopSleep", "0"),
+                    ("CommTimeout", "0"),
+                    ("ReceiveFrequency", "0"),
+                ],
             )?,
         };
         let inbox = rc
