@@ -13,12 +13,12 @@
 //!   init commands and quirks, shared by the daemon and the simulator.
 //! * [`modem`]: one actor task per modem: identification, PIN, SMS set-up,
 //!   receiving (delete only after commit), sending, health and recovery.
-//! * [`bus`]: the Unix-socket protocol (JSON lines) clients use to send
-//!   and receive SMS; access control, subscriptions, inbound hand-over.
 //! * [`daemon`]: the engine that wires modem actors, the store and the
 //!   router together, the configuration, discovery and `smsgate run`.
 //! * [`router`]: chooses the modem for each outbound message (pin, sticky
 //!   peer, prefix rules, load) under per-SIM limits.
+//! * [`bus`]: the Unix-socket protocol (JSON lines) clients use to send
+//!   and receive SMS; access control, subscriptions, inbound hand-over.
 //! * [`sim`]: a simulated GSM network of modems speaking AT over
 //!   pseudo-terminals, with vendor quirks and fault injection; used by tests,
 //!   benchmarks and the demo, never by production code paths.

@@ -17,7 +17,7 @@ use smsgate::modem::{ModemView, Snapshot};
 use smsgate::pdu::{encode_submit, Address, MessageClass, SubmitOptions};
 use smsgate::store::{
     now_ms, BusState, Enqueued, InboundBody, InboundId, InboundPart, NewOutbound, Store,
-    StoreConfig, StoreError,
+    StoreConfig,
 };
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
@@ -80,10 +80,11 @@ impl TestBackend {
             modem,
             client: req.client,
         };
-        self.store.enqueue(new, now).await.map_err(|e| match e {
-            StoreError::IdempotencyConflict { .. } => EngineError::Conflict(e.to_string()),
-            e => EngineError::Store(e),
-        })
+        // The engine's conversion: a reused key is a conflict.
+        self.store
+            .enqueue(new, now)
+            .await
+            .map_err(EngineError::from)
     }
 }
 
@@ -612,6 +613,23 @@ async fn a_reconnect_with_a_cursor_replays_what_was_missed() {
     assert_eq!(got[3].1, "cancelled");
     assert!(got.windows(2).all(|w| w[0].2 < w[1].2), "cursors grow");
     assert!(c.maybe_next(Duration::from_millis(300)).await.is_none());
+
+    // A cursor from a database that no longer exists starts at the end.
+    let mut c = bus.connect().await;
+    let last = bus.store().stats().await.unwrap().last_event;
+    let r = c
+        .ok(json!({"op": "subscribe", "events": ["status"], "since": last + 1000}))
+        .await;
+    assert_eq!(r["cursor"], last);
+    let r = c
+        .req(json!({"op": "send", "to": "+4930123", "text": "after"}))
+        .await;
+    let e = if r.get("event").is_some() {
+        r
+    } else {
+        c.event().await
+    };
+    assert_eq!(e["cursor"], last + 1);
     bus.stop().await;
 }
 
@@ -668,27 +686,54 @@ async fn a_client_that_never_reads_does_not_hold_back_the_others() {
     slow.ok(json!({"op": "subscribe", "events": ["inbound"]}))
         .await;
     let mut fast = bus.connect().await;
-    fast.ok(json!({"op": "subscribe", "events": ["inbound"]}))
+    fast.ok(json!({"op": "subscribe", "events": ["status"]}))
         .await;
 
     // Far more than the socket buffers and the per-client queue hold.
     const N: usize = 2000;
     let text = "y".repeat(400);
-    let store = bus.store().clone();
+    let (store, backend) = (bus.store().clone(), bus.backend.clone());
     let producer = tokio::spawn(async move {
         let mut ids = Vec::new();
         for i in 0..N {
             ids.push(receive(&store, "+4917000009", &format!("{i} {text}"), i as i64).await);
+            if i % 10 == 0 {
+                let req = OutboundRequest {
+                    to: "+4930123".into(),
+                    text: format!("{i}"),
+                    ..OutboundRequest::default()
+                };
+                backend.send(req).await.unwrap();
+            }
         }
         ids
     });
-    for i in 0..N {
+    for i in (0..N).step_by(10) {
         let e = fast.event().await;
-        assert!(e["text"].as_str().unwrap().starts_with(&format!("{i} ")));
+        assert_eq!(e["state"], "queued");
+        assert_eq!(e["message"], i / 10 + 1);
     }
     let ids = producer.await.unwrap();
-    // The slow client lagged; reading now it gets everything, in order,
-    // replayed from the store.
+    // The slow client's subscription stopped where its socket and its
+    // queue were full: what was written is marked delivered, the rest is
+    // still only in the store, not in the daemon's memory.
+    let mut delivered = 0;
+    let mut after = InboundId(0);
+    loop {
+        let page = bus.store().inbound_since(after, 500).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        delivered += page
+            .iter()
+            .filter(|m| m.bus_state == BusState::Delivered)
+            .count();
+    }
+    eprintln!("a client that never reads: {delivered} of {N} inbound written to its socket");
+    assert!(
+        delivered < N / 2,
+        "{delivered} of {N} written to a client that never reads"
+    );
+    // Reading now, it gets everything, in order, replayed from the store.
     for id in &ids {
         assert_eq!(slow.event().await["id"], id.0);
     }
@@ -761,7 +806,10 @@ async fn a_refused_peer_gets_not_allowed() {
         matches!(status, WaitStatus::Exited(_, 0)),
         "refused child as nobody: {status:?} (2 connect failed, 3 read failed, 4 wrong answer)"
     );
-    // Allowed after a reload, without restarting the server.
+    // Allowed after a reload, without restarting the server or dropping
+    // its clients.
+    let mut kept = bus.connect().await;
+    kept.ok(json!({"op": "hello"})).await;
     if let Some(server) = &bus.server {
         server.reconfigure(BusConfig {
             socket: bus.socket.clone(),
@@ -775,6 +823,7 @@ async fn a_refused_peer_gets_not_allowed() {
         matches!(status, WaitStatus::Exited(_, 0)),
         "allowed child as nobody: {status:?}"
     );
+    kept.ok(json!({"op": "stats"})).await;
     // Root is always allowed.
     bus.connect().await.ok(json!({"op": "hello"})).await;
     bus.stop().await;
@@ -807,4 +856,55 @@ async fn run_as(
     })
     .await
     .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socat_is_a_client() {
+    if !common::have_program("socat", "the bus driven by socat") {
+        return;
+    }
+    let bus = Bus::start().await;
+    let input = concat!(
+        r#"{"op":"hello","id":1,"client":"socat"}"#,
+        "\n",
+        r#"{"op":"send","id":2,"to":"+4930123456","text":"Hello from socat"}"#,
+        "\n",
+        "this is not json\r\n",
+        r#"{"op":"status","id":3,"message":1}"#,
+        "\n",
+    );
+    let socket = bus.socket.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new("socat")
+            .args(["-t", "5", "-"])
+            .arg(format!("UNIX-CONNECT:{}", socket.display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success());
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines[0]["version"], 1);
+    assert_eq!(lines[1]["message"], 1);
+    assert_eq!(lines[2]["error"]["code"], "bad_json");
+    assert_eq!(lines[3]["state"], "queued");
+    assert_eq!(lines[3]["to"], "+4930123456");
+    bus.stop().await;
 }

@@ -37,7 +37,9 @@ fn kill_9_soak_loses_nothing_and_duplicates_nothing_inbound() {
     let seed = env_u64("SMSGATE_SOAK_SEED", 1);
     let rounds = env_u64("SMSGATE_SOAK_ROUNDS", 6);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let sim = Sim::start(2, &["--seed", &seed.to_string()]);
+    // A little latency per command widens the window in which a kill
+    // lands mid-send.
+    let sim = Sim::start(2, &["--seed", &seed.to_string(), "--latency", "40ms"]);
     let mut gate = Gate::new();
     gate.write_config(&format!(
         "[discovery]\ndir = \"{}\"\nrescan_secs = 1\n[retry]\nbackoff_min_secs = 1\nbackoff_max_secs = 2\n",

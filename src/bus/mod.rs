@@ -14,7 +14,6 @@
 #![warn(missing_docs)]
 
 pub mod access;
-mod backend;
 pub mod protocol;
 pub mod server;
 
@@ -24,7 +23,7 @@ use std::path::PathBuf;
 use crate::modem::ModemView;
 use crate::store::{Enqueued, Store};
 
-pub use backend::{EngineError, OutboundRequest};
+pub use crate::daemon::engine::{EngineError, OutboundRequest};
 pub use protocol::{ErrorCode, PROTOCOL_VERSION};
 pub use server::Server;
 

@@ -728,4 +728,33 @@ mod tests {
     fn time_is_rfc3339_utc() {
         assert_eq!(rfc3339_ms(1_795_687_200_500), json!("2026-11-26T10:00:00Z"));
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_bytes_give_a_request_or_an_error_reply(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            match parse_line(&bytes, 256) {
+                Ok(env) => { ok_reply(env.id.as_ref(), env.request.op(), json!({})); }
+                Err(e) => {
+                    let v: Value = serde_json::from_str(&e.reply()).unwrap();
+                    prop_assert_eq!(&v["ok"], &json!(false));
+                }
+            }
+        }
+
+        #[test]
+        fn any_json_object_with_an_op_is_handled(op in "(hello|send|status|cancel|ack|subscribe|modems|stats|x)",
+                                                  field in "(to|text|message|since|events|send_at|validity|key)",
+                                                  value in prop_oneof![
+                                                      any::<i64>().prop_map(Value::from),
+                                                      any::<f64>().prop_map(Value::from),
+                                                      ".{0,20}".prop_map(Value::from),
+                                                      any::<bool>().prop_map(Value::from),
+                                                      Just(json!([1, "inbound"])),
+                                                  ]) {
+            let line = json!({"op": op, field: value}).to_string();
+            let _ = parse_line(line.as_bytes(), MAX_LINE);
+        }
+    }
 }

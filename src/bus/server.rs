@@ -35,6 +35,10 @@ use crate::store::{now_ms, EventKind, InboundId, MessageId, Store, StoreError};
 /// Lines queued for one client's socket before producers wait.
 pub const OUT_QUEUE: usize = 64;
 
+/// Connections served at once; more are answered `unavailable` and
+/// closed, so the daemon's memory stays bounded.
+pub const MAX_CONNECTIONS: usize = 1024;
+
 /// Events or inbound messages fetched from the store per query.
 const PAGE: u32 = 256;
 
@@ -192,6 +196,12 @@ async fn accept_loop<B: Backend>(
             _ = stop.changed() => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             accepted = listener.accept() => match accepted {
+                Ok((stream, _)) if conns.len() >= MAX_CONNECTIONS => {
+                    tracing::warn!(limit = MAX_CONNECTIONS, "bus: too many clients; refusing one");
+                    tokio::spawn(async move {
+                        refuse(stream, "unavailable", "too many bus clients; try again later").await;
+                    });
+                }
                 Ok((stream, _)) => {
                     conns.spawn(connection(stream, backend.clone(), Arc::clone(&shared), stop.clone()));
                 }
@@ -309,6 +319,19 @@ async fn drain(r: &mut BufReader<OwnedReadHalf>) {
     .await;
 }
 
+/// Answers one error line and closes.
+async fn refuse(stream: UnixStream, code: &str, message: &str) {
+    let (rd, mut wr) = stream.into_split();
+    let mut line = error_reply(None, None, code, message);
+    line.push('\n');
+    let _ = tokio::time::timeout(FLUSH_GRACE, async {
+        let _ = wr.write_all(line.as_bytes()).await;
+        let _ = wr.shutdown().await;
+    })
+    .await;
+    drain(&mut BufReader::new(rd)).await;
+}
+
 async fn connection<B: Backend>(
     stream: UnixStream,
     backend: B,
@@ -326,23 +349,17 @@ async fn connection<B: Backend>(
             return;
         }
     };
-    let (rd, wr) = stream.into_split();
-    let mut reader = BufReader::with_capacity(8192, rd);
-    let (tx, rx) = mpsc::channel(OUT_QUEUE);
-    let writer = tokio::spawn(writer(wr, rx, backend.store().clone()));
-
     if !shared.allows(&peer) {
         let user = peer.user_name();
         tracing::warn!(uid = peer.uid, gid = peer.gid, pid = ?peer.pid, user = %user, "bus: refused peer");
         let msg = format!("user {user} (uid {}) may not use this socket", peer.uid);
-        let _ = tx
-            .send(Out::Line(error_reply(None, None, "not_allowed", &msg)))
-            .await;
-        drop(tx);
-        let _ = tokio::time::timeout(FLUSH_GRACE, writer).await;
-        drain(&mut reader).await;
+        refuse(stream, "not_allowed", &msg).await;
         return;
     }
+    let (rd, wr) = stream.into_split();
+    let mut reader = BufReader::with_capacity(8192, rd);
+    let (tx, rx) = mpsc::channel(OUT_QUEUE);
+    let writer = tokio::spawn(writer(wr, rx, backend.store().clone()));
 
     shared.clients.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(uid = peer.uid, pid = ?peer.pid, "bus client connected");
@@ -480,7 +497,10 @@ impl<B: Backend> Conn<B> {
                 Ok(json!({ "message": message }))
             }
             Request::Subscribe { events, since } => {
-                let start = since.unwrap_or_else(|| *self.store().subscribe().borrow());
+                // A cursor beyond the log (the database was replaced) would
+                // wait silently for events that long exist: start at the end.
+                let last = *self.store().subscribe().borrow();
+                let start = since.map_or(last, |s| s.min(last));
                 self.pending = Some((events, start));
                 Ok(json!({ "cursor": start }))
             }

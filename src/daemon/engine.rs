@@ -494,7 +494,8 @@ impl Inner {
                 let first = self.store.outbound_status(id).await?;
                 let same = first.recipient == recipient
                     && first.text.as_deref() == Some(req.text.as_str())
-                    && (pinned.is_none() || first.modem == pinned);
+                    // A pinned message is bound to its pin once dispatched.
+                    && (pinned.is_none() || first.modem.is_none() || first.modem == pinned);
                 return if same {
                     Ok(Enqueued { id, created: false })
                 } else {
@@ -655,10 +656,10 @@ impl Inner {
                 return false;
             }
         };
-        self.refresh_loads().await;
         if pending.is_empty() {
             return false;
         }
+        self.refresh_loads().await;
         let mut candidates = self.candidates();
         let mut bound = 0;
         let mut woken = HashSet::new();
@@ -741,12 +742,16 @@ impl Inner {
     }
 
     /// Sends one message's claimed parts (in order, on one modem) and
-    /// records each part's outcome.
-    async fn send_group(&self, slot: &Slot, modem: &str, parts: Vec<ClaimedPart>) {
-        let Some(first) = parts.first() else {
-            return;
-        };
-        let message = first.message;
+    /// returns the task that records each part's outcome: the next message
+    /// goes to the modem while the store commits this one's (a crash in
+    /// between is the maybe-sent window the store already covers).
+    async fn send_group(
+        self: &Arc<Self>,
+        slot: &Slot,
+        modem: &str,
+        parts: Vec<ClaimedPart>,
+    ) -> Option<JoinHandle<()>> {
+        let message = parts.first()?.message;
         let pdus: Vec<EncodedPdu> = parts.iter().map(|p| encoded(&p.payload)).collect();
         let limit = slot.send_timeout.saturating_mul(
             u32::try_from(pdus.len())
@@ -762,9 +767,13 @@ impl Inner {
             }),
         };
         let iccid = slot.handle.snapshot().iccid;
-        self.record(modem, iccid.as_deref(), message, &parts, result)
-            .await;
-        self.in_flight.send_modify(|n| *n = n.saturating_sub(1));
+        let (inner, modem) = (Arc::clone(self), modem.to_owned());
+        Some(tokio::spawn(async move {
+            inner
+                .record(&modem, iccid.as_deref(), message, &parts, result)
+                .await;
+            inner.in_flight.send_modify(|n| *n = n.saturating_sub(1));
+        }))
     }
 
     async fn record(
@@ -1103,8 +1112,17 @@ async fn serve_sends(inner: Arc<Inner>, slot: Arc<Slot>) {
             match inner.claim(&id).await {
                 Ok(parts) => {
                     worked = !parts.is_empty();
+                    // At most one message being recorded while the next is
+                    // sent.
+                    let mut recording: Option<JoinHandle<()>> = None;
                     for group in by_message(parts) {
-                        inner.send_group(&slot, &id, group).await;
+                        let next = inner.send_group(&slot, &id, group).await;
+                        if let Some(r) = std::mem::replace(&mut recording, next) {
+                            let _ = r.await;
+                        }
+                    }
+                    if let Some(r) = recording {
+                        let _ = r.await;
                     }
                 }
                 Err(e) => tracing::warn!(modem = %id, error = %e, "cannot claim work"),

@@ -36,6 +36,10 @@ use crate::at::{AtError, CmeError, Link, LinkConfig, LinkError, Retry, Urc};
 use crate::hardware::Profile;
 use crate::pdu::{decode_hex, DecodeOptions, Tpdu};
 
+/// Time for a modem to answer the ESC sent at open before its input is
+/// discarded.
+const ESC_SETTLE: Duration = Duration::from_millis(100);
+
 /// Degraded this often without reaching ready, a modem that still answers
 /// `AT` is reset rather than set up once more.
 const STRIKES_BEFORE_RESET: u32 = 3;
@@ -337,6 +341,17 @@ impl Actor {
         // Exclusive mode would make the next reopen (recovery ladder)
         // fail with EBUSY if the old descriptor lingers.
         let _ = port.set_exclusive(false);
+        // A previous process may have died at the `> ` prompt of +CMGS:
+        // the modem then takes every byte as PDU text and never answers
+        // `AT`. ESC aborts the message being entered (TS 27.005 §3.5.1)
+        // and is ignored outside a prompt; whatever it answers is dropped.
+        if tokio::io::AsyncWriteExt::write_all(&mut port, &[0x1B])
+            .await
+            .is_ok()
+        {
+            tokio::time::sleep(ESC_SETTLE).await;
+            let _ = tokio_serial::SerialPort::clear(&port, tokio_serial::ClearBuffer::Input);
+        }
         let mut lc = LinkConfig::new(self.cfg.name.clone());
         lc.prompt_delay = self.settings.prompt_delay;
         self.link_prompt_delay = lc.prompt_delay;

@@ -462,13 +462,14 @@ fn requeue_chunk(
     Ok(rows.len() as u64)
 }
 
-/// Drops the message's modem binding while no part is in flight or sent
-/// (and it is not pinned), so another modem may take it.
+/// Drops the message's modem binding while no part is in flight or sent,
+/// so another modem may take it. A pinned message keeps the binding the
+/// router gave it (its pin, resolved to a modem id).
 pub(crate) fn unbind_if_unsent(conn: &Connection, message: MessageId) -> Result<bool> {
     let changed = conn
         .prepare_cached(
-            "UPDATE out_messages SET modem = pin_modem
-             WHERE id = ?1 AND modem IS NOT pin_modem AND NOT EXISTS (
+            "UPDATE out_messages SET modem = NULL
+             WHERE id = ?1 AND modem IS NOT NULL AND pin_modem IS NULL AND NOT EXISTS (
                  SELECT 1 FROM out_parts WHERE message_id = ?1
                  AND state IN ('sending', 'sent', 'delivered'))",
         )

@@ -309,7 +309,8 @@ pub struct OutboundStatus {
     pub state: MessageState,
     /// Reason of the last part that failed/expired.
     pub reason: Option<String>,
-    /// Modem the message is bound to (pinned or chosen on first claim).
+    /// Modem the message is bound to (by the router, or on first claim);
+    /// `None` while it waits to be routed, pinned or not.
     pub modem: Option<String>,
     /// Creation time.
     pub created_ms: i64,
