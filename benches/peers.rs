@@ -135,7 +135,9 @@ fn contestants(args: &Args) -> Vec<(Kind, Cfg)> {
 }
 
 fn wanted(args: &Args, id: &str) -> bool {
-    args.only.as_ref().is_none_or(|o| o.iter().any(|w| w == id))
+    args.only
+        .as_ref()
+        .map_or(true, |o| o.iter().any(|w| w == id))
 }
 
 fn bench(args: &Args) -> Result<(), String> {
