@@ -836,8 +836,9 @@ struct Smsgate {
     socket: PathBuf,
     clients: usize,
     proc: Option<Proc>,
-    /// `perf record` attached to the daemon, and where its data goes.
-    perf: Option<Proc>,
+    /// `perf record` and `perf trace` attached to the daemon, and where
+    /// their data goes.
+    perf: Vec<Proc>,
     perf_out: Option<PathBuf>,
     inbound: Arc<Mutex<Vec<(String, SystemTime)>>>,
 }
@@ -874,7 +875,7 @@ impl Smsgate {
             socket,
             clients: args.clients,
             proc: None,
-            perf: None,
+            perf: Vec::new(),
             // One profile is enough: the first run's.
             perf_out: (args.perf && run == 0 && cfg == Cfg::Default)
                 .then(|| out_dir.join("smsgate.perf.data")),
@@ -931,11 +932,24 @@ impl Daemon for Smsgate {
             thread::sleep(Duration::from_millis(2));
         };
         if let (Some(out), Some(pid)) = (&self.perf_out, pid) {
-            let mut cmd = Command::new("perf");
-            cmd.args(["record", "-g", "-F", "999", "-o"])
+            // On-CPU samples with call graphs, and every system call's
+            // count and time (where the daemon waits: fsync, the tty).
+            let mut record = Command::new("perf");
+            record
+                .args(["record", "-g", "-F", "999", "-o"])
                 .arg(out)
                 .args(["-p", &pid.to_string()]);
-            self.perf = Some(Proc::spawn("perf", cmd, &self.dir.join("perf.log"))?);
+            let mut trace = Command::new("perf");
+            trace
+                .args(["trace", "-s", "-o"])
+                .arg(out.with_extension("trace.txt"))
+                .args(["-p", &pid.to_string()]);
+            self.perf = vec![
+                Proc::spawn("perf record", record, &self.dir.join("perf-record.log"))?,
+                Proc::spawn("perf trace", trace, &self.dir.join("perf-trace.log"))?,
+            ];
+            // perf needs a moment to attach before the workload starts.
+            thread::sleep(Duration::from_millis(500));
         }
         // Inbound messages arrive as `inbound` events on a subscription.
         bus_request(
@@ -1017,7 +1031,7 @@ impl Daemon for Smsgate {
 impl Drop for Smsgate {
     fn drop(&mut self) {
         // perf first (SIGTERM, as its drop does): it writes its data on exit.
-        self.perf.take();
+        self.perf.clear();
         self.proc.take();
     }
 }
