@@ -49,13 +49,16 @@ struct Args {
     phase_limit: Duration,
     only: Option<Vec<String>>,
     results: PathBuf,
-    /// Run the smsgate daemon under `perf record -g` (profile in the results).
+    /// Attach `perf record -g` to the durable smsgate daemon of the first
+    /// run (profile in the results directory).
     perf: bool,
+    /// Attach `perf trace -s` instead: every system call's count and time.
+    perf_trace: bool,
 }
 
 const USAGE: &str = "usage: cargo bench --bench peers -- [--runs N] [--outbound N] [--inbound N] \
 [--inject-every-ms MS] [--clients N] [--phase-limit-secs S] [--only raw,smsgate,gammu,smstools] \
-[--results DIR] [--perf]";
+[--results DIR] [--perf | --perf-trace]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -68,6 +71,7 @@ fn parse_args() -> Result<Args, String> {
         only: None,
         results: Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/results"),
         perf: false,
+        perf_trace: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -95,6 +99,7 @@ fn parse_args() -> Result<Args, String> {
             "--only" => a.only = Some(value(&flag)?.split(',').map(str::to_string).collect()),
             "--results" => a.results = PathBuf::from(value(&flag)?),
             "--perf" => a.perf = true,
+            "--perf-trace" => a.perf_trace = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -836,10 +841,11 @@ struct Smsgate {
     socket: PathBuf,
     clients: usize,
     proc: Option<Proc>,
-    /// `perf record` and `perf trace` attached to the daemon, and where
-    /// their data goes.
-    perf: Vec<Proc>,
+    /// `perf record` or `perf trace` attached to the daemon, where its
+    /// data goes, and which of the two.
+    perf: Option<Proc>,
     perf_out: Option<PathBuf>,
+    perf_trace: bool,
     inbound: Arc<Mutex<Vec<(String, SystemTime)>>>,
 }
 
@@ -875,9 +881,10 @@ impl Smsgate {
             socket,
             clients: args.clients,
             proc: None,
-            perf: Vec::new(),
+            perf: None,
+            perf_trace: args.perf_trace,
             // One profile is enough: the first run's.
-            perf_out: (args.perf && run == 0 && cfg == Cfg::Default)
+            perf_out: ((args.perf || args.perf_trace) && run == 0 && cfg == Cfg::Default)
                 .then(|| out_dir.join("smsgate.perf.data")),
             inbound: Arc::default(),
         })
@@ -932,22 +939,18 @@ impl Daemon for Smsgate {
             thread::sleep(Duration::from_millis(2));
         };
         if let (Some(out), Some(pid)) = (&self.perf_out, pid) {
-            // On-CPU samples with call graphs, and every system call's
-            // count and time (where the daemon waits: fsync, the tty).
-            let mut record = Command::new("perf");
-            record
-                .args(["record", "-g", "-F", "999", "-o"])
-                .arg(out)
-                .args(["-p", &pid.to_string()]);
-            let mut trace = Command::new("perf");
-            trace
-                .args(["trace", "-s", "-o"])
-                .arg(out.with_extension("trace.txt"))
-                .args(["-p", &pid.to_string()]);
-            self.perf = vec![
-                Proc::spawn("perf record", record, &self.dir.join("perf-record.log"))?,
-                Proc::spawn("perf trace", trace, &self.dir.join("perf-trace.log"))?,
-            ];
+            // On-CPU samples with call graphs, or every system call's count
+            // and time (where the daemon waits: fsync, the tty). Not both:
+            // tracing every call distorts the samples.
+            let mut cmd = Command::new("perf");
+            if self.perf_trace {
+                cmd.args(["trace", "-s", "-o"])
+                    .arg(out.with_extension("trace.txt"));
+            } else {
+                cmd.args(["record", "-g", "-F", "999", "-o"]).arg(out);
+            }
+            cmd.args(["-p", &pid.to_string()]);
+            self.perf = Some(Proc::spawn("perf", cmd, &self.dir.join("perf.log"))?);
             // perf needs a moment to attach before the workload starts.
             thread::sleep(Duration::from_millis(500));
         }
@@ -1030,8 +1033,19 @@ impl Daemon for Smsgate {
 
 impl Drop for Smsgate {
     fn drop(&mut self) {
-        // perf first (SIGTERM, as its drop does): it writes its data on exit.
-        self.perf.clear();
+        // perf first, with SIGINT (as Ctrl-C): only then does it write its
+        // summary; the drop's SIGTERM follows.
+        if let Some(mut perf) = self.perf.take() {
+            if let Some(pgid) = perf.pgid() {
+                let _ = killpg(Pid::from_raw(pgid), Signal::SIGINT);
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_secs(10)
+                    && matches!(perf.child.try_wait(), Ok(None))
+                {
+                    thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
         self.proc.take();
     }
 }
