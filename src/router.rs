@@ -686,20 +686,17 @@ impl Router {
             limit == 0 || (count > 0 && count.saturating_add(parts) > u64::from(limit))
         };
         if let Some(limit) = limits.per_minute {
-            let recent: Vec<i64> = counters
-                .minute
-                .iter()
-                .copied()
-                .filter(|&t| t > now_ms.saturating_sub(MINUTE_MS))
-                .collect();
-            let count = recent.len() as u64;
+            // Sorted: the window is a suffix, found by binary search.
+            let window = &counters.minute;
+            let start = window.partition_point(|&t| t <= now_ms.saturating_sub(MINUTE_MS));
+            let count = window.len().saturating_sub(start) as u64;
             if over(count, limit) {
                 // Enough of the oldest sends must leave the window.
                 let leave = count.saturating_add(parts).saturating_sub(u64::from(limit));
                 let idx = usize::try_from(leave.clamp(1, count.max(1)) - 1).unwrap_or(0);
-                let until = recent
-                    .get(idx)
-                    .or(recent.last())
+                let until = window
+                    .get(start.saturating_add(idx))
+                    .or(window.back())
                     .map_or(now_ms.saturating_add(MINUTE_MS), |t| {
                         t.saturating_add(MINUTE_MS)
                     });

@@ -181,7 +181,39 @@ fn hotplug_links_appear_and_vanish() {
 }
 
 #[test]
-fn sighup_reload_adds_a_modem_and_a_bad_config_keeps_the_old_one() {
+fn a_configured_port_in_the_watched_dir_runs_once_with_its_settings() {
+    let sim = Sim::start(2, &[]);
+    let mut gate = Gate::new();
+    gate.write_config(&format!(
+        "[discovery]\ndir = \"{dir}\"\nrescan_secs = 1\n[[modem]]\nport = \"{dir}/modem0\"\nname = \"pinned\"\n",
+        dir = sim.dir().display()
+    ));
+    gate.start(&[]);
+    let m = gate.wait_modems_ready(2);
+    let mut names: Vec<&str> = m.iter().map(|m| m["name"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["modem1", "pinned"]);
+
+    // Without its entry the port goes back to discovery.
+    gate.write_config(&format!(
+        "[discovery]\ndir = \"{}\"\nrescan_secs = 1\n",
+        sim.dir().display()
+    ));
+    gate.signal(Signal::SIGHUP);
+    wait_for("modem0 to be discovered", || {
+        let m = gate.modems();
+        let mut names: Vec<String> = m
+            .iter()
+            .map(|m| m["name"].as_str().unwrap().into())
+            .collect();
+        names.sort();
+        (names == ["modem0", "modem1"]).then_some(())
+    });
+    assert_eq!(gate.stop(Signal::SIGTERM).code(), Some(0));
+}
+
+#[test]
+fn sighup_reload_adds_and_removes_modems_and_a_bad_config_keeps_the_old_one() {
     let sim = Sim::start(2, &[]);
     let mut gate = Gate::new();
     let link = |k: usize| sim.dir().join(format!("modem{k}"));
@@ -215,6 +247,15 @@ fn sighup_reload_adds_a_modem_and_a_bad_config_keeps_the_old_one() {
         gate.log().contains("reload refused").then_some(())
     });
     assert_eq!(gate.wait_modems_ready(2).len(), 2);
+
+    // Removing an entry stops its modem; the other keeps running.
+    gate.write_config(&one);
+    gate.signal(Signal::SIGHUP);
+    let m = wait_for("the second modem to stop", || {
+        let m = gate.modems();
+        (m.len() == 1).then_some(m)
+    });
+    assert_eq!(m[0]["name"], "first");
     assert_eq!(gate.stop(Signal::SIGTERM).code(), Some(0));
 }
 

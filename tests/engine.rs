@@ -763,3 +763,50 @@ async fn a_puk_locked_sim_is_reported_and_its_work_waits() {
     assert_eq!(st.state, MessageState::Queued);
     assert_eq!(rig.sim.log().matches("wrong PIN").count(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_pinned_to_a_removed_modem_waits_without_blocking_the_rest() {
+    let config = EngineConfig {
+        dispatch_batch: 2,
+        ..EngineConfig::default()
+    };
+    let rig = Rig::start(&["--modems", "2"], 2, config).await;
+    let imei0 = rig.sim.imei(0).await;
+    eventually("the store knows modem 0", || async {
+        rig.engine.resolve_modem(&imei0).is_some()
+    })
+    .await;
+    rig.engine.remove_modem(&rig.sim.port(0)).await;
+    assert_eq!(rig.engine.ports(), vec![rig.sim.port(1)]);
+    // Pinned to the absent modem (known to the store by its IMEI): they wait.
+    let mut pinned = Vec::new();
+    for i in 0..6 {
+        pinned.push(
+            rig.request(OutboundRequest {
+                to: OUTSIDE.into(),
+                text: format!("for modem 0 only {i}"),
+                modem: Some(imei0.clone()),
+                ..OutboundRequest::default()
+            })
+            .await,
+        );
+    }
+    // Behind them in the queue, unpinned work still leaves through modem 1.
+    for i in 0..3 {
+        let id = rig.send(OUTSIDE, &format!("anyone {i}")).await;
+        rig.reaches(id, MessageState::Sent).await;
+        assert_eq!(rig.left_once(&format!("anyone {i}")).await["modem"], 1);
+    }
+    for id in &pinned {
+        assert_eq!(rig.status(*id).await.state, MessageState::Queued);
+    }
+    // Modem 0 back: its pinned work goes out through it.
+    rig.add(0).await;
+    for (i, id) in pinned.into_iter().enumerate() {
+        rig.reaches(id, MessageState::Sent).await;
+        assert_eq!(
+            rig.left_once(&format!("for modem 0 only {i}")).await["modem"],
+            0
+        );
+    }
+}

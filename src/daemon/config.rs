@@ -22,6 +22,9 @@ use crate::store::{RetryPolicy, StoreConfig, Synchronous};
 /// Where `smsgate run` looks without `--config`.
 pub const DEFAULT_PATH: &str = "/etc/smsgate/smsgate.toml";
 
+/// Largest configuration file read (a real one is a few KiB).
+const MAX_FILE: u64 = 1 << 20;
+
 /// Longest Unix socket path: `sun_path` holds 108 bytes with the NUL.
 const MAX_SOCKET_PATH: usize = 107;
 
@@ -264,10 +267,31 @@ pub fn port_name(port: &Path) -> String {
 impl Config {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        use std::io::Read;
+        let read_err = |source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let file = std::fs::File::open(path).map_err(read_err)?;
+        if let Ok(meta) = file.metadata() {
+            // Anyone who can write the config can choose the PINs and who
+            // may use the bus.
+            if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o002 != 0 {
+                tracing::warn!(path = %path.display(), "configuration file is writable by everyone");
+            }
+        }
+        let mut text = String::new();
+        file.take(MAX_FILE + 1)
+            .read_to_string(&mut text)
+            .map_err(read_err)?;
+        if text.len() as u64 > MAX_FILE {
+            return Err(ConfigError::Parse {
+                path: path.to_path_buf(),
+                key: None,
+                line: None,
+                message: format!("larger than {MAX_FILE} bytes; not a configuration file"),
+            });
+        }
         Config::parse(&text, path)
     }
 
@@ -883,6 +907,20 @@ mod tests {
         let e = Config::load(&missing).unwrap_err();
         assert!(matches!(e, ConfigError::Read { .. }));
         assert!(e.to_string().contains("none.toml"));
+    }
+
+    #[test]
+    fn oversized_and_non_utf8_files_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, vec![b'#'; (MAX_FILE + 10) as usize]).unwrap();
+        assert!(Config::load(&big)
+            .unwrap_err()
+            .to_string()
+            .contains("larger than"));
+        let bin = dir.path().join("bin.toml");
+        std::fs::write(&bin, [0xff, 0xfe, 0x00]).unwrap();
+        assert!(matches!(Config::load(&bin), Err(ConfigError::Read { .. })));
     }
 
     #[test]

@@ -38,12 +38,17 @@ pub fn scan(dir: &Path) -> std::io::Result<BTreeSet<PathBuf>> {
     for entry in std::fs::read_dir(dir)? {
         let Ok(entry) = entry else { continue };
         let path = entry.path();
-        // `metadata` follows links: a dangling link or a socket is skipped.
-        if std::fs::metadata(&path).is_ok_and(|m| m.file_type().is_char_device()) {
+        if is_modem(&path) {
             found.insert(path);
         }
     }
     Ok(found)
+}
+
+/// Whether `path` is, or links to, a character device (a tty). `metadata`
+/// follows links: a dangling link or a socket is not a modem.
+pub fn is_modem(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_char_device())
 }
 
 /// What changed from `known` to `now`: removals first, so a path that

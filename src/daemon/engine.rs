@@ -45,7 +45,7 @@ use crate::pdu::{
 use crate::router::{Candidate, Choice, LimitsConfig, RouteRequest, Router, RoutingConfig};
 use crate::store::{
     now_ms, ClaimedPart, Concat, Enqueued, FailureOutcome, InboundBody, InboundPart, MessageId,
-    ModemInfo, ModemRecord, NewOutbound, SendFailure, StatusReport, Store, StoreError,
+    ModemInfo, ModemRecord, NewOutbound, SendFailure, StatusReport, Store, StoreError, MAX_LIMIT,
 };
 
 /// Longest a loop sleeps without a signal: a safety net for work that no
@@ -402,11 +402,10 @@ impl Engine {
             return Some(id);
         }
         // A modem that is not plugged in now but was seen before.
-        let pin = pin.trim();
         let records = lock(&self.inner.records);
         records
             .values()
-            .find(|r| !pin.is_empty() && (r.id == pin || r.iccid.as_deref() == Some(pin)))
+            .find(|r| names_record(r, pin))
             .map(|r| r.id.clone())
     }
 
@@ -479,11 +478,7 @@ impl Inner {
             .map_err(|e| EngineError::InvalidNumber(format!("{:?}: {e}", req.to)))?;
         let recipient = to.to_string();
         let pinned = match req.modem.as_deref() {
-            Some(pin) => Some(
-                engine
-                    .resolve_modem(pin)
-                    .ok_or_else(|| EngineError::UnknownModem(pin.to_owned()))?,
-            ),
+            Some(pin) => Some(self.resolve_stored(engine, pin).await?),
             None => None,
         };
         // A retried request answers with the first message. Checked here
@@ -542,6 +537,20 @@ impl Inner {
             tracing::debug!(message_id = %enqueued.id, parts = n, "queued");
         }
         Ok(enqueued)
+    }
+
+    /// Resolves a pin among the live modems, then among every modem the
+    /// store remembers (the cached list may lag a moment behind).
+    async fn resolve_stored(&self, engine: &Engine, pin: &str) -> Result<String, EngineError> {
+        if let Some(id) = engine.resolve_modem(pin) {
+            return Ok(id);
+        }
+        let known = self.store.modems(now_ms()).await?;
+        known
+            .into_iter()
+            .find(|r| names_record(r, pin))
+            .map(|r| r.id)
+            .ok_or_else(|| EngineError::UnknownModem(pin.to_owned()))
     }
 
     /// Parts queued, from a gauge the store refreshes at most every
@@ -644,20 +653,19 @@ impl Inner {
         lock(&self.exclude).remove(&message);
     }
 
-    /// One dispatch pass: routes the due unbound messages and binds them.
-    /// Returns whether a full batch was bound (more may be waiting).
-    async fn dispatch_round(&self) -> bool {
+    /// One dispatch pass: routes up to `batch` due unbound messages and
+    /// binds them. Returns (messages looked at, messages bound).
+    async fn dispatch_round(&self, batch: u32) -> (usize, usize) {
         let now = now_ms();
-        let batch = lock(&self.config).dispatch_batch.max(1);
         let pending = match self.store.unbound_due(now, batch).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the queue");
-                return false;
+                return (0, 0);
             }
         };
         if pending.is_empty() {
-            return false;
+            return (0, 0);
         }
         self.refresh_loads().await;
         let mut candidates = self.candidates();
@@ -710,7 +718,7 @@ impl Inner {
                 }
             }
         }
-        bound == pending.len() && pending.len() >= batch as usize
+        (pending.len(), bound)
     }
 
     /// Reads each modem's bound and in-flight parts from the store.
@@ -948,6 +956,13 @@ impl Inner {
     }
 }
 
+/// Whether `pin` names a modem the store remembers (by IMEI or ICCID;
+/// names belong to live modems only).
+fn names_record(r: &ModemRecord, pin: &str) -> bool {
+    let pin = pin.trim();
+    !pin.is_empty() && (r.id == pin || r.iccid.as_deref() == Some(pin))
+}
+
 /// What the store was last told about one modem.
 #[derive(Default)]
 struct Seen {
@@ -1157,9 +1172,27 @@ async fn dispatch(inner: Arc<Inner>) {
         if *stop.borrow_and_update() {
             break;
         }
-        while inner.dispatch_round().await {
+        // Messages that must wait (a pinned modem absent, quotas) stay at
+        // the head of the queue: when a whole batch of them binds nothing,
+        // look further (up to the store's cap) so they cannot starve the
+        // rest; back to the configured batch once something binds.
+        let base = lock(&inner.config).dispatch_batch.max(1);
+        let mut batch = base;
+        loop {
+            let (seen, bound) = inner.dispatch_round(batch).await;
             if *stop.borrow() {
                 return;
+            }
+            if seen < batch as usize {
+                break;
+            }
+            if bound == 0 {
+                if batch >= MAX_LIMIT {
+                    break;
+                }
+                batch = batch.saturating_mul(4).min(MAX_LIMIT);
+            } else {
+                batch = base;
             }
         }
         let idle = inner.idle_wait();

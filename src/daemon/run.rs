@@ -20,7 +20,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use tokio::sync::{mpsc, Mutex};
 
 use super::config::{port_name, Config, ConfigError, DEFAULT_PATH};
-use super::discovery::{Change, Watcher};
+use super::discovery::{is_modem, Change, Watcher};
 use super::engine::{Engine, EngineConfig, EngineError};
 use super::notify::Notifier;
 use crate::bus::{BusConfig, BusError, Server};
@@ -248,6 +248,16 @@ impl Daemon {
         for (port, key) in &old {
             if wanted.get(port).map(ModemKey::of).as_ref() != Some(key) {
                 self.engine.remove_modem(port).await;
+                // The watcher saw this port long ago and will not report
+                // it again: if it is one of its entries, hand it over now.
+                let d = &config.discovery;
+                let watched = d.enabled && port.parent() == Some(d.dir.as_path());
+                if watched && !wanted.contains_key(port) && is_modem(port) {
+                    let modem = config.modem_config(&port_name(port), port);
+                    if self.engine.add_modem(modem).is_ok() {
+                        state.discovered.insert(port.clone());
+                    }
+                }
             }
         }
         for (port, modem) in wanted {
