@@ -70,7 +70,7 @@ fn exercise(conn: &Connection) {
     routing::unbind(conn, p.id).unwrap();
     outbound::claim_bound(conn, m, t, 1).unwrap();
     let c = outbound::claim_due(conn, m, t, 10).unwrap();
-    outbound::mark_sent(conn, c[0].attempt, 7, t).unwrap();
+    outbound::mark_sent(conn, c[0].attempt, Some(7), t).unwrap();
     let retry = RetryPolicy::default();
     let fail = SendFailure::Temporary("x".into());
     outbound::mark_failed(conn, &retry, c[1].attempt, &fail, t).unwrap();
