@@ -200,13 +200,13 @@ pub(crate) fn fail_stranded(conn: &Connection, modem: &str, now_ms: i64) -> Resu
     );
     let mut failed = 0u64;
     for m in bound_messages(conn, modem)? {
-        let stranded: bool = conn
+        let stranded = conn
             .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM out_messages WHERE id = ?1 AND pin_modem IS NULL)
-                    AND EXISTS (SELECT 1 FROM out_parts WHERE message_id = ?1
-                                AND state IN ('sent', 'delivered'))",
+                "SELECT 1 FROM out_messages m WHERE m.id = ?1 AND m.pin_modem IS NULL
+                 AND EXISTS (SELECT 1 FROM out_parts p WHERE p.message_id = m.id
+                             AND p.state IN ('sent', 'delivered'))",
             )
-            .and_then(|mut st| st.query_row([m.0], |r| r.get(0)))
+            .and_then(|mut st| st.exists([m.0]))
             .map_err(StoreError::sql(op))?;
         if !stranded {
             continue;
