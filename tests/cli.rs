@@ -144,10 +144,17 @@ fn send_wait_sent_and_delivered_print_the_final_state() {
     let g = Gateway::start();
     let out = g.cli(&["send", "--to", "+4930123", "--text", "w", "--wait", "sent"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
-    let line = text(&out.stdout);
-    let mut words = line.split_whitespace();
-    let id: i64 = words.next().unwrap().parse().unwrap();
-    assert!(matches!(words.next(), Some("sent" | "delivered")), "{line}");
+    // Scripts do `id=$(smsgate send ... --wait sent)`: stdout is the id
+    // alone; the final state goes to stderr.
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout:?}");
+    let id: i64 = stdout.trim().parse().expect("stdout is only the id");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("message {id}: sent"))
+            || stderr.contains(&format!("message {id}: delivered")),
+        "{stderr}"
+    );
 
     let out = g.cli(&[
         "send",

@@ -810,3 +810,157 @@ async fn work_pinned_to_a_removed_modem_waits_without_blocking_the_rest() {
         );
     }
 }
+
+// ------------------------------------------------ engine2 follow-ups
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_message_in_flight_is_claimed() {
+    // Each +CMGS takes 300 ms, so a part claimed ahead of its send would
+    // sit in `sending` (maybe-sent after a crash) long enough to be seen.
+    let rig = Rig::start(
+        &["--modems", "1", "--latency", "300ms"],
+        0,
+        EngineConfig::default(),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(rig.send(OUTSIDE, &format!("one at a time {i}")).await);
+    }
+    let store = rig.engine.store().clone();
+    let watch = tokio::spawn(async move {
+        let mut most = 0;
+        loop {
+            let s = store.stats().await.unwrap();
+            most = most.max(s.parts_sending);
+            if s.parts_queued + s.parts_sending == 0 {
+                return most;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    rig.add(0).await;
+    for id in ids {
+        rig.reaches(id, MessageState::Sent).await;
+    }
+    let most = watch.await.unwrap();
+    assert_eq!(
+        most, 1,
+        "parts in `sending` at once (one message's parts at most)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_left_bound_to_a_vanished_modem_is_unbound_at_start() {
+    trace();
+    let sim = Sim::start(&["--modems", "1"]);
+    let db = tempfile::tempdir().unwrap();
+    let store = open_store(&db).await;
+    // An earlier run bound a message to a modem that never came back.
+    let id = {
+        let engine = Engine::start(store.clone(), EngineConfig::default());
+        let e = engine
+            .send(OutboundRequest {
+                to: OUTSIDE.into(),
+                text: "left behind".into(),
+                ..OutboundRequest::default()
+            })
+            .await
+            .unwrap();
+        engine.shutdown(Duration::from_secs(1)).await;
+        e.id
+    };
+    assert!(store.bind(id, "356938035643809").await.unwrap());
+    let engine = Engine::start(store, EngineConfig::default());
+    let rig = Rig {
+        sim,
+        engine,
+        _db: db,
+    };
+    rig.add(0).await;
+    let st = rig.reaches(id, MessageState::Sent).await;
+    assert_eq!(st.modem, Some(rig.sim.imei(0).await));
+    rig.left_once("left behind").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absent_modems_lose_their_unstarted_work_and_partly_sent_rests_fail() {
+    trace();
+    let db = tempfile::tempdir().unwrap();
+    let store = open_store(&db).await;
+    const GHOST: &str = "356938035643809";
+    let mk = |to: &str, parts: usize| smsgate::store::NewOutbound {
+        recipient: to.into(),
+        text: Some(format!("{parts} parts")),
+        parts: (0..parts).map(|i| vec![0x00, 0x01, i as u8]).collect(),
+        ..Default::default()
+    };
+    let now = smsgate::store::now_ms();
+    let partly = store.enqueue(mk("+4930111", 3), now).await.unwrap().id;
+    assert!(store.bind(partly, GHOST).await.unwrap());
+    let c = store.claim_next_message(GHOST, now).await.unwrap();
+    store.mark_sent(c[0].attempt, 1, now).await.unwrap();
+    store.release_modem(GHOST, now).await.unwrap();
+    let config = EngineConfig {
+        maintenance_interval: Duration::from_millis(200),
+        unbind_after: Duration::from_millis(300),
+        stranded_after: Duration::from_secs(2),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(store.clone(), config);
+    // Bound while the engine runs (as a modem that then vanished would).
+    let later = store.enqueue(mk("+4930112", 1), now).await.unwrap().id;
+    // The dispatcher has no modem to bind it to; bind it to the ghost.
+    let _ = store.bind(later, GHOST).await.unwrap();
+    let t0 = std::time::Instant::now();
+    eventually("the partly sent message fails", || async {
+        store.outbound_status(partly).await.unwrap().state == MessageState::Failed
+    })
+    .await;
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1500),
+        "failed before stranded_after"
+    );
+    let st = store.outbound_status(partly).await.unwrap();
+    assert!(
+        st.reason
+            .clone()
+            .unwrap_or_default()
+            .contains("did not come back"),
+        "{st:?}"
+    );
+    assert_eq!(st.parts[0].state.as_str(), "sent");
+    // The unstarted one was freed for any modem.
+    let st = store.outbound_status(later).await.unwrap();
+    assert_eq!(
+        (st.state.clone(), st.modem.clone()),
+        (MessageState::Queued, None),
+        "{st:?}"
+    );
+    engine.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_message_does_not_leave_before_its_time() {
+    let rig = Rig::start(&["--modems", "1"], 1, EngineConfig::default()).await;
+    let at = smsgate::store::now_ms() + 2_000;
+    let id = rig
+        .request(OutboundRequest {
+            to: OUTSIDE.into(),
+            text: "not before two seconds".into(),
+            send_at_ms: Some(at),
+            ..OutboundRequest::default()
+        })
+        .await;
+    // Watch it until its time: never sent early.
+    while smsgate::store::now_ms() < at - 100 {
+        let st = rig.status(id).await;
+        assert_eq!(st.state, MessageState::Queued, "left early: {st:?}");
+        assert!(rig.sim.sent("not before two seconds").await.is_empty());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let st = rig.reaches(id, MessageState::Sent).await;
+    let sent_ms = st.parts[0].sent_ms.unwrap();
+    assert!(sent_ms >= at, "sent at {sent_ms}, scheduled for {at}");
+    rig.left_once("not before two seconds").await;
+}

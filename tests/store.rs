@@ -1423,3 +1423,109 @@ async fn after_close_other_handles_get_a_clear_error() {
     // The owner lock is released: the store opens again at once.
     open(dir.path()).await.close().await;
 }
+
+// ------------------------------------------------ engine2: claiming, bindings
+
+#[tokio::test]
+async fn claim_next_message_claims_one_message_only() {
+    let (_dir, store) = fresh().await;
+    let a = store.enqueue(msg("+15551230000", 3), T0).await.unwrap();
+    let b = store.enqueue(msg("+15551230001", 1), T0).await.unwrap();
+    for id in [a.id, b.id] {
+        assert!(store.bind(id, MODEM).await.unwrap());
+    }
+    let c = store.claim_next_message(MODEM, T0).await.unwrap();
+    let shape: Vec<(MessageId, u32)> = c.iter().map(|p| (p.message, p.seq)).collect();
+    assert_eq!(shape, vec![(a.id, 1), (a.id, 2), (a.id, 3)]);
+    // Only that message is in flight: a crash now makes 3 parts maybe-sent,
+    // not the whole backlog.
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.parts_sending, stats.parts_queued), (3, 1));
+    // Nothing bound to another modem is taken.
+    assert!(store
+        .claim_next_message(OTHER, T0)
+        .await
+        .unwrap()
+        .is_empty());
+    let c = store.claim_next_message(MODEM, T0).await.unwrap();
+    assert_eq!(c.iter().map(|p| p.message).collect::<Vec<_>>(), vec![b.id]);
+    assert!(store
+        .claim_next_message(MODEM, T0)
+        .await
+        .unwrap()
+        .is_empty());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn an_unknown_message_reference_never_matches_a_report() {
+    let (_dir, store) = fresh().await;
+    let q = store.enqueue(msg("+447700900123", 1), T0).await.unwrap();
+    let c = store.claim_due(MODEM, T0, 10).await.unwrap();
+    // The modem said OK without `+CMGS: <mr>`.
+    store.mark_sent_ref(c[0].attempt, None, T0).await.unwrap();
+    let st = store.outbound_status(q.id).await.unwrap();
+    assert_eq!(st.state, MessageState::Sent);
+    assert_eq!(st.parts[0].mr, None, "unknown, not 0");
+    let r = store
+        .record_status_report(report(0, "+447700900123", 0x00, T0 + 1_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.part, None,
+        "a report with MR 0 matched a part whose MR is unknown"
+    );
+    assert_eq!(
+        store.outbound_status(q.id).await.unwrap().state,
+        MessageState::Sent
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn unbind_modem_frees_unstarted_work_and_fail_stranded_ends_partly_sent_work() {
+    let (_dir, store) = fresh().await;
+    let fresh_msg = store.enqueue(msg("+15551230000", 2), T0).await.unwrap();
+    let partly = store.enqueue(msg("+15551230001", 3), T0).await.unwrap();
+    let mut pinned = msg("+15551230002", 1);
+    pinned.modem = Some(MODEM.into());
+    let pinned = store.enqueue(pinned, T0).await.unwrap();
+    // Part 1 of `partly` leaves, then the modem dies (parts 2 and 3 back
+    // in the queue, still bound: they may not change SIM).
+    assert!(store.bind(partly.id, MODEM).await.unwrap());
+    let c = store.claim_next_message(MODEM, T0).await.unwrap();
+    assert_eq!(c.len(), 3);
+    store.mark_sent(c[0].attempt, 5, T0).await.unwrap();
+    assert_eq!(store.release_modem(MODEM, T0).await.unwrap(), 2);
+    for id in [fresh_msg.id, pinned.id] {
+        assert!(store.bind(id, MODEM).await.unwrap());
+    }
+
+    assert_eq!(store.unbind_modem(MODEM).await.unwrap(), 1);
+    let due: Vec<MessageId> = store
+        .unbound_due(T0 + 60_000, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(due, vec![fresh_msg.id], "only the unstarted, unpinned one");
+
+    assert_eq!(store.fail_stranded(MODEM, T0).await.unwrap(), 2);
+    let st = store.outbound_status(partly.id).await.unwrap();
+    assert_eq!(st.state, MessageState::Failed, "{st:?}");
+    assert!(
+        st.reason.unwrap_or_default().contains("did not come back"),
+        "a clear reason"
+    );
+    assert_eq!(
+        st.parts[0].state.as_str(),
+        "sent",
+        "the sent part stays sent"
+    );
+    // The pinned message keeps waiting for its modem.
+    let st = store.outbound_status(pinned.id).await.unwrap();
+    assert_eq!(st.state, MessageState::Queued);
+    assert_eq!(st.modem.as_deref(), Some(MODEM));
+    store.close().await;
+}

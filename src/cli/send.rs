@@ -193,7 +193,11 @@ fn send_all(args: &SendArgs, text: &str) -> Result<u8, ClientError> {
         match client.request("send", request(args, to, text, key)) {
             Ok(reply) => {
                 let reply = strip_envelope(reply);
-                if args.wait.is_none() {
+                // Scripts do `id=$(smsgate send ...)`: without --json,
+                // stdout is only the id, also with --wait (the final state
+                // goes to stderr); with --json and --wait, one object per
+                // message once it is settled.
+                if args.wait.is_none() || !args.json {
                     print_accepted(args.json, to, &reply);
                 }
                 accepted.push((to.clone(), reply));
@@ -250,7 +254,8 @@ fn spinner(text: String) -> ProgressBar {
 }
 
 /// Waits until every accepted message reached `wait` or failed; prints
-/// `ID STATE` (or a JSON object) per message; returns the exit code.
+/// `message ID: STATE` to stderr (stdout holds only the ids), or a JSON
+/// object per message to stdout with `json`; returns the exit code.
 fn wait_all(
     client: &mut Client,
     wait: WaitFor,
@@ -314,7 +319,7 @@ fn wait_all(
             v["state"] = state.clone().into();
             println!("{v}");
         } else {
-            println!("{id} {state}");
+            eprintln!("message {id}: {state}");
         }
         match wait.judge(state) {
             Progress::Reached => {}

@@ -88,8 +88,16 @@ pub struct EngineConfig {
     /// Most parts claimed (or messages dispatched) in one store round trip.
     pub dispatch_batch: u32,
     /// Time between maintenance passes (expiry of outbound messages and of
-    /// inbound reassembly groups).
+    /// inbound reassembly groups, absent modems' work).
     pub maintenance_interval: Duration,
+    /// How long a modem that holds bound work may be absent or not ready
+    /// before its unstarted, unpinned work is unbound for other modems
+    /// (checked every `maintenance_interval`).
+    pub unbind_after: Duration,
+    /// How long the rest of a partly sent multipart message waits for its
+    /// modem to come back before it fails (it may not go out through
+    /// another SIM: the phone joins parts by sender number).
+    pub stranded_after: Duration,
 }
 
 impl Default for EngineConfig {
@@ -101,6 +109,8 @@ impl Default for EngineConfig {
             queue_limit: 100_000,
             dispatch_batch: 16,
             maintenance_interval: Duration::from_secs(30),
+            unbind_after: Duration::from_secs(60),
+            stranded_after: Duration::from_secs(600),
         }
     }
 }
@@ -253,6 +263,9 @@ struct Inner {
     /// Source of concatenation references (TS 23.040 §9.2.3.24.1).
     reference: AtomicU16,
     background: Mutex<Vec<JoinHandle<()>>>,
+    /// Modems holding bound work while absent or not ready, and since when
+    /// (unix ms): the clock behind `unbind_after` and `stranded_after`.
+    absent: Mutex<HashMap<String, i64>>,
 }
 
 /// One live modem: its actor and the engine's tasks around it.
@@ -309,6 +322,7 @@ impl Engine {
             records: Mutex::new(HashMap::new()),
             reference: AtomicU16::new(seed),
             background: Mutex::new(Vec::new()),
+            absent: Mutex::new(HashMap::new()),
         });
         let maintenance = tokio::spawn(maintain(Arc::clone(&inner)));
         let dispatcher = tokio::spawn(dispatch(Arc::clone(&inner)));
@@ -646,6 +660,99 @@ impl Inner {
         }
     }
 
+    /// At start: every binding in the store was made by an earlier run,
+    /// to modems that may never come back. Unstarted, unpinned work is
+    /// unbound so the dispatcher routes it afresh (sticky routing still
+    /// prefers the same modem when it is back); partly sent messages stay
+    /// with their modem (see [`Inner::check_absent`]).
+    async fn unbind_leftovers(&self) {
+        let loads = match self.store.queued_by_modem().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the bindings left from the last run");
+                return;
+            }
+        };
+        let live: HashSet<String> = lock(&self.slots).values().map(|s| s.id()).collect();
+        for (modem, _) in loads.into_iter().filter(|(m, _)| !live.contains(m)) {
+            match self.store.unbind_modem(&modem).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    modem,
+                    messages = n,
+                    "work left bound by the last run unbound"
+                ),
+                Err(e) => tracing::warn!(modem, error = %e, "cannot unbind the last run's work"),
+            }
+        }
+    }
+
+    /// Modems that hold bound work but are absent or not ready: after
+    /// `unbind_after` their unstarted, unpinned work is unbound (other
+    /// modems take it); after `stranded_after` the rest of every message
+    /// partly sent through them fails with a reason.
+    async fn check_absent(&self, now: i64) {
+        let (unbind_after, stranded_after) = {
+            let c = lock(&self.config);
+            (ms(c.unbind_after), ms(c.stranded_after))
+        };
+        let loads = match self.store.queued_by_modem().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the modem loads");
+                return;
+            }
+        };
+        let ready: HashSet<String> = self
+            .candidates()
+            .into_iter()
+            .filter(|c| c.ready)
+            .map(|c| c.id)
+            .collect();
+        let due: Vec<(String, i64)> = {
+            let mut absent = lock(&self.absent);
+            let holding: HashSet<&str> = loads
+                .iter()
+                .filter(|(m, n)| *n > 0 && !ready.contains(m))
+                .map(|(m, _)| m.as_str())
+                .collect();
+            absent.retain(|m, _| holding.contains(m.as_str()));
+            holding
+                .into_iter()
+                .map(|m| {
+                    let since = *absent.entry(m.to_owned()).or_insert(now);
+                    (m.to_owned(), now.saturating_sub(since))
+                })
+                .collect()
+        };
+        let mut changed = false;
+        for (modem, gone_ms) in due {
+            if gone_ms >= unbind_after {
+                match self.store.unbind_modem(&modem).await {
+                    Ok(n) => changed |= n > 0,
+                    Err(e) => {
+                        tracing::warn!(modem, error = %e, "cannot unbind an absent modem's work")
+                    }
+                }
+            }
+            if gone_ms >= stranded_after {
+                match self.store.fail_stranded(&modem, now).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(
+                        modem,
+                        parts = n,
+                        gone_ms,
+                        "rest of partly sent messages failed: the modem did not come back"
+                    ),
+                    Err(e) => tracing::warn!(modem, error = %e, "cannot fail stranded parts"),
+                }
+            }
+        }
+        if changed {
+            self.dispatch.notify_one();
+        }
+    }
+
     /// Forgets what was tracked for a message that is done with this
     /// modem.
     fn forget(&self, message: MessageId) {
@@ -743,10 +850,10 @@ impl Inner {
 
     // ------------------------------------------------------------ sending
 
-    /// Claims work for `modem`.
+    /// Claims the next message for `modem`: only the parts about to be
+    /// written to it (a crash leaves only those maybe-sent).
     async fn claim(&self, modem: &str) -> Result<Vec<ClaimedPart>, StoreError> {
-        let batch = lock(&self.config).dispatch_batch.max(1);
-        self.store.claim_bound(modem, now_ms(), batch).await
+        self.store.claim_next_message(modem, now_ms()).await
     }
 
     /// Sends one message's claimed parts (in order, on one modem) and
@@ -808,13 +915,17 @@ impl Inner {
             if let Some(flag) = done.get_mut(s.part) {
                 *flag = true;
             }
-            // A modem that said OK without `+CMGS: <mr>` leaves nothing to
-            // match a report with; 0 is recorded (27.005 §3.5.1 makes the
-            // reference mandatory, so this is a broken modem).
-            let mr = s.mr.unwrap_or(0);
+            // A modem that said OK without `+CMGS: <mr>` (27.005 §3.5.1
+            // makes it mandatory: a broken modem) leaves nothing to match
+            // a report with: the reference is stored as unknown (NULL),
+            // never as a made-up 0 that could match another part's report.
+            if s.mr.is_none() {
+                tracing::warn!(modem, message_id = %message, part = p.seq,
+                    "the modem sent no message reference: status reports cannot be matched");
+            }
             // Quotas count what left, whatever the store then says.
             lock(&self.router).record_sent(modem, iccid, &p.recipient, now);
-            if let Err(e) = self.store.mark_sent(p.attempt, mr, now).await {
+            if let Err(e) = self.store.mark_sent_ref(p.attempt, s.mr, now).await {
                 tracing::error!(modem, message_id = %message, part = p.seq, error = %e,
                     "cannot record a sent part");
             }
@@ -1012,6 +1123,11 @@ fn by_message(parts: Vec<ClaimedPart>) -> Vec<Vec<ClaimedPart>> {
     groups
 }
 
+/// A duration in whole milliseconds, saturating.
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 fn unix_ms(ts: &Timestamp) -> Option<i64> {
     ts.to_datetime()
         .and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok())
@@ -1120,31 +1236,35 @@ async fn serve_sends(inner: Arc<Inner>, slot: Arc<Slot>) {
         if *stop.borrow_and_update() || *global.borrow_and_update() {
             break;
         }
-        let ready = state.borrow_and_update().state == "ready";
-        let mut worked = false;
-        if ready {
+        if state.borrow_and_update().state == "ready" {
             let id = slot.id();
-            match inner.claim(&id).await {
-                Ok(parts) => {
-                    worked = !parts.is_empty();
-                    // At most one message being recorded while the next is
-                    // sent.
-                    let mut recording: Option<JoinHandle<()>> = None;
-                    for group in by_message(parts) {
-                        let next = inner.send_group(&slot, &id, group).await;
-                        if let Some(r) = std::mem::replace(&mut recording, next) {
-                            let _ = r.await;
-                        }
+            // One message claimed at a time, right before it goes to the
+            // modem, so only the message in flight is `sending` (what a
+            // crash requeues as maybe-sent). At most one message is being
+            // recorded while the next is sent.
+            let mut recording: Option<JoinHandle<()>> = None;
+            loop {
+                if *stop.borrow() || *global.borrow() || state.borrow().state != "ready" {
+                    break;
+                }
+                let parts = match inner.claim(&id).await {
+                    Ok(parts) if parts.is_empty() => break,
+                    Ok(parts) => parts,
+                    Err(e) => {
+                        tracing::warn!(modem = %id, error = %e, "cannot claim work");
+                        break;
                     }
-                    if let Some(r) = recording {
+                };
+                for group in by_message(parts) {
+                    let next = inner.send_group(&slot, &id, group).await;
+                    if let Some(r) = std::mem::replace(&mut recording, next) {
                         let _ = r.await;
                     }
                 }
-                Err(e) => tracing::warn!(modem = %id, error = %e, "cannot claim work"),
             }
-        }
-        if worked {
-            continue;
+            if let Some(r) = recording {
+                let _ = r.await;
+            }
         }
         // The dispatcher wakes this sender when it binds work here or when
         // a retry comes due; the timer is a safety net.
@@ -1168,6 +1288,7 @@ async fn dispatch(inner: Arc<Inner>) {
         Ok(history) => lock(&inner.router).restore(&history),
         Err(e) => tracing::warn!(error = %e, "cannot restore the routing history"),
     }
+    inner.unbind_leftovers().await;
     loop {
         if *stop.borrow_and_update() {
             break;
@@ -1238,6 +1359,7 @@ async fn maintain(inner: Arc<Inner>) {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "expiry pass failed"),
             }
+            inner.check_absent(now).await;
         }
         if dirty {
             dirty = false;

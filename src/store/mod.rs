@@ -227,6 +227,34 @@ impl Store {
         self.call(move |c| routing::unbind(c, message)).await
     }
 
+    /// Claims the due parts of the one message bound to `modem` that is
+    /// due first (in part order): only what is about to be written to the
+    /// modem is `sending`, so a crash leaves at most that message
+    /// maybe-sent.
+    pub async fn claim_next_message(&self, modem: &str, now_ms: i64) -> Result<Vec<ClaimedPart>> {
+        let modem = modem.to_owned();
+        self.call(move |c| outbound::claim_next_message(c, &modem, now_ms))
+            .await
+    }
+
+    /// Unbinds the messages bound to `modem` that it has not started and
+    /// that are not pinned (bindings left by an earlier run, or a modem
+    /// gone for a while), so other modems take them. Returns how many.
+    pub async fn unbind_modem(&self, modem: &str) -> Result<u64> {
+        let modem = modem.to_owned();
+        self.call(move |c| routing::unbind_modem(c, &modem)).await
+    }
+
+    /// Fails the queued rest of every unpinned message partly sent through
+    /// `modem` (it cannot be finished on another SIM: TS 23.040
+    /// §9.2.3.24.1 reassembly goes by sender number). Returns the parts
+    /// failed.
+    pub async fn fail_stranded(&self, modem: &str, now_ms: i64) -> Result<u64> {
+        let modem = modem.to_owned();
+        self.call(move |c| routing::fail_stranded(c, &modem, now_ms))
+            .await
+    }
+
     /// Like [`claim_due`](Store::claim_due), but only parts already bound
     /// to `modem`.
     pub async fn claim_bound(
@@ -254,6 +282,18 @@ impl Store {
 
     /// The modem accepted the part (`+CMGS: <mr>`).
     pub async fn mark_sent(&self, attempt: AttemptId, mr: u8, now_ms: i64) -> Result<()> {
+        self.mark_sent_ref(attempt, Some(mr), now_ms).await
+    }
+
+    /// The modem accepted the part; `mr` is `None` when it answered `OK`
+    /// without `+CMGS: <mr>`: the reference is stored as unknown (NULL),
+    /// so no status report is ever matched to this part.
+    pub async fn mark_sent_ref(
+        &self,
+        attempt: AttemptId,
+        mr: Option<u8>,
+        now_ms: i64,
+    ) -> Result<()> {
         self.call(move |c| outbound::mark_sent(c, attempt, mr, now_ms))
             .await
     }

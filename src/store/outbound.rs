@@ -216,22 +216,83 @@ pub(crate) fn claim_bound(
         )
         .map_err(StoreError::sql(op))?;
     let rows = st
-        .query_map(params![now_ms, modem, limits::limit(limit)], |r| {
-            Ok(ClaimedPart {
-                part: PartId(r.get(0)?),
-                message: MessageId(r.get(1)?),
-                attempt: AttemptId(0),
-                seq: r.get(2)?,
-                total: r.get(3)?,
-                recipient: r.get(4)?,
-                payload: r.get(5)?,
-                attempt_no: r.get::<_, u32>(6)?.saturating_add(1),
-                maybe_sent: r.get::<_, i64>(7)? > 0,
-            })
-        })
+        .query_map(params![now_ms, modem, limits::limit(limit)], claimed_row)
         .map_err(StoreError::sql(op))?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(StoreError::sql(op))?;
+    open_attempts(conn, modem, now_ms, rows)
+}
+
+/// Claims the due parts of ONE message bound to `modem` (the message whose
+/// part is due first), in part order: what the sender is about to hand to
+/// the modem. Claiming no further ahead keeps the parts in `sending` (the
+/// ones a crash requeues as maybe-sent) to the message actually in flight.
+pub(crate) fn claim_next_message(
+    conn: &Connection,
+    modem: &str,
+    now_ms: i64,
+) -> Result<Vec<ClaimedPart>> {
+    check_id("modem", modem)?;
+    let op = "claim the next message";
+    expire(conn, now_ms, 1000)?;
+    // The head of this modem's due range of `out_parts_due`.
+    let first: Option<i64> = conn
+        .prepare_cached(
+            "SELECT p.message_id FROM out_parts p
+             JOIN out_messages m ON m.id = p.message_id
+             WHERE p.state = 'queued' AND p.bound_modem = ?2 AND p.next_attempt_ms <= ?1
+               AND (m.valid_until_ms IS NULL OR m.valid_until_ms > ?1)
+             ORDER BY p.next_attempt_ms, p.id LIMIT 1",
+        )
+        .and_then(|mut st| {
+            st.query_row(params![now_ms, modem], |r| r.get(0))
+                .optional()
+        })
+        .map_err(StoreError::sql(op))?;
+    let Some(message) = first else {
+        return Ok(Vec::new());
+    };
+    let rows = conn
+        .prepare_cached(
+            "SELECT p.id, p.message_id, p.seq, m.parts_total, m.recipient, p.payload,
+                    p.attempts, p.maybe_sent
+             FROM out_parts p JOIN out_messages m ON m.id = p.message_id
+             WHERE p.message_id = ?3 AND p.state = 'queued' AND p.bound_modem = ?2
+               AND p.next_attempt_ms <= ?1
+             ORDER BY p.seq",
+        )
+        .and_then(|mut st| {
+            // At most MAX_PARTS rows: enqueue refuses longer messages.
+            st.query_map(params![now_ms, modem, message], claimed_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(StoreError::sql(op))?;
+    open_attempts(conn, modem, now_ms, rows)
+}
+
+/// A part row as [`claim_bound`] and [`claim_next_message`] select it.
+fn claimed_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClaimedPart> {
+    Ok(ClaimedPart {
+        part: PartId(r.get(0)?),
+        message: MessageId(r.get(1)?),
+        attempt: AttemptId(0),
+        seq: r.get(2)?,
+        total: r.get(3)?,
+        recipient: r.get(4)?,
+        payload: r.get(5)?,
+        attempt_no: r.get::<_, u32>(6)?.saturating_add(1),
+        maybe_sent: r.get::<_, i64>(7)? > 0,
+    })
+}
+
+/// Marks the selected parts `sending` on `modem` with an attempt each.
+fn open_attempts(
+    conn: &Connection,
+    modem: &str,
+    now_ms: i64,
+    rows: Vec<ClaimedPart>,
+) -> Result<Vec<ClaimedPart>> {
+    let op = "claim due parts";
     let mut claimed = Vec::with_capacity(rows.len());
     let mut messages = Vec::new();
     for mut part in rows {
@@ -313,10 +374,18 @@ fn close_attempt(
     .map_err(StoreError::sql("close attempt"))
 }
 
-/// Records that the modem accepted the part with message reference `mr`.
-pub(crate) fn mark_sent(conn: &Connection, attempt: AttemptId, mr: u8, now_ms: i64) -> Result<()> {
+/// Records that the modem accepted the part with message reference `mr`;
+/// `None` when the modem answered `OK` without `+CMGS: <mr>` (TS 27.005
+/// §3.5.1 makes it mandatory): stored as NULL, so no status report is
+/// ever matched to this part (a made-up 0 could match another part's).
+pub(crate) fn mark_sent(
+    conn: &Connection,
+    attempt: AttemptId,
+    mr: Option<u8>,
+    now_ms: i64,
+) -> Result<()> {
     let (part, message, modem) = open_attempt(conn, attempt)?;
-    close_attempt(conn, attempt, "sent", Some(mr), None, now_ms)?;
+    close_attempt(conn, attempt, "sent", mr, None, now_ms)?;
     conn.prepare_cached(
         "UPDATE out_parts SET state = 'sent', mr = ?2, sent_ms = ?3, current_attempt = NULL,
              reason = NULL
@@ -325,7 +394,7 @@ pub(crate) fn mark_sent(conn: &Connection, attempt: AttemptId, mr: u8, now_ms: i
     .and_then(|mut st| st.execute(params![part.0, mr, now_ms]))
     .map_err(StoreError::sql("mark sent"))?;
     registry::bump_daily(conn, &modem, now_ms, Daily::Sent)?;
-    tracing::debug!(modem, message_id = %message, part = %part, mr, "part sent");
+    tracing::debug!(modem, message_id = %message, part = %part, ?mr, "part sent");
     refresh(conn, message, now_ms)?;
     Ok(())
 }

@@ -69,8 +69,14 @@ fn exercise(conn: &Connection) {
     routing::queued_by_modem(conn).unwrap();
     routing::unbind(conn, p.id).unwrap();
     outbound::claim_bound(conn, m, t, 1).unwrap();
+    // The engine's path: one message at a time; absent modems.
+    routing::bind(conn, p.id, m).unwrap();
+    outbound::claim_next_message(conn, m, t).unwrap();
+    outbound::requeue_sending(conn, Some(m), t, "gone").unwrap();
+    routing::unbind_modem(conn, m).unwrap();
+    routing::fail_stranded(conn, m, t).unwrap();
     let c = outbound::claim_due(conn, m, t, 10).unwrap();
-    outbound::mark_sent(conn, c[0].attempt, 7, t).unwrap();
+    outbound::mark_sent(conn, c[0].attempt, Some(7), t).unwrap();
     let retry = RetryPolicy::default();
     let fail = SendFailure::Temporary("x".into());
     outbound::mark_failed(conn, &retry, c[1].attempt, &fail, t).unwrap();

@@ -13,7 +13,8 @@ use rusqlite::{params, Connection};
 
 use super::error::{Result, StoreError};
 use super::limits::{self, check_id};
-use super::outbound::{sync_binding, unbind_if_unsent};
+use super::outbound::{refresh, sync_binding, unbind_if_unsent};
+use super::registry::{self, Daily};
 use super::types::{MessageId, PendingMessage, RouteRecord};
 
 /// Parts looked at per message asked for by [`unbound_due`]: messages have
@@ -150,4 +151,79 @@ pub(crate) fn queued_by_modem(conn: &Connection) -> Result<Vec<(String, u64)>> {
         }
     }
     Ok(load.into_iter().collect())
+}
+
+/// Messages with queued parts bound to `modem` (one range of the
+/// `out_parts_due` index).
+fn bound_messages(conn: &Connection, modem: &str) -> Result<Vec<MessageId>> {
+    conn.prepare_cached(
+        "SELECT DISTINCT message_id FROM out_parts
+         WHERE state = 'queued' AND bound_modem = ?1",
+    )
+    .and_then(|mut st| {
+        st.query_map([modem], |r| Ok(MessageId(r.get(0)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+    })
+    .map_err(StoreError::sql("find messages bound to a modem"))
+}
+
+/// Unbinds every message bound to `modem` that it has not started (no
+/// part in flight or sent) and that is not pinned, so another modem takes
+/// it: for bindings left by an earlier run, or a modem gone for a while.
+/// Returns how many messages were freed.
+pub(crate) fn unbind_modem(conn: &Connection, modem: &str) -> Result<u64> {
+    check_id("modem", modem)?;
+    let mut freed = 0;
+    for m in bound_messages(conn, modem)? {
+        if unbind_if_unsent(conn, m)? {
+            freed += 1;
+        }
+    }
+    if freed > 0 {
+        tracing::info!(modem, messages = freed, "unstarted work unbound");
+    }
+    Ok(freed)
+}
+
+/// Fails the remaining parts of unpinned messages that are partly sent
+/// through `modem`: they cannot go through another SIM, because the
+/// recipient's phone joins the parts of a concatenated message by the
+/// sender's number (TS 23.040 §9.2.3.24.1), which differs per SIM. The
+/// engine calls this once the modem has been absent longer than it is
+/// willing to wait. Returns how many parts failed.
+pub(crate) fn fail_stranded(conn: &Connection, modem: &str, now_ms: i64) -> Result<u64> {
+    check_id("modem", modem)?;
+    let op = "fail stranded parts";
+    let reason = format!(
+        "partly sent through modem {modem}, which did not come back: the remaining parts \
+         cannot go through another SIM (the phone joins parts by sender number)"
+    );
+    let mut failed = 0u64;
+    for m in bound_messages(conn, modem)? {
+        let stranded = conn
+            .prepare_cached(
+                "SELECT 1 FROM out_messages m WHERE m.id = ?1 AND m.pin_modem IS NULL
+                 AND EXISTS (SELECT 1 FROM out_parts p WHERE p.message_id = m.id
+                             AND p.state IN ('sent', 'delivered'))",
+            )
+            .and_then(|mut st| st.exists([m.0]))
+            .map_err(StoreError::sql(op))?;
+        if !stranded {
+            continue;
+        }
+        let n = conn
+            .prepare_cached(
+                "UPDATE out_parts SET state = 'failed', reason = ?2, current_attempt = NULL
+                 WHERE message_id = ?1 AND state = 'queued'",
+            )
+            .and_then(|mut st| st.execute(params![m.0, reason]))
+            .map_err(StoreError::sql(op))?;
+        for _ in 0..n {
+            registry::bump_daily(conn, modem, now_ms, Daily::Failed)?;
+        }
+        tracing::warn!(modem, message_id = %m, parts = n, "partly sent message failed: its modem did not come back");
+        failed += n as u64;
+        refresh(conn, m, now_ms)?;
+    }
+    Ok(failed)
 }
