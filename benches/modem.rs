@@ -29,6 +29,7 @@ fn bench(c: &mut Criterion) {
             seed: 7,
             pin: None,
             latency: Duration::ZERO,
+            send_time: Duration::ZERO,
             report_delay: Duration::from_millis(500),
             numbers: (0..2).map(|k| format!("+1555000000{k}")).collect(),
             profile: smsgate::hardware::builtin_profile("generic").expect("profile"),

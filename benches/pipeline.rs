@@ -15,85 +15,16 @@
 //! `PIPELINE_MODEMS=4 PIPELINE_MESSAGES=2000 PIPELINE_INBOUND=300
 //! cargo bench --bench pipeline`
 
-use std::path::Path;
+mod common;
+
 use std::time::{Duration, Instant};
 
-use nix::sys::resource::{getrusage, UsageWho};
-use smsgate::daemon::engine::{Engine, EngineConfig, OutboundRequest};
-use smsgate::modem::{self, ModemConfig, RejectedPins};
+use common::{control, cpu, env, modem_config, peak_rss_kib, percentile, wait_drained, wait_ready};
+use common::{OUTSIDE, WAIT};
+use smsgate::daemon::engine::{Engine, EngineConfig};
+use smsgate::modem::{self, RejectedPins};
 use smsgate::pdu::{encode_submit, Address, SubmitOptions};
-use smsgate::sim::runtime::{self, SimConfig};
 use smsgate::store::{InboundId, Store, StoreConfig};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
-use tokio::sync::oneshot;
-
-const WAIT: Duration = Duration::from_secs(120);
-const OUTSIDE: &str = "+4915112345678";
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// User + system CPU time of the process so far.
-fn cpu() -> Duration {
-    match getrusage(UsageWho::RUSAGE_SELF) {
-        Ok(u) => {
-            let t = |tv: nix::sys::time::TimeVal| {
-                Duration::from_secs(tv.tv_sec().max(0) as u64)
-                    + Duration::from_micros(tv.tv_usec().max(0) as u64)
-            };
-            t(u.user_time()) + t(u.system_time())
-        }
-        Err(_) => Duration::ZERO,
-    }
-}
-
-/// Peak resident set size in KiB.
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn modem_config(dir: &Path, k: usize) -> ModemConfig {
-    let mut c = ModemConfig::new(format!("m{k}"), dir.join(format!("modem{k}")));
-    c.queue = 256;
-    c
-}
-
-/// One request to the simulator's control socket.
-async fn control(dir: &Path, line: String) {
-    let stream = UnixStream::connect(dir.join("sim.sock"))
-        .await
-        .expect("sim socket");
-    let (r, mut w) = stream.into_split();
-    w.write_all(line.as_bytes()).await.expect("write");
-    w.write_all(b"\n").await.expect("write");
-    let mut answer = String::new();
-    BufReader::new(r)
-        .read_line(&mut answer)
-        .await
-        .expect("answer");
-    assert!(answer.contains("\"ok\":true"), "{answer}");
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing to parse.
@@ -107,28 +38,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let sim = rt.spawn(runtime::run(
-        SimConfig {
-            seed: 7,
-            pin: None,
-            latency: Duration::ZERO,
-            report_delay: Duration::from_millis(500),
-            numbers: (0..n).map(|i| format!("+1555{i:07}")).collect(),
-            profile: smsgate::hardware::builtin_profile("generic").expect("profile"),
-            dir: dir.path().to_path_buf(),
-        },
-        async {
-            let _ = stop_rx.await;
-        },
-        |_| {
-            let _ = ready_tx.send(());
-        },
-    ));
-    rt.block_on(async { tokio::time::timeout(WAIT, ready_rx).await })
-        .expect("simulator ready in time")
-        .expect("simulator started");
+    let sim = common::start_sim(&rt, dir.path(), n, Duration::ZERO);
     println!("pipeline: {n} modems, {m} outbound messages, {k} inbound messages");
 
     // ---- baseline: the actors alone
@@ -199,51 +109,13 @@ fn main() {
         for i in 0..n {
             engine.add_modem(modem_config(dir.path(), i)).expect("add");
         }
-        let t = Instant::now();
-        while engine
-            .modems()
-            .iter()
-            .filter(|v| v.snapshot.state == "ready")
-            .count()
-            < n
-        {
-            assert!(t.elapsed() < WAIT, "modems not ready");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_ready(&engine, n).await;
         // Outbound: 32 clients submitting concurrently.
         let (t0, c0) = (Instant::now(), cpu());
-        let clients: Vec<_> = (0..32)
-            .map(|c| {
-                let engine = engine.clone();
-                tokio::spawn(async move {
-                    let mut i = c;
-                    while i < m {
-                        engine
-                            .send(OutboundRequest {
-                                to: OUTSIDE.into(),
-                                text: format!("benchmark {i}"),
-                                ..OutboundRequest::default()
-                            })
-                            .await
-                            .expect("queued");
-                        i += 32;
-                    }
-                })
-            })
-            .collect();
-        for c in clients {
-            c.await.expect("client");
-        }
+        common::enqueue(&engine, m, 32).await;
         let queued_in = t0.elapsed();
+        wait_drained(&engine, WAIT * 5).await;
         let mut cursor = engine.store().subscribe();
-        loop {
-            let s = engine.store().stats().await.expect("stats");
-            if s.parts_queued + s.parts_sending == 0 {
-                break;
-            }
-            assert!(t0.elapsed() < WAIT * 5, "outbound did not drain: {s:?}");
-            let _ = tokio::time::timeout(Duration::from_millis(50), cursor.changed()).await;
-        }
         let (dt, dc) = (t0.elapsed(), cpu() - c0);
         println!(
             "engine outbound: all {m} committed in {:.2} s, all sent in {:.2} s",
@@ -299,6 +171,6 @@ fn main() {
         out_cpu.as_secs_f64() / base_cpu.as_secs_f64().max(1e-9)
     );
     println!("peak RSS: {} KiB", peak_rss_kib());
-    let _ = stop_tx.send(());
-    let _ = rt.block_on(sim);
+    let _ = sim.stop.send(());
+    let _ = rt.block_on(sim.task);
 }

@@ -23,6 +23,7 @@ fn bench(c: &mut Criterion) {
         profile: smsgate::hardware::builtin_profile("generic").expect("profile"),
         latency: Duration::ZERO,
         pin: None,
+        send_time: Duration::ZERO,
         report_delay: Duration::from_secs(1),
         seed: 1,
     };

@@ -120,6 +120,7 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
         profile,
         latency: Duration::ZERO,
         pin: None,
+        send_time: Duration::ZERO,
         report_delay: Duration::from_millis(300),
         seed: 1,
     };

@@ -61,6 +61,10 @@ pub struct RunArgs {
     /// Delay before every final result (0ms, 500ms, 2s).
     #[arg(long, default_value = "0ms")]
     pub latency: String,
+    /// Extra time every AT+CMGS takes before its result: how long the
+    /// network needs to accept a message (0ms instant, 2s realistic).
+    #[arg(long, default_value = "0ms")]
+    pub send_time: String,
     /// Comma-separated phone numbers, one per modem [default: +15550000000, +15550000001, ...].
     #[arg(long, value_delimiter = ',')]
     pub numbers: Option<Vec<String>>,
@@ -149,6 +153,8 @@ pub fn config(args: RunArgs) -> Result<SimConfig, SimError> {
         profile: hardware::builtin_profile(&args.profile)?,
         latency: parse_duration(&args.latency)
             .map_err(|e| SimError::Invalid(format!("--latency: {e}")))?,
+        send_time: parse_duration(&args.send_time)
+            .map_err(|e| SimError::Invalid(format!("--send-time: {e}")))?,
         pin: args.pin,
         report_delay: parse_duration(&args.report_delay)
             .map_err(|e| SimError::Invalid(format!("--report-delay: {e}")))?,

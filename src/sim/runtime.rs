@@ -684,6 +684,9 @@ pub struct SimConfig {
     pub profile: Profile,
     /// Added before every final result.
     pub latency: Duration,
+    /// Added to the final result of every `+CMGS` (a realistic network
+    /// takes about 2 s to accept a message); zero for instant modems.
+    pub send_time: Duration,
     /// The SIM PIN, if the SIMs ask for one.
     pub pin: Option<String>,
     /// Delay between delivery and its status report.
@@ -745,7 +748,7 @@ pub async fn run(
         let link = dir.join(format!("modem{i}"));
         let seed = config.seed.wrapping_mul(1_000_003).wrapping_add(i as u64);
         // On error, tasks built so far drop here and remove their links.
-        let task = ModemTask::new(
+        let mut task = ModemTask::new(
             i,
             identity,
             &config.profile,
@@ -755,6 +758,7 @@ pub async fn run(
             rx,
             network.clone(),
         )?;
+        task.modem.set_send_time(config.send_time);
         tasks.push(task);
     }
     let infos: Vec<ModemInfo> = tasks.iter().map(ModemTask::info).collect();

@@ -272,6 +272,9 @@ pub struct SimModem {
     profile: String,
     cfg: SimConfig,
     latency: Duration,
+    /// Added to the final result of `+CMGS` only: the time the network
+    /// takes to accept a message (a real one takes 1 to 3 s).
+    send_time: Duration,
     rng: u64,
     faults: Faults,
     power: Power,
@@ -334,6 +337,7 @@ impl SimModem {
             id: identity,
             profile: profile.id.clone(),
             latency,
+            send_time: Duration::ZERO,
             rng: seed,
             faults: Faults::default(),
             power: Power::On,
@@ -525,6 +529,13 @@ impl SimModem {
     /// The faults in force now.
     pub fn faults(&self) -> Faults {
         self.faults
+    }
+
+    /// Makes every `+CMGS` take `send_time` more before its final result
+    /// (on top of the latency): a modem busy sending for that long, while
+    /// other commands stay as fast as the latency says.
+    pub fn set_send_time(&mut self, send_time: Duration) {
+        self.send_time = send_time;
     }
 
     /// Reboot now (as `AT+CFUN=1,1` does): volatile settings reset, boot
@@ -1134,7 +1145,16 @@ impl SimModem {
         };
         let mut answer = self.frame_info(&info);
         answer.extend(self.frame_final(result));
-        let due = self.reply_due(now);
+        let sending = matches!(
+            p.kind,
+            PromptKind::SendPdu { .. } | PromptKind::SendText { .. }
+        );
+        let due = self.reply_due(now)
+            + if sending {
+                self.send_time
+            } else {
+                Duration::ZERO
+            };
         self.queue(due, answer);
         self.release_held(now);
     }

@@ -350,6 +350,23 @@ fn latency_is_honoured_via_next_wakeup() {
 }
 
 #[test]
+fn send_time_delays_only_the_cmgs_result() {
+    let mut d = Dte::new("generic").quiet_echo();
+    d.m.set_send_time(Duration::from_secs(2));
+    // Other commands stay instant.
+    assert_eq!(d.at("AT"), OK);
+    assert_eq!(d.at("AT+CMGS=31"), "\r\n> ");
+    assert_eq!(d.send(format!("{SUBMIT}\x1a").as_bytes()), "");
+    d.advance(Duration::from_millis(1999));
+    assert_eq!(d.read(), "");
+    d.advance(Duration::from_millis(1));
+    assert_eq!(d.read(), ok("+CMGS: 1"));
+    // Writing to storage is not sending: no send time.
+    assert_eq!(d.at("AT+CMGW=31"), "\r\n> ");
+    assert_eq!(d.send(format!("{SUBMIT}\x1a").as_bytes()), ok("+CMGW: 1"));
+}
+
+#[test]
 fn pin_and_puk_flow() {
     let mut d = Dte::with_pin("1234").quiet_echo();
     d.at("AT+CMEE=1");
