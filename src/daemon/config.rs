@@ -102,6 +102,10 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[retry]`: temporary send failures.
     pub retry: RetrySection,
+    /// `[privacy]`: consent policy, keywords, handles (docs/privacy.md).
+    pub privacy: crate::privacy::PrivacyConfig,
+    /// `[retention]`: how long message text and metadata are kept.
+    pub retention: crate::privacy::RetentionConfig,
 }
 
 /// `[bus]`.
@@ -439,6 +443,23 @@ impl Config {
             r.backoff_min_secs,
             7 * 86_400,
         )?;
+
+        // The privacy layer knows its own rules; its errors name the key.
+        for checked in [self.privacy.validate(), self.retention.validate()] {
+            match checked {
+                Ok(()) => {}
+                Err(crate::privacy::PrivacyError::Config { key, message }) => {
+                    return invalid(key, message)
+                }
+                Err(e) => return invalid("privacy", e.to_string()),
+            }
+        }
+        for u in &self.privacy.see_numbers_users {
+            account_name("privacy.see_numbers_users", u)?;
+        }
+        for g in &self.privacy.see_numbers_groups {
+            account_name("privacy.see_numbers_groups", g)?;
+        }
         Ok(())
     }
 
