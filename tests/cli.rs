@@ -32,7 +32,7 @@ impl Gateway {
     fn start() -> Gateway {
         let mut g = Gateway::sim_only();
         g.gate.write_config(&format!(
-            "[discovery]\ndir = \"{}\"\n",
+            "[discovery]\ndir = \"{}\"\n[privacy]\npolicy = \"open\"\n",
             g.sim.dir().display()
         ));
         g.gate.start(&[]);
