@@ -791,6 +791,28 @@ mod tests {
     }
 
     #[test]
+    fn privacy_and_retention_sections_are_checked() {
+        let c = parse("[privacy]\npolicy = \"open\"\nsee_numbers_users = [\"alice\"]\n[retention]\ntext_days = 7\n").unwrap();
+        assert_eq!(c.privacy.policy, crate::privacy::Policy::Open);
+        assert_eq!(c.retention.text_days, 7);
+        assert_eq!(c.bus_config().see_numbers_users, vec!["alice".to_owned()]);
+        assert_eq!(
+            parse("").unwrap().privacy.policy,
+            crate::privacy::Policy::OptIn
+        );
+        let e = err("[privacy]\npolicyy = \"open\"\n");
+        assert!(e.contains("privacy.policyy"), "{e}");
+        let e = err("[privacy]\npolicy = \"closed\"\n");
+        assert!(e.contains("privacy.policy"), "{e}");
+        let e = err("[privacy]\ndefault_region = \"XX\"\n");
+        assert!(e.contains("privacy.default_region"), "{e}");
+        let e = err("[retention]\ntext_days = 40\nmeta_days = 30\n");
+        assert!(e.contains("retention.meta_days"), "{e}");
+        let e = err("[privacy]\nsee_numbers_groups = [\"bad name\"]\n");
+        assert!(e.contains("privacy.see_numbers_groups"), "{e}");
+    }
+
+    #[test]
     fn wrong_type_names_the_key_and_line() {
         let e = err("[bus]\n\nmax_parts = \"ten\"\n");
         assert!(e.contains("`bus.max_parts` at line 3"), "{e}");
