@@ -171,6 +171,20 @@ fn opt_in_hold_join_release_stop_start_help_handle_and_forget() {
     assert_eq!(ev["from"], other, "{ev}");
     let r = admin.request(json!({"op": "forget", "who": "sms:aaaaaaaaaaaaaaaa"}));
     assert_eq!(r["ok"], true, "an unknown handle is audited too: {r}");
+    // The CLI: `smsgate forget` prints what was erased.
+    let out = std::process::Command::new(common::daemon::BIN)
+        .args(["forget", other, "--socket"])
+        .arg(gate.socket())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("inbound: 1"), "{stdout}");
+    assert!(!db_bytes_contain(gate.dir.path(), "from someone else"));
 }
 
 #[test]
