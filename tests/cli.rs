@@ -189,7 +189,7 @@ fn send_wait_sent_and_delivered_print_the_final_state() {
         "{v}"
     );
     let out = g.cli(&["status", &id.to_string()]);
-    assert!(text(&out.stdout).starts_with(&format!("message {id} to +4930123: ")));
+    assert!(text(&out.stdout).starts_with(&format!("message {id} to +4930123457: ")));
 }
 
 #[test]
