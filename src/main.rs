@@ -29,6 +29,8 @@ enum Command {
     Status(cli::status::StatusArgs),
     /// The daemon's modems as a table.
     Modems(cli::modems::ModemsArgs),
+    /// Erase everything stored about a number or handle (admin).
+    Forget(cli::forget::ForgetArgs),
     /// Check the host, the modems and the daemon, and explain what is wrong.
     Doctor(cli::doctor::DoctorArgs),
     /// The whole system with two simulated modems, in seconds, no hardware needed.
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Inbox(args) => cli::inbox::run(args),
         Command::Status(args) => cli::status::run(args),
         Command::Modems(args) => cli::modems::run(args),
+        Command::Forget(args) => cli::forget::run(args),
         Command::Doctor(args) => cli::doctor::run(args),
         Command::Demo(args) => cli::demo::run(args),
         Command::Run(args) => cli::run::run(args),

@@ -32,7 +32,7 @@ impl Gateway {
     fn start() -> Gateway {
         let mut g = Gateway::sim_only();
         g.gate.write_config(&format!(
-            "[discovery]\ndir = \"{}\"\n",
+            "[discovery]\ndir = \"{}\"\n[privacy]\npolicy = \"open\"\n",
             g.sim.dir().display()
         ));
         g.gate.start(&[]);
@@ -110,7 +110,14 @@ fn send_prints_an_id_and_exits_0() {
 fn send_several_recipients_and_text_from_stdin() {
     let g = Gateway::start();
     let mut child = Command::new(BIN)
-        .args(["send", "--to", "+4930111", "--to", "+4930222", "--socket"])
+        .args([
+            "send",
+            "--to",
+            "+4930111111",
+            "--to",
+            "+4930222222",
+            "--socket",
+        ])
         .arg(g.socket())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -131,7 +138,7 @@ fn send_several_recipients_and_text_from_stdin() {
     assert_ne!(ids[0], ids[1]);
     g.eventually("both in the outbox", || {
         let outbox = g.sim_ctl(&["outbox"]);
-        ["+4930111", "+4930222"].iter().all(|to| {
+        ["+4930111111", "+4930222222"].iter().all(|to| {
             outbox
                 .iter()
                 .any(|m| m["to"] == *to && m["text"] == "from stdin")
@@ -142,7 +149,15 @@ fn send_several_recipients_and_text_from_stdin() {
 #[test]
 fn send_wait_sent_and_delivered_print_the_final_state() {
     let g = Gateway::start();
-    let out = g.cli(&["send", "--to", "+4930123", "--text", "w", "--wait", "sent"]);
+    let out = g.cli(&[
+        "send",
+        "--to",
+        "+4930123457",
+        "--text",
+        "w",
+        "--wait",
+        "sent",
+    ]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     // Scripts do `id=$(smsgate send ... --wait sent)`: stdout is the id
     // alone; the final state goes to stderr.
@@ -159,7 +174,7 @@ fn send_wait_sent_and_delivered_print_the_final_state() {
     let out = g.cli(&[
         "send",
         "--to",
-        "+4930124",
+        "+4930124567",
         "--text",
         "d",
         "--wait",
@@ -169,7 +184,7 @@ fn send_wait_sent_and_delivered_print_the_final_state() {
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["state"], "delivered");
-    assert_eq!(v["to"], "+4930124");
+    assert_eq!(v["to"], "+4930124567");
 
     // status of the first one, as JSON and for people.
     let out = g.cli(&["status", &id.to_string(), "--json"]);
@@ -181,7 +196,7 @@ fn send_wait_sent_and_delivered_print_the_final_state() {
         "{v}"
     );
     let out = g.cli(&["status", &id.to_string()]);
-    assert!(text(&out.stdout).starts_with(&format!("message {id} to +4930123: ")));
+    assert!(text(&out.stdout).starts_with(&format!("message {id} to +4930123457: ")));
 }
 
 #[test]

@@ -78,6 +78,18 @@ impl Access {
         access
     }
 
+    /// Who sees phone numbers instead of handles: root, the daemon's own
+    /// user and the `see_numbers_*` lists (the socket's group gives no
+    /// such right).
+    pub fn see_numbers(config: &BusConfig) -> Access {
+        Access::from_config(&BusConfig {
+            group: None,
+            allow_users: config.see_numbers_users.clone(),
+            allow_groups: config.see_numbers_groups.clone(),
+            ..BusConfig::default()
+        })
+    }
+
     /// Whether `peer` may use the bus.
     pub fn allows(&self, peer: &Peer) -> bool {
         if peer.uid == 0 || peer.uid == self.own_uid || self.uids.contains(&peer.uid) {

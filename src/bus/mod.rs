@@ -20,6 +20,8 @@ pub mod server;
 use std::future::Future;
 use std::path::PathBuf;
 
+use tokio::sync::watch;
+
 use crate::modem::ModemView;
 use crate::store::{Enqueued, Store};
 
@@ -39,7 +41,47 @@ pub trait Backend: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Enqueued, EngineError>> + Send;
     /// The modems as the `modems` op shows them.
     fn modems(&self) -> Vec<ModemView>;
+
+    /// The event-log cursor up to which inbound messages have been
+    /// decided by the privacy gate: a subscription shows no event past
+    /// it, so a message is never relayed before it was decided. Without
+    /// a gate, the store's own cursor.
+    fn gated(&self) -> watch::Receiver<u64> {
+        self.store().subscribe()
+    }
+
+    /// How a phone number is shown to a peer (its `sms:` handle unless the
+    /// peer may see numbers). Without a gate, the number itself.
+    fn show(&self, number: &str, see_numbers: bool) -> String {
+        let _ = see_numbers;
+        number.to_owned()
+    }
+
+    /// Maps a send's `to` (a number or a handle) to the number to send
+    /// to, or refuses it with a bus error code and message (`opted_out`,
+    /// `invalid_number`, `not_found`). Without a gate, `to` unchanged.
+    fn recipient(&self, to: String) -> impl Future<Output = Result<String, Refusal>> + Send {
+        async move { Ok(to) }
+    }
+
+    /// Erases everything about a number or handle (the `forget` op) and
+    /// says what was erased.
+    fn forget(
+        &self,
+        who: String,
+    ) -> impl Future<Output = Result<serde_json::Value, Refusal>> + Send {
+        let _ = who;
+        async move {
+            Err((
+                "unavailable",
+                "this daemon has no privacy layer to forget with".to_owned(),
+            ))
+        }
+    }
 }
+
+/// A refused request: the bus error code and a message.
+pub type Refusal = (&'static str, String);
 
 /// Where the socket lives and who may use it (`[bus]` in the config).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +96,11 @@ pub struct BusConfig {
     pub allow_groups: Vec<String>,
     /// Longest accepted request line in bytes (default 65536).
     pub max_line: usize,
+    /// Users whose clients see phone numbers instead of `sms:` handles
+    /// (root and the daemon's own user always do).
+    pub see_numbers_users: Vec<String>,
+    /// Groups whose members' clients see phone numbers.
+    pub see_numbers_groups: Vec<String>,
 }
 
 impl Default for BusConfig {
@@ -64,6 +111,8 @@ impl Default for BusConfig {
             allow_users: Vec::new(),
             allow_groups: Vec::new(),
             max_line: protocol::MAX_LINE,
+            see_numbers_users: Vec::new(),
+            see_numbers_groups: Vec::new(),
         }
     }
 }

@@ -58,6 +58,9 @@ pub enum ErrorCode {
     Unavailable,
     /// A bug or an unexpected failure; see the daemon's log.
     Internal,
+    /// The recipient sent STOP: smsgate no longer sends to them until
+    /// they send JOIN/START again (docs/privacy.md).
+    OptedOut,
     /// A code from a newer server, kept as sent.
     Unknown(String),
 }
@@ -80,13 +83,14 @@ impl ErrorCode {
             ErrorCode::LineTooLong => "line_too_long",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::OptedOut => "opted_out",
             ErrorCode::Unknown(raw) => raw,
         }
     }
 
     /// Parses a wire code; anything unknown is kept as `Unknown`.
     pub fn parse(code: &str) -> ErrorCode {
-        const KNOWN: [ErrorCode; 14] = [
+        const KNOWN: [ErrorCode; 15] = [
             ErrorCode::BadJson,
             ErrorCode::UnknownOp,
             ErrorCode::MissingField,
@@ -101,6 +105,7 @@ impl ErrorCode {
             ErrorCode::LineTooLong,
             ErrorCode::Unavailable,
             ErrorCode::Internal,
+            ErrorCode::OptedOut,
         ];
         KNOWN
             .into_iter()
@@ -187,6 +192,11 @@ pub enum Request {
     Modems,
     /// Counters.
     Stats,
+    /// Erase everything about a person (admin: peers that see numbers).
+    Forget {
+        /// A phone number or an `sms:` handle.
+        who: String,
+    },
 }
 
 impl Request {
@@ -201,6 +211,7 @@ impl Request {
             Request::Subscribe { .. } => "subscribe",
             Request::Modems => "modems",
             Request::Stats => "stats",
+            Request::Forget { .. } => "forget",
         }
     }
 }
@@ -351,6 +362,9 @@ fn parse_op(op: &str, f: &Fields<'_>) -> Result<Request, RequestError> {
         },
         "modems" => Request::Modems,
         "stats" => Request::Stats,
+        "forget" => Request::Forget {
+            who: f.req_str("who")?,
+        },
         other => {
             return Err(RequestError::new(
                 ErrorCode::UnknownOp,

@@ -51,6 +51,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Settings that `reconfigure` may change while clients stay connected.
 struct Shared {
     access: RwLock<Access>,
+    /// Who sees numbers instead of handles.
+    see: RwLock<Access>,
     max_line: AtomicUsize,
     clients: AtomicUsize,
 }
@@ -58,6 +60,13 @@ struct Shared {
 impl Shared {
     fn allows(&self, peer: &Peer) -> bool {
         match self.access.read() {
+            Ok(a) => a.allows(peer),
+            Err(poisoned) => poisoned.into_inner().allows(peer),
+        }
+    }
+
+    fn sees_numbers(&self, peer: &Peer) -> bool {
+        match self.see.read() {
             Ok(a) => a.allows(peer),
             Err(poisoned) => poisoned.into_inner().allows(peer),
         }
@@ -80,6 +89,7 @@ impl Server {
         let listener = create_socket(&config)?;
         let shared = Arc::new(Shared {
             access: RwLock::new(Access::from_config(&config)),
+            see: RwLock::new(Access::see_numbers(&config)),
             max_line: AtomicUsize::new(config.max_line.max(1)),
             clients: AtomicUsize::new(0),
         });
@@ -106,6 +116,11 @@ impl Server {
         match self.shared.access.write() {
             Ok(mut a) => *a = access,
             Err(poisoned) => *poisoned.into_inner() = access,
+        }
+        let see = Access::see_numbers(&config);
+        match self.shared.see.write() {
+            Ok(mut a) => *a = see,
+            Err(poisoned) => *poisoned.into_inner() = see,
         }
         self.shared
             .max_line
@@ -363,11 +378,15 @@ async fn connection<B: Backend>(
 
     shared.clients.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(uid = peer.uid, pid = ?peer.pid, "bus client connected");
+    // Decided once per connection: a reload that grants the right applies
+    // to the next connection.
+    let see = shared.sees_numbers(&peer);
     let mut conn = Conn {
         backend,
         shared: Arc::clone(&shared),
         tx,
         peer,
+        see,
         client: None,
         subscription: None,
         pending: None,
@@ -420,6 +439,8 @@ struct Conn<B: Backend> {
     shared: Arc<Shared>,
     tx: mpsc::Sender<Out>,
     peer: Peer,
+    /// This peer sees phone numbers (else `sms:` handles).
+    see: bool,
     client: Option<String>,
     subscription: Option<JoinHandle<()>>,
     /// A subscription to start once its reply is queued (so the reply
@@ -463,7 +484,7 @@ impl<B: Backend> Conn<B> {
                     "version": protocol::PROTOCOL_VERSION,
                     "server": concat!("smsgate ", env!("CARGO_PKG_VERSION")),
                     "user": self.peer.user_name(),
-                    "see_numbers": true,
+                    "see_numbers": self.see,
                 }))
             }
             Request::Send(fields) => self.send(fields).await,
@@ -473,7 +494,11 @@ impl<B: Backend> Conn<B> {
                     .outbound_status(MessageId(message))
                     .await
                     .map_err(store_failure)?;
-                Ok(status_fields(&s))
+                let mut v = status_fields(&s);
+                if let Some(to) = v.get_mut("to") {
+                    *to = Value::String(self.backend.show(&s.recipient, self.see));
+                }
+                Ok(v)
             }
             Request::Cancel { message } => {
                 let id = MessageId(message);
@@ -505,6 +530,19 @@ impl<B: Backend> Conn<B> {
                 Ok(json!({ "cursor": start }))
             }
             Request::Modems => Ok(json!({ "modems": self.backend.modems() })),
+            Request::Forget { who } => {
+                if !self.see {
+                    return Err((
+                        "not_allowed",
+                        "forget needs the see-numbers right (root, the daemon's user, \
+                         [privacy] see_numbers_users/groups)"
+                            .to_owned(),
+                    ));
+                }
+                let erased = self.backend.forget(who).await?;
+                tracing::info!(client = ?self.client, "bus: forget done");
+                Ok(erased)
+            }
             Request::Stats => {
                 let stats = self.store().stats().await.map_err(store_failure)?;
                 let mut v = serde_json::to_value(stats).unwrap_or_else(|_| json!({}));
@@ -520,8 +558,9 @@ impl<B: Backend> Conn<B> {
     }
 
     async fn send(&mut self, f: SendFields) -> Result<Value, Failure> {
+        let to = self.backend.recipient(f.to).await?;
         let req = OutboundRequest {
-            to: f.to,
+            to,
             text: f.text,
             key: f.key,
             modem: f.modem,
@@ -557,6 +596,7 @@ impl<B: Backend> Conn<B> {
                 self.tx.clone(),
                 mask,
                 start,
+                self.see,
             )));
         }
     }
@@ -565,9 +605,17 @@ impl<B: Backend> Conn<B> {
 /// Tails the event log for one subscriber: first the inbound messages
 /// nobody acknowledged yet (at-least-once), then every event after
 /// `start`, waiting on the store's cursor watch when caught up.
-async fn subscription<B: Backend>(backend: B, tx: mpsc::Sender<Out>, mask: EventMask, start: u64) {
+async fn subscription<B: Backend>(
+    backend: B,
+    tx: mpsc::Sender<Out>,
+    mask: EventMask,
+    start: u64,
+    see: bool,
+) {
     let store = backend.store().clone();
-    let mut wake = store.subscribe();
+    // The privacy gate's cursor, not the store's: nothing is shown before
+    // the gate decided it.
+    let mut wake = backend.gated();
     // Unacked messages sent up front; their log entries after `start` are
     // skipped so a message is not sent twice in one subscription.
     let mut replayed = HashSet::new();
@@ -584,10 +632,25 @@ async fn subscription<B: Backend>(backend: B, tx: mpsc::Sender<Out>, mask: Event
                 }
             };
             let full = page.len() >= PAGE as usize;
+            // Every message of the page has its completion logged by now:
+            // wait until the gate decided up to there, then show only what
+            // it relayed (neither deleted nor held).
+            let logged = *store.subscribe().borrow();
+            if wake.wait_for(|gated| *gated >= logged).await.is_err() {
+                return;
+            }
             for m in page {
                 after = m.id;
+                let line = match relayed(&backend, start, m.id, see).await {
+                    Ok(Some(line)) => line,
+                    Ok(None) => continue,
+                    Err(StoreError::Closed) => return,
+                    Err(e) => {
+                        tracing::warn!(inbound = %m.id, error = %e, "bus: cannot replay a message; skipped");
+                        continue;
+                    }
+                };
                 replayed.insert(m.id);
-                let line = inbound_event(start, &m).to_string();
                 if tx.send(Out::Inbound(line, m.id)).await.is_err() {
                     return;
                 }
@@ -599,7 +662,7 @@ async fn subscription<B: Backend>(backend: B, tx: mpsc::Sender<Out>, mask: Event
     }
     let mut cursor = start;
     loop {
-        wake.borrow_and_update();
+        let gated = *wake.borrow_and_update();
         let events = match store.events_since(cursor, PAGE).await {
             Ok(ev) => ev,
             Err(StoreError::Closed) => return,
@@ -609,6 +672,7 @@ async fn subscription<B: Backend>(backend: B, tx: mpsc::Sender<Out>, mask: Event
                 continue;
             }
         };
+        let events: Vec<_> = events.into_iter().filter(|e| e.cursor <= gated).collect();
         if events.is_empty() {
             if wake.changed().await.is_err() {
                 return;
@@ -616,7 +680,8 @@ async fn subscription<B: Backend>(backend: B, tx: mpsc::Sender<Out>, mask: Event
             continue;
         }
         for ev in events {
-            let out = match event_line(&backend, &mut replayed, mask, ev.cursor, ev.kind).await {
+            let out = match event_line(&backend, &mut replayed, mask, ev.cursor, ev.kind, see).await
+            {
                 Ok(out) => out,
                 Err(StoreError::Closed) => return,
                 Err(e) => {
@@ -653,6 +718,7 @@ async fn event_line<B: Backend>(
     mask: EventMask,
     cursor: u64,
     kind: EventKind,
+    see: bool,
 ) -> Result<Option<Out>, StoreError> {
     let store = backend.store();
     Ok(match kind {
@@ -660,8 +726,9 @@ async fn event_line<B: Backend>(
             if replayed.remove(&message) {
                 return Ok(None);
             }
-            found(store.inbound(message).await)?
-                .map(|m| Out::Inbound(inbound_event(cursor, &m).to_string(), message))
+            relayed(backend, cursor, message, see)
+                .await?
+                .map(|line| Out::Inbound(line, message))
         }
         EventKind::MessageState {
             message,
@@ -678,4 +745,27 @@ async fn event_line<B: Backend>(
         }
         _ => None,
     })
+}
+
+/// The `inbound` event line for a message the gate relayed, or `None`
+/// when it is gone (deleted, purged) or held. `from` is the sender's
+/// handle unless the peer sees numbers.
+async fn relayed<B: Backend>(
+    backend: &B,
+    cursor: u64,
+    message: InboundId,
+    see: bool,
+) -> Result<Option<String>, StoreError> {
+    let store = backend.store();
+    let Some(m) = found(store.inbound(message).await)? else {
+        return Ok(None);
+    };
+    if store.is_held(message).await? {
+        return Ok(None);
+    }
+    let mut v = inbound_event(cursor, &m);
+    if let Some(from) = v.get_mut("from") {
+        *from = Value::String(backend.show(&m.sender, see));
+    }
+    Ok(Some(v.to_string()))
 }

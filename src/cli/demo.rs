@@ -23,8 +23,9 @@ use crate::daemon::{Config, Daemon};
 use crate::sim::control::{self, Request};
 use crate::sim::runtime::{self as sim_runtime, SimConfig};
 
-/// The simulated phone outside the gateway (a test-range number).
-const PHONE: &str = "+15557654321";
+/// The simulated phone outside the gateway (a valid mobile number: sends
+/// are normalised to E.164 and invalid numbers refused, docs/privacy.md).
+const PHONE: &str = "+4915112345678";
 /// The gateway's two SIM numbers.
 const NUMBERS: [&str; 2] = ["+15550000000", "+15550000001"];
 
@@ -87,6 +88,9 @@ pub fn demo_config(dir: &Path) -> Config {
     config.store.path = dir.join("smsgate.db");
     config.discovery.dir = dir.join("sim");
     config.discovery.enabled = true;
+    // The demo's simulated senders never send JOIN: relay everyone (STOP
+    // is still honoured), as `policy = "open"` does.
+    config.privacy.policy = crate::privacy::Policy::Open;
     config
 }
 

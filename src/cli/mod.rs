@@ -5,6 +5,7 @@
 pub mod client;
 pub mod demo;
 pub mod doctor;
+pub mod forget;
 pub mod inbox;
 pub mod modems;
 pub mod pdu;

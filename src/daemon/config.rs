@@ -102,6 +102,10 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[retry]`: temporary send failures.
     pub retry: RetrySection,
+    /// `[privacy]`: consent policy, keywords, handles (docs/privacy.md).
+    pub privacy: crate::privacy::PrivacyConfig,
+    /// `[retention]`: how long message text and metadata are kept.
+    pub retention: crate::privacy::RetentionConfig,
 }
 
 /// `[bus]`.
@@ -439,6 +443,23 @@ impl Config {
             r.backoff_min_secs,
             7 * 86_400,
         )?;
+
+        // The privacy layer knows its own rules; its errors name the key.
+        for checked in [self.privacy.validate(), self.retention.validate()] {
+            match checked {
+                Ok(()) => {}
+                Err(crate::privacy::PrivacyError::Config { key, message }) => {
+                    return invalid(key, message)
+                }
+                Err(e) => return invalid("privacy", e.to_string()),
+            }
+        }
+        for u in &self.privacy.see_numbers_users {
+            account_name("privacy.see_numbers_users", u)?;
+        }
+        for g in &self.privacy.see_numbers_groups {
+            account_name("privacy.see_numbers_groups", g)?;
+        }
         Ok(())
     }
 
@@ -767,6 +788,28 @@ mod tests {
         assert!(e.contains("per_dya"), "{e}");
         let e = err("[limits]\nper_dya = 3\n");
         assert!(e.contains("unknown key `limits.per_dya`"), "{e}");
+    }
+
+    #[test]
+    fn privacy_and_retention_sections_are_checked() {
+        let c = parse("[privacy]\npolicy = \"open\"\nsee_numbers_users = [\"alice\"]\n[retention]\ntext_days = 7\n").unwrap();
+        assert_eq!(c.privacy.policy, crate::privacy::Policy::Open);
+        assert_eq!(c.retention.text_days, 7);
+        assert_eq!(c.bus_config().see_numbers_users, vec!["alice".to_owned()]);
+        assert_eq!(
+            parse("").unwrap().privacy.policy,
+            crate::privacy::Policy::OptIn
+        );
+        let e = err("[privacy]\npolicyy = \"open\"\n");
+        assert!(e.contains("privacy.policyy"), "{e}");
+        let e = err("[privacy]\npolicy = \"closed\"\n");
+        assert!(e.contains("privacy.policy"), "{e}");
+        let e = err("[privacy]\ndefault_region = \"XX\"\n");
+        assert!(e.contains("privacy.default_region"), "{e}");
+        let e = err("[retention]\ntext_days = 40\nmeta_days = 30\n");
+        assert!(e.contains("retention.meta_days"), "{e}");
+        let e = err("[privacy]\nsee_numbers_groups = [\"bad name\"]\n");
+        assert!(e.contains("privacy.see_numbers_groups"), "{e}");
     }
 
     #[test]

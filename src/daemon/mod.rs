@@ -15,6 +15,7 @@ mod backend;
 pub mod config;
 pub mod discovery;
 pub mod notify;
+pub mod privacy;
 pub mod run;
 
 pub use config::{Config, ConfigError};

@@ -23,6 +23,7 @@ use super::config::{port_name, Config, ConfigError, DEFAULT_PATH};
 use super::discovery::{is_modem, Change, Watcher};
 use super::engine::{Engine, EngineConfig, EngineError};
 use super::notify::Notifier;
+use super::privacy::Privacy;
 use crate::bus::{BusConfig, BusError, Server};
 use crate::modem::ModemConfig;
 use crate::store::{Store, StoreError};
@@ -57,6 +58,9 @@ pub enum DaemonError {
     /// The bus socket could not be set up.
     #[error(transparent)]
     Bus(#[from] BusError),
+    /// The privacy gate could not start (its secret file).
+    #[error("privacy: {0}")]
+    Privacy(#[from] crate::privacy::PrivacyError),
     /// The engine refused a modem.
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -121,6 +125,7 @@ impl ModemKey {
 /// The running daemon: engine, socket, modems.
 pub struct Daemon {
     engine: Engine,
+    privacy: Privacy,
     server: Server,
     socket: PathBuf,
     config_path: Option<PathBuf>,
@@ -157,6 +162,8 @@ impl Config {
             group: self.bus.group.clone(),
             allow_users: self.bus.allow_users.clone(),
             allow_groups: self.bus.allow_groups.clone(),
+            see_numbers_users: self.privacy.see_numbers_users.clone(),
+            see_numbers_groups: self.privacy.see_numbers_groups.clone(),
             ..BusConfig::default()
         }
     }
@@ -175,9 +182,19 @@ impl Daemon {
         let report = store.open_report();
         tracing::info!(path = %config.store.path.display(), ?report, "store open");
         let engine = Engine::start(store.clone(), config.engine_config());
-        let server = match Server::bind(config.bus_config(), engine.clone()).await {
+        // The gate before the socket: no client may see an undecided message.
+        let privacy = match Privacy::start(&config, engine.clone()) {
+            Ok(p) => p,
+            Err(e) => {
+                engine.shutdown(Duration::ZERO).await;
+                store.close().await;
+                return Err(e.into());
+            }
+        };
+        let server = match Server::bind(config.bus_config(), privacy.backend()).await {
             Ok(s) => s,
             Err(e) => {
+                privacy.stop().await;
                 engine.shutdown(Duration::ZERO).await;
                 store.close().await;
                 return Err(e.into());
@@ -194,6 +211,7 @@ impl Daemon {
         let daemon = Daemon {
             socket: config.bus.socket.clone(),
             engine,
+            privacy,
             server,
             config_path,
             state,
@@ -228,6 +246,7 @@ impl Daemon {
                 tracing::warn!("[store] changed: takes effect after a restart");
             }
         }
+        self.privacy.reconfigure(&config)?;
         self.engine.reconfigure(config.engine_config());
         self.server.reconfigure(config.bus_config());
         self.apply(config).await;
@@ -306,6 +325,7 @@ impl Daemon {
         }
         self.hotplug.abort();
         self.server.shutdown().await;
+        self.privacy.stop().await;
         self.engine.shutdown(grace).await;
         self.engine.store().clone().close().await;
         tracing::info!("daemon stopped");

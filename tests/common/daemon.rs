@@ -118,9 +118,17 @@ impl Gate {
     }
 
     /// Writes the config: socket and store in the temp dir, plus `extra`.
+    /// Without a `[privacy]` section in `extra`, `policy = "open"`: the
+    /// simulated senders never send JOIN (tests/privacy_daemon.rs covers
+    /// the default `opt-in`).
     pub fn write_config(&self, extra: &str) {
+        let privacy = if extra.contains("[privacy]") {
+            ""
+        } else {
+            "[privacy]\npolicy = \"open\"\n"
+        };
         let text = format!(
-            "[bus]\nsocket = \"{}\"\n[store]\npath = \"{}\"\nsynchronous = \"normal\"\n{extra}",
+            "[bus]\nsocket = \"{}\"\n[store]\npath = \"{}\"\nsynchronous = \"normal\"\n{privacy}{extra}",
             self.socket().display(),
             self.dir.path().join("db/smsgate.db").display(),
         );
