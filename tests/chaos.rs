@@ -119,8 +119,10 @@ fn sender(socket: PathBuf, shared: Arc<Shared>, seed: u64) {
         let mut text = key.clone();
         if rng.gen_bool(0.2) {
             // Two parts: 7-bit concatenated SMS carry 153 characters each.
+            // Every part unique, so that a part joined to another
+            // message's part (same concat reference) shows up unmatched.
             while text.len() < 200 {
-                text.push_str(" pad");
+                text.push_str(&format!(" {n}"));
             }
         }
         loop {
@@ -451,6 +453,10 @@ fn chaos_soak_loses_nothing_and_duplicates_no_inbound() {
             }
         }
     }
+    let unmatched = outbox
+        .iter()
+        .filter(|m| !m["text"].as_str().is_some_and(|t| accepted.contains_key(t)))
+        .count();
     let stored = stored_inbound(&gate.socket());
     let delivered = shared.delivered.lock().unwrap().clone();
     let stored_once = inbound
@@ -479,7 +485,8 @@ fn chaos_soak_loses_nothing_and_duplicates_no_inbound() {
     println!("  faults by kind: {by_kind:?}");
     println!(
         "  outbound: accepted {}, states {states:?}, sent once {once}, sent twice {twice} \
-         {twice_reasons:?}, more than twice {more}, parts split across modems {}, lost {}",
+         {twice_reasons:?}, more than twice {more}, parts split across modems {}, lost {}, \
+         outbox entries matching no accepted text {unmatched}",
         accepted.len(),
         split.len(),
         lost.len()
