@@ -7,9 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -23,105 +21,16 @@ use smsgate::pdu::{encode_submit, Address, EncodedPdu, SubmitOptions, Tpdu};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
-const BIN: &str = env!("CARGO_BIN_EXE_smsgate");
+mod common;
+
+use common::pty::Sim;
+
 /// Generous: the machine is shared; a pass is usually much faster.
 const WAIT: Duration = Duration::from_secs(60);
 
-/// `smsgate sim` in a temporary directory, killed on drop.
-struct Sim {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Sim {
-    fn start(args: &[&str]) -> Sim {
-        let dir = tempfile::tempdir().unwrap();
-        let log = File::create(dir.path().join("sim.log")).unwrap();
-        let mut child = Command::new(BIN)
-            .args(["sim", "--dir"])
-            .arg(dir.path())
-            .args(args)
-            .env("SMSGATE_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        assert!(first.contains("\"ready\":true"), "sim not ready: {first}");
-        Sim { child, dir }
-    }
-
-    fn port(&self, k: usize) -> PathBuf {
-        self.dir.path().join(format!("modem{k}"))
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("sim.log")).unwrap_or_default()
-    }
-
-    async fn ctl(&self, args: &[&str]) -> Vec<Value> {
-        let out = tokio::process::Command::new(BIN)
-            .args(["sim", "ctl", "--dir"])
-            .arg(self.dir.path())
-            .args(args)
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "sim ctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    /// An inbound message from the outside world to modem `k`.
-    async fn inject(&self, k: usize, text: &str, extra: &[&str]) {
-        let k = k.to_string();
-        let mut args = vec![
-            "inject",
-            "--modem",
-            &k,
-            "--from",
-            "+4915112345678",
-            "--text",
-            text,
-        ];
-        args.extend_from_slice(extra);
-        self.ctl(&args).await;
-    }
-
-    /// Waits until modem `k` holds no message.
-    async fn emptied(&self, k: usize) {
-        eventually("storage emptied", || async { self.stored(k).await == 0 }).await;
-    }
-
-    async fn modem(&self, k: usize) -> Value {
-        self.ctl(&["modems"]).await.swap_remove(k)
-    }
-
-    /// Messages stored in modem `k`, all storages.
-    async fn stored(&self, k: usize) -> u64 {
-        let m = self.modem(k).await;
-        ["sm", "me", "sr"]
-            .iter()
-            .map(|s| m["storage"][s][0].as_u64().unwrap())
-            .sum()
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Waits until modem `k` holds no message.
+async fn emptied(sim: &Sim, k: usize) {
+    eventually("storage emptied", || async { sim.stored(k).await == 0 }).await;
 }
 
 /// Short timers so faults are noticed in seconds.
@@ -392,7 +301,7 @@ async fn inbound_commit_then_delete(profile: &str) {
     // Not committed yet: still on the modem.
     assert_eq!(sim.stored(0).await, 1);
     commit.send(Committed).unwrap();
-    sim.emptied(0).await;
+    emptied(&sim, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -413,7 +322,7 @@ async fn multipart_out_of_order_arrives_whole() {
     }
     assert_eq!(parts.keys().copied().collect::<Vec<_>>(), [1, 2, 3]);
     assert_eq!(parts.values().cloned().collect::<String>(), text);
-    sim.emptied(0).await;
+    emptied(&sim, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -432,7 +341,7 @@ async fn uncommitted_stays_and_is_offered_again() {
     assert_eq!(again.origin, first.origin);
     assert_eq!(sim.stored(0).await, 1, "deleted without a commit");
     commit.send(Committed).unwrap();
-    sim.emptied(0).await;
+    emptied(&sim, 0).await;
 }
 
 // ----------------------------------------------------------------- send
@@ -676,7 +585,7 @@ async fn garbage_on_the_line_is_survived() {
     assert_eq!(text_of(&part), "through the noise");
     commit.send(Committed).unwrap();
     sim.ctl(&["garbage", "--modem", "0", "--off"]).await;
-    sim.emptied(0).await;
+    emptied(&sim, 0).await;
     wait_state(&h, "ready").await;
     h.send(submit("+4915112345678", "after the noise"))
         .await
@@ -726,7 +635,7 @@ async fn unacknowledged_flash_message_is_kept_by_the_modem_and_swept() {
     );
     assert_eq!(text_of(&again), "flash");
     commit.send(Committed).unwrap();
-    sim.emptied(0).await;
+    emptied(&sim, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -763,7 +672,7 @@ async fn status_report_comes_back_with_the_part_reference() {
         }
         other => panic!("not a status report: {other:?}"),
     }
-    sim.emptied(0).await;
+    emptied(&sim, 0).await;
 }
 
 // ------------------------------------------------- a scripted fake modem

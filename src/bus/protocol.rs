@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::OutboundRequest;
 use crate::modem::ModemView;
 use crate::store::{InboundMessage, MessageState, OutboundStatus, StoreError};
 
@@ -165,7 +166,8 @@ pub enum Request {
         client: Option<String>,
     },
     /// Queue an SMS.
-    Send(SendFields),
+    /// `client` is left empty: the connection fills it in from `hello`.
+    Send(OutboundRequest),
     /// State of an outbound message.
     Status {
         /// Message id.
@@ -214,27 +216,6 @@ impl Request {
             Request::Forget { .. } => "forget",
         }
     }
-}
-
-/// The fields of a `send`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct SendFields {
-    /// Destination.
-    pub to: String,
-    /// Text.
-    pub text: String,
-    /// Idempotency key.
-    pub key: Option<String>,
-    /// Modem pin.
-    pub modem: Option<String>,
-    /// Status report wanted.
-    pub report: bool,
-    /// Flash (class 0).
-    pub flash: bool,
-    /// Validity.
-    pub validity: Option<Duration>,
-    /// Not before (unix ms).
-    pub send_at_ms: Option<i64>,
 }
 
 /// A request with its envelope.
@@ -337,7 +318,7 @@ fn parse_op(op: &str, f: &Fields<'_>) -> Result<Request, RequestError> {
         "hello" => Request::Hello {
             client: f.opt_str("client")?,
         },
-        "send" => Request::Send(SendFields {
+        "send" => Request::Send(OutboundRequest {
             to: f.req_str("to")?,
             text: f.req_str("text")?,
             key: f.opt_str("key")?,
@@ -346,6 +327,7 @@ fn parse_op(op: &str, f: &Fields<'_>) -> Result<Request, RequestError> {
             flash: f.opt_bool("flash")?.unwrap_or(false),
             validity: f.validity("validity")?,
             send_at_ms: f.send_at("send_at")?,
+            client: None,
         }),
         "status" => Request::Status {
             message: f.req_id("message")?,

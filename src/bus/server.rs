@@ -27,7 +27,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::access::{Access, Peer};
 use super::protocol::{
     self, error_reply, inbound_event, modem_event, ok_reply, parse_line, status_event,
-    status_fields, store_error_code, EventMask, Request, SendFields,
+    status_fields, store_error_code, EventMask, Request,
 };
 use super::{Backend, BusConfig, BusError, OutboundRequest};
 use crate::store::{now_ms, EventKind, InboundId, MessageId, Store, StoreError};
@@ -557,19 +557,9 @@ impl<B: Backend> Conn<B> {
         }
     }
 
-    async fn send(&mut self, f: SendFields) -> Result<Value, Failure> {
-        let to = self.backend.recipient(f.to).await?;
-        let req = OutboundRequest {
-            to,
-            text: f.text,
-            key: f.key,
-            modem: f.modem,
-            report: f.report,
-            flash: f.flash,
-            validity: f.validity,
-            send_at_ms: f.send_at_ms,
-            client: self.client.clone(),
-        };
+    async fn send(&mut self, mut req: OutboundRequest) -> Result<Value, Failure> {
+        req.to = self.backend.recipient(req.to).await?;
+        req.client = self.client.clone();
         let done = self
             .backend
             .send(req)

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 pub mod daemon;
+pub mod pty;
 
 /// The real-world corpus (`../shared/corpus`, or `$SMSGATE_CORPUS`), or
 /// `None` after printing a visible notice that `what` is skipped.
