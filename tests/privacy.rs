@@ -126,6 +126,25 @@ async fn opt_in_holds_a_stranger_explains_once_and_releases_on_join() {
     // The release reaches the bus as fresh inbound events, in order.
     assert_eq!(inbound_events(&store, cursor).await, vec![m1.id, m2.id]);
     assert!(!store.is_held(m1.id).await.unwrap());
+    // The bus shows each only at its release entry, never at the entry of
+    // its arrival (decided as held): a subscriber reading that old entry
+    // late would otherwise see m2 before m1, and each twice.
+    let all = store.events_since(0, 1000).await.unwrap();
+    let entries = |id: InboundId| -> Vec<u64> {
+        all.iter()
+            .filter(
+                |e| matches!(e.kind, EventKind::InboundComplete { message, .. } if message == id),
+            )
+            .map(|e| e.cursor)
+            .collect()
+    };
+    for id in [m1.id, m2.id] {
+        let at = entries(id);
+        assert_eq!(at.len(), 2, "arrival and release: {at:?}");
+        assert!(!store.showable(id, Some(at[0])).await.unwrap());
+        assert!(store.showable(id, Some(at[1])).await.unwrap());
+        assert!(store.showable(id, None).await.unwrap(), "unacked replay");
+    }
     // The keyword message itself is not kept.
     assert!(store.inbound(join.id).await.is_err());
     let record = store.consent(ALICE).await.unwrap().unwrap();

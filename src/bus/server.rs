@@ -631,7 +631,7 @@ async fn subscription<B: Backend>(
             }
             for m in page {
                 after = m.id;
-                let line = match relayed(&backend, start, m.id, see).await {
+                let line = match relayed(&backend, start, None, m.id, see).await {
                     Ok(Some(line)) => line,
                     Ok(None) => continue,
                     Err(StoreError::Closed) => return,
@@ -716,7 +716,7 @@ async fn event_line<B: Backend>(
             if replayed.remove(&message) {
                 return Ok(None);
             }
-            relayed(backend, cursor, message, see)
+            relayed(backend, cursor, Some(cursor), message, see)
                 .await?
                 .map(|line| Out::Inbound(line, message))
         }
@@ -738,21 +738,26 @@ async fn event_line<B: Backend>(
 }
 
 /// The `inbound` event line for a message the gate relayed, or `None`
-/// when it is gone (deleted, purged) or held. `from` is the sender's
-/// handle unless the peer sees numbers.
+/// when it is gone (deleted, purged), held, or released later than log
+/// entry `entry` (`None`: replaying unacknowledged messages). `cursor` is
+/// the one the line carries. `from` is the sender's handle unless the
+/// peer sees numbers.
 async fn relayed<B: Backend>(
     backend: &B,
     cursor: u64,
+    entry: Option<u64>,
     message: InboundId,
     see: bool,
 ) -> Result<Option<String>, StoreError> {
     let store = backend.store();
+    // Checked first: a message released from a hold is shown at its
+    // release entry only, in the order the gate released it.
+    if !store.showable(message, entry).await? {
+        return Ok(None);
+    }
     let Some(m) = found(store.inbound(message).await)? else {
         return Ok(None);
     };
-    if store.is_held(message).await? {
-        return Ok(None);
-    }
     let mut v = inbound_event(cursor, &m);
     if let Some(from) = v.get_mut("from") {
         *from = Value::String(backend.show(&m.sender, see));

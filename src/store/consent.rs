@@ -181,7 +181,7 @@ pub(crate) fn change(conn: &Connection, c: &ConsentChange, now_ms: i64) -> Resul
                 .prepare_cached("SELECT partial FROM in_messages WHERE id = ?1")
                 .and_then(|mut st| st.query_row([id.0], |r| r.get(0)))
                 .map_err(StoreError::sql("release held"))?;
-            events::append(
+            let seq = events::append(
                 conn,
                 now_ms,
                 &EventKind::InboundComplete {
@@ -189,6 +189,9 @@ pub(crate) fn change(conn: &Connection, c: &ConsentChange, now_ms: i64) -> Resul
                     partial,
                 },
             )?;
+            conn.prepare_cached("UPDATE in_messages SET released_seq = ?2 WHERE id = ?1")
+                .and_then(|mut st| st.execute(params![id.0, seq as i64]))
+                .map_err(StoreError::sql("release held"))?;
         }
         outcome.released = held;
     } else {
@@ -241,6 +244,27 @@ pub(crate) fn is_held(conn: &Connection, message: InboundId) -> Result<bool> {
     conn.prepare_cached("SELECT 1 FROM held WHERE message = ?1")
         .and_then(|mut st| st.exists([message.0]))
         .map_err(StoreError::sql("read held"))
+}
+
+/// Whether the bus may show an inbound message at log entry `cursor`
+/// (`None`: a replay of unacknowledged messages, not tied to an entry):
+/// it exists, is not held, and, if it was released from a hold, `cursor`
+/// is its release entry. The entry of its arrival was decided as held
+/// by the gate; showing it there would put it ahead of messages the
+/// gate released before it.
+pub(crate) fn showable(conn: &Connection, message: InboundId, cursor: Option<u64>) -> Result<bool> {
+    let cursor = cursor.map(|c| i64::try_from(c).unwrap_or(i64::MAX));
+    conn.prepare_cached(
+        "SELECT NOT EXISTS (SELECT 1 FROM held WHERE message = ?1)
+                AND (released_seq IS NULL OR ?2 IS NULL OR released_seq = ?2)
+         FROM in_messages WHERE id = ?1",
+    )
+    .and_then(|mut st| {
+        st.query_row(params![message.0, cursor], |r| r.get(0))
+            .optional()
+    })
+    .map(|v| v.unwrap_or(false))
+    .map_err(StoreError::sql("read held"))
 }
 
 /// The messages held for a number, oldest first.

@@ -493,6 +493,14 @@ impl Store {
         self.call(move |c| consent::is_held(c, message)).await
     }
 
+    /// Whether the bus may show an inbound message at log entry `cursor`
+    /// (`None` for a replay of unacknowledged messages): it exists, is not
+    /// held, and a released message only at its release entry.
+    pub async fn showable(&self, message: InboundId, cursor: Option<u64>) -> Result<bool> {
+        self.call(move |c| consent::showable(c, message, cursor))
+            .await
+    }
+
     /// The messages held for a number, oldest first.
     pub async fn held_for(&self, number: &str) -> Result<Vec<InboundId>> {
         let number = number.to_owned();
