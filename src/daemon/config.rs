@@ -122,6 +122,10 @@ pub struct BusSection {
     pub allow_groups: Vec<String>,
     /// Most parts one message may be split into (`text_too_long` beyond).
     pub max_parts: u32,
+    /// Width of the concatenation reference of multipart messages: 16
+    /// (IEI 0x08, TS 23.040 §9.2.3.24.8) or 8 (IEI 0x00, §9.2.3.24.1, for
+    /// old handsets that do not join 16-bit ones).
+    pub concat_ref_bits: u8,
     /// Most parts waiting in the queue (`queue_full` beyond).
     pub queue_limit: u64,
 }
@@ -134,6 +138,7 @@ impl Default for BusSection {
             allow_users: Vec::new(),
             allow_groups: Vec::new(),
             max_parts: 10,
+            concat_ref_bits: 16,
             queue_limit: 100_000,
         }
     }
@@ -346,6 +351,12 @@ impl Config {
             account_name("bus.allow_groups", g)?;
         }
         range("bus.max_parts", bus.max_parts.into(), 1, MAX_PARTS.into())?;
+        if !matches!(bus.concat_ref_bits, 8 | 16) {
+            return invalid(
+                "bus.concat_ref_bits",
+                format!("{} is neither 8 nor 16", bus.concat_ref_bits),
+            );
+        }
         range("bus.queue_limit", bus.queue_limit, 1, 100_000_000)?;
 
         absolute("store.path", &self.store.path)?;
@@ -826,6 +837,7 @@ mod tests {
             ("[bus]\nsocket = \"run/x.sock\"\n", "bus.socket"),
             ("[bus]\nmax_parts = 0\n", "bus.max_parts"),
             ("[bus]\nmax_parts = 256\n", "bus.max_parts"),
+            ("[bus]\nconcat_ref_bits = 12\n", "bus.concat_ref_bits"),
             ("[bus]\ngroup = \"bad group\"\n", "bus.group"),
             ("[bus]\nallow_users = [\"ok\", \"1x\"]\n", "bus.allow_users"),
             ("[store]\npath = \"db.sqlite\"\n", "store.path"),

@@ -150,6 +150,7 @@ impl Config {
             routing: self.routing.clone(),
             limits: self.limits.clone(),
             max_parts: self.bus.max_parts,
+            ref16: self.bus.concat_ref_bits != 8,
             queue_limit: self.bus.queue_limit,
             ..EngineConfig::default()
         }
