@@ -71,6 +71,10 @@ pub struct OutboxRecord {
     /// Seqs missing when a multipart message was recorded incomplete.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub missing_parts: Vec<u8>,
+    /// The concatenation reference the parts were joined by (TS 23.040
+    /// §9.2.3.24.1 8-bit or §9.2.3.24.8 16-bit, widened); multipart only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<u16>,
 }
 
 /// What `sim ctl inject` asks for.
@@ -445,6 +449,7 @@ impl Network {
             to_modem: parts.first().and_then(|(_, p)| p.to_modem),
             mrs: parts.iter().map(|(_, p)| p.mr).collect(),
             missing_parts: missing,
+            reference: submit.concat.map(|(r, _, _)| r),
         };
         match st.partial.push(key, seq, part, Instant::now()) {
             Ok(Pushed::Complete(parts)) => {
@@ -482,7 +487,14 @@ impl Network {
                     )],
                     Vec::new(),
                 );
-                push_record(&mut st, OutboxRecord { parts: 1, ..r });
+                push_record(
+                    &mut st,
+                    OutboxRecord {
+                        parts: 1,
+                        reference: None,
+                        ..r
+                    },
+                );
             }
         }
     }
@@ -522,6 +534,7 @@ fn push_partial(st: &mut State, p: Partial<Part>) {
         to_modem: p.parts.first().and_then(|(_, part)| part.to_modem),
         mrs: p.parts.iter().map(|(_, part)| part.mr).collect(),
         missing_parts: p.missing,
+        reference: Some(p.key.reference),
     };
     push_record(st, record);
 }
