@@ -924,6 +924,39 @@ mod tests {
         assert_eq!(mrs, vec![1, 2]);
     }
 
+    /// 16-bit references (IEI 0x08, TS 23.040 §9.2.3.24.8) join by all
+    /// 16 bits: two messages whose references share the low octet,
+    /// interleaved, stay apart.
+    #[tokio::test]
+    async fn sixteen_bit_references_join_by_all_sixteen_bits() {
+        let (net, _seen, _stop) = net(1, vec![], Duration::from_millis(10));
+        let parts = |text: &str, reference| {
+            let opts = SubmitOptions {
+                reference,
+                ref16: true,
+                ..SubmitOptions::default()
+            };
+            let to = Address::parse_number("+4915112345678").unwrap();
+            pdu::encode_submit(&to, text, &opts)
+                .unwrap()
+                .into_iter()
+                .map(|p| p.octets[p.octets.len() - p.tpdu_len..].to_vec())
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = ("a".repeat(200), "b".repeat(200));
+        let (pa, pb) = (parts(&a, 0x0102), parts(&b, 0x0202));
+        net.submitted(0, pa[0].clone(), 1);
+        net.submitted(0, pb[1].clone(), 2);
+        net.submitted(0, pb[0].clone(), 3);
+        net.submitted(0, pa[1].clone(), 4);
+        let out = net.outbox();
+        let got: Vec<_> = out
+            .iter()
+            .map(|r| (r.text.clone().unwrap_or_default(), r.reference))
+            .collect();
+        assert_eq!(got, [(b, Some(0x0202)), (a, Some(0x0102))], "{out:?}");
+    }
+
     #[tokio::test]
     async fn undecodable_submissions_are_dropped_not_fatal() {
         let (net, _seen, _stop) = net(1, vec![], Duration::from_millis(10));
