@@ -151,6 +151,8 @@ impl Config {
             limits: self.limits.clone(),
             max_parts: self.bus.max_parts,
             queue_limit: self.bus.queue_limit,
+            unbind_after: Duration::from_secs(self.modems.unbind_after_secs),
+            stranded_after: Duration::from_secs(self.modems.stranded_after_secs),
             ..EngineConfig::default()
         }
     }
