@@ -411,13 +411,14 @@ fn doctor_checks_ports_and_the_daemon() {
 fn doctor_probes_a_free_port_and_fails_without_daemon() {
     let g = Gateway::sim_only();
     let port = g.sim_dir().join("modem1");
-    let out = g.cli(&[
+    let args = [
         "doctor",
         "--port",
         port.to_str().unwrap(),
         "--port",
         "/nonexistent/ttyUSB7",
-    ]);
+    ];
+    let out = g.cli(&args);
     let report = text(&out.stdout);
     assert_eq!(code(&out), 1, "{report}");
     for want in [
@@ -434,14 +435,7 @@ fn doctor_probes_a_free_port_and_fails_without_daemon() {
 
     // The same checks as JSON lines, for scripts: every line an object,
     // the last one the summary, the same exit code.
-    let out = g.cli(&[
-        "doctor",
-        "--json",
-        "--port",
-        port.to_str().unwrap(),
-        "--port",
-        "/nonexistent/ttyUSB7",
-    ]);
+    let out = g.cli(&[&args[..], &["--json"]].concat());
     let report = text(&out.stdout);
     assert_eq!(code(&out), 1, "{report}");
     let lines: Vec<serde_json::Value> = report
