@@ -385,7 +385,9 @@ async fn forget_erases_a_person_from_the_file_and_audits_only_the_handle() {
     assert!(in_files(dir.path(), "1711234567"));
     assert!(in_files(dir.path(), "FORGET-ME-NEEDLE-7"));
 
-    let report = gate.forget(&handle, T0 + 10).await.unwrap();
+    let forgotten = gate.forget(&handle, T0 + 10).await.unwrap();
+    assert_eq!(forgotten.number.as_deref(), Some(ALICE));
+    let report = forgotten.erased;
     assert_eq!((report.inbound, report.outbound), (1, 2), "{report:?}");
     assert_eq!((report.consent, report.handles, report.reports), (1, 1, 1));
     for needle in [
@@ -405,7 +407,8 @@ async fn forget_erases_a_person_from_the_file_and_audits_only_the_handle() {
     assert!(gate.handles().resolve(&handle).await.unwrap().is_none());
     // Forgetting by number works too (nothing left: only the audit grows).
     let again = gate.forget("0171 1234567", T0 + 11).await.unwrap();
-    assert_eq!(again, ForgetReport::default());
+    assert_eq!(again.erased, ForgetReport::default());
+    assert_eq!(again.handle, handle);
     assert_eq!(store.forget_audit(10).await.unwrap().len(), 2);
     assert!(gate.forget("not a number", T0).await.is_err());
 }
