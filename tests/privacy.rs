@@ -539,3 +539,78 @@ mod properties {
         assert!(zero.validate().is_err());
     }
 }
+
+#[tokio::test]
+async fn consent_records_page_by_handle_and_find_one_person() {
+    use smsgate::privacy::ConsentQuery;
+    let (_dir, store, gate) = setup(Policy::OptIn).await;
+    // Three people: joined, stopped, told how to join (pending); one of
+    // them with a number the numbering plan does not know.
+    let test_number = "+15550100123";
+    for (who, text) in [(ALICE, "JOIN"), (BOB, "STOP"), (test_number, "hello")] {
+        let m = receive(&store, who, text, T0).await;
+        gate.on_inbound(&m, T0).await.unwrap();
+    }
+    let key = |n: &str| gate.handles().key().handle(n);
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = gate
+            .consent_records(&ConsentQuery {
+                limit: 2,
+                after: after.clone(),
+                ..ConsentQuery::default()
+            })
+            .await
+            .unwrap();
+        assert!(page.records.len() <= 2);
+        all.extend(page.records);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let handles: Vec<&str> = all.iter().map(|r| r.handle.as_str()).collect();
+    let mut sorted = handles.clone();
+    sorted.sort();
+    assert_eq!(handles, sorted, "handle order");
+    assert_eq!(all.len(), 3);
+    let state = |n: &str| {
+        all.iter()
+            .find(|r| r.number == n)
+            .map(|r| r.state.clone())
+            .unwrap()
+    };
+    assert_eq!(state(ALICE), ConsentState::Joined);
+    assert_eq!(state(BOB), ConsentState::Stopped);
+    assert_eq!(state(test_number), ConsentState::Pending);
+
+    // One person, by any spelling of the number or by handle.
+    for who in ["0171 1234567", ALICE, &key(ALICE)] {
+        let page = gate
+            .consent_records(&ConsentQuery {
+                who: Some(who.to_owned()),
+                ..ConsentQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.records.len(), 1, "{who}");
+        assert_eq!(page.records[0].number, ALICE);
+        assert_eq!(page.next, None);
+    }
+    let nobody = ConsentQuery {
+        who: Some("+4930123456".into()),
+        ..ConsentQuery::default()
+    };
+    assert!(gate
+        .consent_records(&nobody)
+        .await
+        .unwrap()
+        .records
+        .is_empty());
+    let bad = ConsentQuery {
+        who: Some("sms:not-a-handle".into()),
+        ..ConsentQuery::default()
+    };
+    assert!(gate.consent_records(&bad).await.is_err());
+}
