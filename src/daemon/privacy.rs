@@ -24,10 +24,11 @@ use tokio::task::JoinHandle;
 
 use super::config::Config;
 use super::engine::{Engine, EngineError, OutboundRequest};
-use crate::bus::{Backend, Refusal};
+use crate::bus::protocol::rfc3339_ms;
+use crate::bus::{Backend, ConsentQuery, Refusal};
 use crate::modem::ModemView;
 use crate::privacy::{mask, Gate, PrivacyError};
-use crate::store::{now_ms, Enqueued, EventKind, InboundId, Store, StoreError};
+use crate::store::{now_ms, ConsentRecord, Enqueued, EventKind, InboundId, Store, StoreError};
 
 /// Where the gated cursor is kept, next to the database.
 pub const CURSOR_FILE: &str = "gate.cursor";
@@ -287,14 +288,6 @@ async fn purge_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// `+` and 8 to 15 digits (TS 23.040 §9.1.2.5 allows up to 20; E.164 at
-/// most 15): shaped like an international number.
-fn plausible_e164(to: &str) -> bool {
-    to.trim()
-        .strip_prefix('+')
-        .is_some_and(|d| (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
-}
-
 /// The engine behind the privacy gate, as the bus's [`Backend`].
 #[derive(Clone)]
 pub struct Gated {
@@ -334,14 +327,6 @@ impl Backend for Gated {
         async move {
             match gate.check_send(&to, now_ms()).await {
                 Ok(target) => Ok(target.number),
-                // Well-formed international numbers the numbering plan
-                // does not know (test ranges such as +1 555, new ranges
-                // the library lacks) are sent as given: they can have no
-                // consent record, since one is keyed by a valid E.164.
-                Err(e) if e.code() == "invalid_number" && plausible_e164(&to) => {
-                    tracing::warn!(to = %mask(&to), "number unknown to the numbering plan; sent as given");
-                    Ok(to.trim().to_owned())
-                }
                 Err(e) => {
                     tracing::info!(to = %mask(&to), code = e.code(), "send refused by the privacy gate");
                     Err((e.code(), e.to_string()))
@@ -355,17 +340,61 @@ impl Backend for Gated {
         who: String,
     ) -> impl std::future::Future<Output = Result<Value, Refusal>> + Send {
         let gate = self.inner.gate();
+        let engine = self.inner.engine.clone();
         async move {
-            match gate.forget(&who, now_ms()).await {
-                Ok(report) => Ok(json!({ "erased": report })),
-                Err(e @ (PrivacyError::InvalidNumber { .. } | PrivacyError::InvalidHandle(_))) => {
-                    Err(("invalid_number", e.to_string()))
-                }
-                Err(PrivacyError::Store(e)) => {
-                    Err((crate::bus::protocol::store_error_code(&e), e.to_string()))
-                }
-                Err(e) => Err(("internal", e.to_string())),
+            let forgotten = gate.forget(&who, now_ms()).await.map_err(refusal)?;
+            // The store's rows are gone; the router's memory must not
+            // keep routing this person by stickiness until a restart.
+            if let Some(number) = &forgotten.number {
+                engine.forget_peer(number);
             }
+            Ok(json!({ "erased": forgotten.erased }))
         }
     }
+
+    fn consent(
+        &self,
+        query: ConsentQuery,
+        see_numbers: bool,
+    ) -> impl std::future::Future<Output = Result<Value, Refusal>> + Send {
+        let gate = self.inner.gate();
+        async move {
+            let page = gate.consent_records(&query).await.map_err(refusal)?;
+            let records: Vec<Value> = page
+                .records
+                .iter()
+                .map(|r| consent_json(r, see_numbers))
+                .collect();
+            Ok(json!({ "records": records, "next": page.next }))
+        }
+    }
+}
+
+/// A privacy failure as a bus refusal.
+fn refusal(e: PrivacyError) -> Refusal {
+    match e {
+        e @ (PrivacyError::InvalidNumber { .. } | PrivacyError::InvalidHandle(_)) => {
+            ("invalid_number", e.to_string())
+        }
+        PrivacyError::Store(e) => (crate::bus::protocol::store_error_code(&e), e.to_string()),
+        e => ("internal", e.to_string()),
+    }
+}
+
+/// One consent record as the `consent` op shows it: the number only to a
+/// peer that may see numbers.
+fn consent_json(r: &ConsentRecord, see_numbers: bool) -> Value {
+    let mut v = json!({
+        "handle": r.handle,
+        "state": r.state.as_str(),
+        "since": rfc3339_ms(r.since_ms),
+        "keyword": r.keyword,
+        "modem": r.modem,
+    });
+    if see_numbers {
+        if let Value::Object(o) = &mut v {
+            o.insert("number".into(), Value::String(r.number.clone()));
+        }
+    }
+    v
 }
