@@ -20,10 +20,18 @@ use serde_json::{json, Value};
 const HELP_TEXT: &str = "Test gateway run by the test suite";
 
 fn start(policy: &str) -> (Sim, Gate) {
+    start_with(&format!(
+        "[privacy]\npolicy = \"{policy}\"\nhelp_text = \"{HELP_TEXT}\"\n"
+    ))
+}
+
+/// One simulated modem and the daemon watching it, with `sections` added
+/// to the config.
+fn start_with(sections: &str) -> (Sim, Gate) {
     let sim = Sim::start(1, &[]);
     let mut gate = Gate::new();
     gate.write_config(&format!(
-        "[discovery]\ndir = \"{}\"\nrescan_secs = 1\n[privacy]\npolicy = \"{policy}\"\nhelp_text = \"{HELP_TEXT}\"\n",
+        "[discovery]\ndir = \"{}\"\nrescan_secs = 1\n{sections}",
         sim.dir().display()
     ));
     gate.start(&[]);
@@ -116,7 +124,16 @@ fn opt_in_hold_join_release_stop_start_help_handle_and_forget() {
 
     // HELP: the operator's text.
     inject(&sim, OUTSIDE, " Help ");
-    wait_reply(&sim, OUTSIDE, HELP_TEXT, 0);
+    let help = wait_reply(&sim, OUTSIDE, HELP_TEXT, 0);
+    // ... and what is stored about the sender, for how long (the default
+    // retention: text 30 days, metadata 365).
+    let help = help["text"].as_str().unwrap_or_default();
+    for want in ["30 days", "365 days", "STOP"] {
+        assert!(
+            help.contains(want),
+            "{want:?} missing in the HELP reply: {help}"
+        );
+    }
 
     // STOP: confirmed, and sends are refused with `opted_out`.
     let before = outbox_to(&sim, OUTSIDE);
@@ -205,6 +222,37 @@ fn open_policy_relays_at_once_without_replies() {
     assert_eq!(ev["transport"], "sms", "{ev}");
     // STOP still works under `open`.
     inject(&sim, OUTSIDE, "STOP");
+    wait_for("the stop confirmation", || {
+        (outbox_to(&sim, OUTSIDE) == 1).then_some(())
+    });
+    let mut c = gate.client();
+    let r = c.request(json!({"op": "send", "to": OUTSIDE, "text": "refused"}));
+    assert_eq!(r["error"]["code"], "opted_out", "{r}");
+}
+
+#[test]
+fn allowlist_relays_listed_numbers_only_and_drops_the_rest() {
+    let (sim, gate) = start_with(&format!(
+        "[privacy]\npolicy = \"allowlist\"\nallowlist = [\"{OUTSIDE}\"]\n"
+    ));
+    let mut events = gate.client();
+    let sub = events.request(json!({"op": "subscribe", "events": ["inbound"]}));
+    assert_eq!(sub["ok"], true, "{sub}");
+    let unlisted = "+4915198765432";
+    // Neither a message nor JOIN lets an unlisted number in; it is not
+    // kept either, and gets no reply.
+    inject(&sim, unlisted, "UNLISTED-NEEDLE-3391");
+    inject(&sim, unlisted, "JOIN");
+    inject(&sim, OUTSIDE, "listed hello");
+    let ev = next_inbound(&mut events);
+    assert_eq!(ev["text"], "listed hello", "the unlisted came first: {ev}");
+    assert_eq!(ev["from"], OUTSIDE, "{ev}");
+    assert_eq!(outbox_to(&sim, unlisted), 0, "no reply to the unlisted");
+    wait_for("the unlisted text to leave the files", || {
+        (!db_bytes_contain(gate.dir.path(), "UNLISTED-NEEDLE-3391")).then_some(())
+    });
+    // STOP works for everyone, listed or not.
+    inject(&sim, OUTSIDE, "stop");
     wait_for("the stop confirmation", || {
         (outbox_to(&sim, OUTSIDE) == 1).then_some(())
     });
@@ -648,21 +696,26 @@ fn libfaketime() -> Option<std::path::PathBuf> {
     })
 }
 
+/// The environment that runs the daemon `offset` (`+40d`) in the future:
+/// libfaketime preloaded into the daemon itself (the `faketime` program
+/// would stand between our signals and the daemon); tokio's timers run on
+/// the monotonic clock, which stays real.
+fn faked<'a>(lib: &'a str, offset: &'a str) -> [(&'a str, &'a str); 3] {
+    [
+        ("LD_PRELOAD", lib),
+        ("FAKETIME", offset),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ]
+}
+
 #[test]
 fn retention_purge_in_the_daemon_under_a_controlled_clock() {
     let Some(libfaketime) = libfaketime() else {
         eprintln!("SKIPPED: faketime not installed");
         return;
     };
-    let sim = Sim::start(1, &[]);
-    let mut gate = Gate::new();
-    gate.write_config(&format!(
-        "[discovery]\ndir = \"{}\"\nrescan_secs = 1\n[privacy]\npolicy = \"open\"\n\
-         [retention]\ntext_days = 30\nmeta_days = 365\n",
-        sim.dir().display()
-    ));
-    gate.start(&[]);
-    gate.wait_modems_ready(1);
+    let (sim, mut gate) =
+        start_with("[privacy]\npolicy = \"open\"\n[retention]\ntext_days = 30\nmeta_days = 365\n");
     let mut events = gate.client();
     let sub = events.request(json!({"op": "subscribe", "events": ["inbound"]}));
     assert_eq!(sub["ok"], true, "{sub}");
@@ -682,17 +735,8 @@ fn retention_purge_in_the_daemon_under_a_controlled_clock() {
     }
 
     // 40 days later: the texts are purged at start, the metadata stays.
-    // libfaketime is preloaded into the daemon itself (the `faketime`
-    // program would stand between our signals and the daemon). Tokio's
-    // timers run on the monotonic clock, which stays real.
     let lib = libfaketime.to_str().unwrap();
-    let later = |offset| {
-        [
-            ("LD_PRELOAD", lib),
-            ("FAKETIME", offset),
-            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
-        ]
-    };
+    let later = |offset| faked(lib, offset);
     gate.start(&later("+40d"));
     wait_for("the text purge", || {
         let gone =
@@ -721,4 +765,33 @@ fn retention_purge_in_the_daemon_under_a_controlled_clock() {
     wait_for("the number to leave the files", || {
         (!in_db(&gate, OUTSIDE_NSN)).then_some(())
     });
+}
+
+#[test]
+fn held_messages_are_deleted_when_the_hold_ends() {
+    let Some(libfaketime) = libfaketime() else {
+        eprintln!("SKIPPED: faketime not installed");
+        return;
+    };
+    let (sim, mut gate) = start_with("[privacy]\npolicy = \"opt-in\"\nhold_hours = 1\n");
+    inject(&sim, OUTSIDE, "HELD-NEEDLE-8812");
+    wait_reply(&sim, OUTSIDE, "JOIN", 0);
+    assert!(in_db(&gate, "HELD-NEEDLE-8812"), "held, so stored");
+    gate.stop(nix::sys::signal::Signal::SIGTERM);
+
+    // Two hours later (the hold was one): the purge at start deletes it.
+    gate.start(&faked(libfaketime.to_str().unwrap(), "+2h"));
+    gate.wait_modems_ready(1);
+    wait_for("the held message to leave the files", || {
+        (!in_db(&gate, "HELD-NEEDLE-8812")).then_some(())
+    });
+    // A JOIN now releases nothing: the first event a full replay shows is
+    // the message sent after joining.
+    let mut events = gate.client();
+    let sub = events.request(json!({"op": "subscribe", "events": ["inbound"], "since": 0}));
+    assert_eq!(sub["ok"], true, "{sub}");
+    inject(&sim, OUTSIDE, "JOIN");
+    inject(&sim, OUTSIDE, "after joining");
+    let ev = next_inbound(&mut events);
+    assert_eq!(ev["text"], "after joining", "{ev}");
 }

@@ -27,7 +27,7 @@ use super::engine::{Engine, EngineError, OutboundRequest};
 use crate::bus::protocol::rfc3339_ms;
 use crate::bus::{Backend, ConsentQuery, Refusal};
 use crate::modem::ModemView;
-use crate::privacy::{mask, Gate, PrivacyError};
+use crate::privacy::{mask, Decision, Gate, PrivacyError};
 use crate::store::{now_ms, ConsentRecord, Enqueued, EventKind, InboundId, Store, StoreError};
 
 /// Where the gated cursor is kept, next to the database.
@@ -199,13 +199,17 @@ async fn decide_loop(inner: Arc<Inner>, start: u64, mut stop: watch::Receiver<bo
             }
             continue;
         }
+        let mut erased = false;
         for ev in events {
             if let EventKind::InboundComplete { message, .. } = ev.kind {
                 // A decision is retried until the store takes it: relaying
                 // undecided would break the promise to the sender.
                 loop {
                     match decide(&inner, ev.cursor, message).await {
-                        Ok(()) => break,
+                        Ok(gone) => {
+                            erased |= gone;
+                            break;
+                        }
                         Err(PrivacyError::Store(StoreError::Closed)) => return,
                         Err(e) => {
                             tracing::warn!(message = message.0, error = %e,
@@ -222,24 +226,36 @@ async fn decide_loop(inner: Arc<Inner>, start: u64, mut stop: watch::Receiver<bo
             inner.gated.send_replace(cursor);
         }
         save_cursor(&inner.cursor_file, cursor);
+        // A message that is not kept (a keyword, an unlisted or
+        // alphanumeric sender) must leave the files, not only the tables:
+        // its old pages sit in the WAL until a checkpoint. Once per page
+        // of decisions, so a flood of them costs one checkpoint per page.
+        if erased {
+            if let Err(e) = store.compact().await {
+                tracing::warn!(error = %e, "privacy gate: cannot compact after deleting messages");
+            }
+        }
     }
 }
 
-/// Decides one message (logged at `cursor`) and queues its reply.
-async fn decide(inner: &Inner, cursor: u64, message: InboundId) -> Result<(), PrivacyError> {
+/// Decides one message (logged at `cursor`) and queues its reply. Says
+/// whether the decision deleted messages (the message itself, or held
+/// ones after a STOP).
+async fn decide(inner: &Inner, cursor: u64, message: InboundId) -> Result<bool, PrivacyError> {
     let store = inner.store();
     let m = match store.inbound(message).await {
         Ok(m) => m,
         // Deleted (a keyword, forgotten, purged) before we got to it.
-        Err(StoreError::NotFound { .. }) => return Ok(()),
+        Err(StoreError::NotFound { .. }) => return Ok(false),
         Err(e) => return Err(e.into()),
     };
     if store.is_held(message).await? {
-        return Ok(());
+        return Ok(false);
     }
     let out = inner.gate().on_inbound(&m, now_ms()).await?;
+    let erased = !matches!(out.decision, Decision::Relay | Decision::Hold { .. });
     let Some(reply) = out.reply else {
-        return Ok(());
+        return Ok(erased);
     };
     // Queued off the decision path: the engine may wait on the store or a
     // full queue, and inbound must keep flowing.
@@ -268,7 +284,7 @@ async fn decide(inner: &Inner, cursor: u64, message: InboundId) -> Result<(), Pr
                 "privacy reply not queued"),
         }
     });
-    Ok(())
+    Ok(erased)
 }
 
 /// The retention purge at start and every [`PURGE_EVERY`].
