@@ -512,6 +512,13 @@ impl Router {
         self.remember_sticky(key, modem_id, now_ms);
     }
 
+    /// Forgets the sticky choice for `recipient` (after `smsgate forget`):
+    /// its next message is routed as if it had never been written to.
+    /// Returns whether there was one.
+    pub fn forget_recipient(&mut self, recipient: &str) -> bool {
+        self.sticky.remove(&recipient_key(recipient)).is_some()
+    }
+
     fn remember_sticky(&mut self, key: u64, modem: &str, at: i64) {
         if self.sticky.len() >= MAX_STICKY && !self.sticky.contains_key(&key) {
             // Forget the older half at once, so this stays rare.

@@ -201,6 +201,13 @@ pub struct ModemsSection {
     pub probe_interval_secs: u64,
     /// Period of the storage sweep (`+CMGL`), the net behind lost URCs.
     pub sweep_interval_secs: u64,
+    /// How long a modem may be gone before the messages waiting for it
+    /// go to other modems (a replug within this keeps them).
+    pub unbind_after_secs: u64,
+    /// How long a partly sent multipart message waits for its modem to
+    /// come back before it fails (its remaining parts must come from the
+    /// same number to be joined by the phone).
+    pub stranded_after_secs: u64,
     /// SIM PINs by ICCID (`"*"`: any SIM).
     pub pins: BTreeMap<String, String>,
 }
@@ -211,6 +218,8 @@ impl Default for ModemsSection {
             smsc: None,
             probe_interval_secs: 30,
             sweep_interval_secs: 300,
+            unbind_after_secs: 60,
+            stranded_after_secs: 600,
             pins: BTreeMap::new(),
         }
     }
@@ -380,6 +389,13 @@ impl Config {
             m.sweep_interval_secs,
             1,
             86_400,
+        )?;
+        range("modems.unbind_after_secs", m.unbind_after_secs, 1, 86_400)?;
+        range(
+            "modems.stranded_after_secs",
+            m.stranded_after_secs,
+            1,
+            7 * 86_400,
         )?;
         for (iccid, pin) in &m.pins {
             if iccid != "*" && !is_iccid(iccid) {
@@ -845,6 +861,11 @@ mod tests {
             ("[modems]\npins = { \"abc\" = \"1234\" }\n", "modems.pins"),
             ("[modems]\nsmsc = \"+49 x\"\n", "modems.smsc"),
             ("[modems]\nprobe_interval_secs = 0\n", "modems.probe_interval_secs"),
+            ("[modems]\nunbind_after_secs = 0\n", "modems.unbind_after_secs"),
+            (
+                "[modems]\nstranded_after_secs = 999999999\n",
+                "modems.stranded_after_secs",
+            ),
             ("[[modem]]\nport = \"ttyUSB2\"\n", "modem.port"),
             ("[[modem]]\nport = \"/dev/a\"\npin = \"12a4\"\n", "modem.pin"),
             ("[[modem]]\nport = \"/dev/a\"\nprofile = \"nokia\"\n", "modem.profile"),

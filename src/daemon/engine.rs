@@ -424,6 +424,15 @@ impl Engine {
             .map(|r| r.id.clone())
     }
 
+    /// Forgets what the router remembers about `number` (its sticky
+    /// modem) at once, after a `forget` erased its rows from the store:
+    /// otherwise it would be routed by stickiness until the next start.
+    pub fn forget_peer(&self, number: &str) {
+        if lock(&self.inner.router).forget_recipient(number) {
+            tracing::debug!("router: sticky route of a forgotten number dropped");
+        }
+    }
+
     /// The store the engine writes to.
     pub fn store(&self) -> &Store {
         &self.inner.store

@@ -152,6 +152,8 @@ impl Config {
             max_parts: self.bus.max_parts,
             ref16: self.bus.concat_ref_bits != 8,
             queue_limit: self.bus.queue_limit,
+            unbind_after: Duration::from_secs(self.modems.unbind_after_secs),
+            stranded_after: Duration::from_secs(self.modems.stranded_after_secs),
             ..EngineConfig::default()
         }
     }

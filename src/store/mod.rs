@@ -455,8 +455,14 @@ impl Store {
         self.call(move |c| consent::get(c, &number)).await
     }
 
-    /// Consent records for admins, ordered by number, after `after` ("" for
-    /// the start), at most `limit` (capped at [`MAX_LIMIT`]).
+    /// The consent record of a handle.
+    pub async fn consent_by_handle(&self, handle: &str) -> Result<Option<ConsentRecord>> {
+        let handle = handle.to_owned();
+        self.call(move |c| consent::get_by_handle(c, &handle)).await
+    }
+
+    /// Consent records for admins, ordered by handle, after handle `after`
+    /// ("" for the start), at most `limit` (capped at [`MAX_LIMIT`]).
     pub async fn consent_records(&self, after: &str, limit: u32) -> Result<Vec<ConsentRecord>> {
         let after = after.to_owned();
         let limit = limits::limit(limit);

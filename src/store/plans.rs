@@ -178,6 +178,7 @@ fn exercise(conn: &Connection) {
     consent::held_for(conn, n).unwrap();
     consent::get(conn, n).unwrap();
     consent::list(conn, "", 10).unwrap();
+    consent::get_by_handle(conn, "sms:h").unwrap();
     let change = |state| consent::ConsentChange {
         number: n.into(),
         handle: "sms:h".into(),
