@@ -1059,6 +1059,27 @@ fn by_message(parts: Vec<ClaimedPart>) -> Vec<Vec<ClaimedPart>> {
     groups
 }
 
+/// A sender's next claim-ahead window (parts), after a step that claimed:
+/// doubled (at least 1, at most `max`) when the modem `waited` for that
+/// step longer than 5 % of its time per part (the store holds the modem
+/// up), the same when it waited less, one part smaller when it did not
+/// wait. Unchanged before the modem sent anything (`part_time` unknown).
+fn next_window(
+    window: u32,
+    max: u32,
+    waited: Option<Duration>,
+    part_time: Option<Duration>,
+) -> u32 {
+    let Some(part_time) = part_time else {
+        return window;
+    };
+    match waited {
+        Some(w) if w.saturating_mul(20) > part_time => window.saturating_mul(2).min(max).max(1),
+        Some(_) => window,
+        None => window.saturating_sub(1),
+    }
+}
+
 /// A duration in whole milliseconds, saturating.
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -1387,20 +1408,9 @@ impl Pipeline {
         }
     }
 
-    /// Opens the window when the modem waited for the store longer than 5 %
-    /// of its time per part, closes it by one part when it did not wait.
-    /// Nothing is learnt before the modem sent something.
+    /// Adapts the window after a step that claimed (see [`next_window`]).
     fn adapt(&mut self) {
-        let Some(part_time) = self.part_time else {
-            return;
-        };
-        self.window = match self.waited {
-            Some(w) if w.saturating_mul(20) > part_time => {
-                self.window.saturating_mul(2).clamp(1, self.max_window)
-            }
-            Some(_) => self.window,
-            None => self.window.saturating_sub(1),
-        };
+        self.window = next_window(self.window, self.max_window, self.waited, self.part_time);
     }
 
     /// Writes one message's parts to the modem; `false` when the sender
@@ -1614,6 +1624,27 @@ mod tests {
             assert_eq!(e.code(), "invalid_number", "{bad}");
         }
         assert!(check_number(&"9".repeat(20)).is_ok());
+    }
+
+    #[test]
+    fn the_claim_window_follows_the_modem_against_the_store() {
+        let ms = Duration::from_millis;
+        let us = Duration::from_micros;
+        // A real modem (2 s per part) waiting 5 ms for a commit: nothing
+        // is claimed ahead, one commit per message.
+        assert_eq!(next_window(0, 16, Some(ms(5)), Some(ms(2000))), 0);
+        // An instant modem (150 µs) waiting 3 ms: the window opens, then
+        // doubles up to the cap.
+        assert_eq!(next_window(0, 16, Some(ms(3)), Some(us(150))), 1);
+        assert_eq!(next_window(4, 16, Some(ms(3)), Some(us(150))), 8);
+        assert_eq!(next_window(16, 16, Some(ms(3)), Some(us(150))), 16);
+        // No wait: one part less, never below 0.
+        assert_eq!(next_window(8, 16, None, Some(us(150))), 7);
+        assert_eq!(next_window(0, 16, None, Some(us(150))), 0);
+        // Nothing sent yet: nothing learnt.
+        assert_eq!(next_window(3, 16, Some(ms(50)), None), 3);
+        // A cap of 0 (misconfigured) still claims one part ahead at most.
+        assert_eq!(next_window(0, 0, Some(ms(3)), Some(us(150))), 1);
     }
 
     #[test]
