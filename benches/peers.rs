@@ -28,8 +28,11 @@ use smsgate::pdu::{encode_submit, Address, SubmitOptions};
 use smsgate::sim::dte::Dte;
 
 /// The outside number every outbound message goes to (the simulated
-/// network records it in its outbox).
-const TO: &str = "+15551112222";
+/// network records it in its outbox): a number of Ofcom's range for drama
+/// (07700 900xxx), valid in the numbering plan as real recipients are (a
+/// +1 555 number took smsgate's "unknown to the numbering plan" path, a
+/// warning per message).
+const TO: &str = "+447700900123";
 /// The sender of every injected inbound message.
 const FROM: &str = "+15557654321";
 /// The smsgate binary the bench drives (built by cargo with the bench).
@@ -54,11 +57,14 @@ struct Args {
     perf: bool,
     /// Attach `perf trace -s` instead: every system call's count and time.
     perf_trace: bool,
+    /// The smsgate binary the smsgate rows run (default: the one cargo
+    /// built with the bench), to compare two builds with the same bench.
+    smsgate: PathBuf,
 }
 
 const USAGE: &str = "usage: cargo bench --bench peers -- [--runs N] [--outbound N] [--inbound N] \
 [--inject-every-ms MS] [--clients N] [--phase-limit-secs S] [--only raw,smsgate,gammu,smstools] \
-[--results DIR] [--perf | --perf-trace]";
+[--results DIR] [--perf | --perf-trace] [--smsgate PATH]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -72,6 +78,7 @@ fn parse_args() -> Result<Args, String> {
         results: Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/results"),
         perf: false,
         perf_trace: false,
+        smsgate: PathBuf::from(BIN),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -100,6 +107,7 @@ fn parse_args() -> Result<Args, String> {
             "--results" => a.results = PathBuf::from(value(&flag)?),
             "--perf" => a.perf = true,
             "--perf-trace" => a.perf_trace = true,
+            "--smsgate" => a.smsgate = PathBuf::from(value(&flag)?),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -854,6 +862,8 @@ struct Smsgate {
     perf: Option<Proc>,
     perf_out: Option<PathBuf>,
     perf_trace: bool,
+    /// The daemon binary (`--smsgate`).
+    bin: PathBuf,
     inbound: Arc<Mutex<Vec<(String, SystemTime)>>>,
 }
 
@@ -875,8 +885,12 @@ impl Smsgate {
             Cfg::Default => "full",
             Cfg::Tuned => "normal",
         };
+        // `[privacy] policy = "open"`: the inbound phase measures the relay,
+        // not the consent flow (under the default "opt-in" a stranger's
+        // messages are held, never reach the bus, and the phase times out).
         let text = format!(
             "[bus]\nsocket = \"{}\"\n[store]\npath = \"{}\"\nsynchronous = \"{sync}\"\n\
+             [privacy]\npolicy = \"open\"\n\
              [discovery]\nenabled = false\n[[modem]]\nport = \"{}\"\nname = \"bench\"\n",
             socket.display(),
             dir.join("db/smsgate.db").display(),
@@ -891,6 +905,7 @@ impl Smsgate {
             proc: None,
             perf: None,
             perf_trace: args.perf_trace,
+            bin: args.smsgate.clone(),
             // One profile is enough: the first run's.
             perf_out: ((args.perf || args.perf_trace) && run == 0 && cfg == Cfg::Default)
                 .then(|| out_dir.join("smsgate.perf.data")),
@@ -926,7 +941,7 @@ fn bus_request(
 
 impl Daemon for Smsgate {
     fn spawn(&mut self) -> Result<(), String> {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(&self.bin);
         cmd.arg("run")
             .arg("--config")
             .arg(&self.config)

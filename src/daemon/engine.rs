@@ -11,9 +11,11 @@
 //!   is stored raw, never dropped.
 //! * **Outbound**: [`Engine::send`] validates, encodes (TS 23.040 SMS-SUBMIT)
 //!   and enqueues; it answers only after the store committed. A dispatcher
-//!   task chooses a modem for each due message and binds it; a sender task
-//!   per modem claims what is bound to it and hands one message's parts at a
-//!   time to the actor, then records each part's outcome.
+//!   task chooses a modem for each due message and binds a whole round of
+//!   them in one commit; a sender task per modem ([`Pipeline`]) hands one
+//!   message's parts at a time to the actor while the store commits, in one
+//!   step, the records of what the modem accepted and the claim of what it
+//!   sends next.
 //! * **Failover**: a temporary failure requeues the part with the store's
 //!   backoff and frees the message for another modem; a modem that is gone
 //!   or removed gives its in-flight parts back to the queue (flagged
@@ -24,7 +26,7 @@
 //! never blocks the dispatcher or another modem. `docs/engine.md` describes
 //! the guarantees.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -36,7 +38,7 @@ use tokio::time::timeout;
 
 use crate::modem::{
     self, Committed, ModemConfig, ModemError, ModemEvent, ModemHandle, ModemView, Origin, Received,
-    RejectedPins, SendError, SentPart, Snapshot,
+    RejectedPins, SendError, Snapshot,
 };
 use crate::pdu::{
     encode_submit, Address, EncodedPdu, MessageClass, Pdu, PduError, SubmitOptions, Timestamp,
@@ -44,8 +46,9 @@ use crate::pdu::{
 };
 use crate::router::{Candidate, Choice, LimitsConfig, RouteRequest, Router, RoutingConfig};
 use crate::store::{
-    now_ms, ClaimedPart, Concat, Enqueued, FailureOutcome, InboundBody, InboundPart, MessageId,
-    ModemInfo, ModemRecord, NewOutbound, SendFailure, StatusReport, Store, StoreError, MAX_LIMIT,
+    now_ms, AttemptId, ClaimedPart, Concat, Enqueued, FailureOutcome, InboundBody, InboundPart,
+    MessageId, ModemInfo, ModemRecord, NewOutbound, SendFailure, SendStep, SentRecord,
+    StatusReport, Store, StoreError, MAX_LIMIT,
 };
 
 /// Longest a loop sleeps without a signal: a safety net for work that no
@@ -775,10 +778,11 @@ impl Inner {
     }
 
     /// One dispatch pass: routes up to `batch` due unbound messages and
-    /// binds them. Returns (messages looked at, messages bound).
+    /// binds them, all in one store request (one commit). Returns
+    /// (messages looked at, messages bound).
     async fn dispatch_round(&self, batch: u32) -> (usize, usize) {
         let now = now_ms();
-        let pending = match self.store.unbound_due(now, batch).await {
+        let (pending, loads) = match self.store.dispatch_view(now, batch).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the queue");
@@ -788,10 +792,9 @@ impl Inner {
         if pending.is_empty() {
             return (0, 0);
         }
-        self.refresh_loads().await;
+        *lock(&self.loads) = loads.into_iter().collect();
         let mut candidates = self.candidates();
-        let mut bound = 0;
-        let mut woken = HashSet::new();
+        let mut chosen: Vec<(MessageId, String)> = Vec::new();
         for msg in &pending {
             let exclude = lock(&self.exclude)
                 .get(&msg.id)
@@ -806,28 +809,12 @@ impl Inner {
             };
             let choice = lock(&self.router).choose(&req, &candidates, now);
             match choice {
-                Choice::Modem(id) => match self.store.bind(msg.id, &id).await {
-                    Ok(true) => {
-                        tracing::debug!(modem = %id, message_id = %msg.id, "bound");
-                        bound += 1;
-                        if let Some(c) = candidates.iter_mut().find(|c| c.id == id) {
-                            c.load = c.load.saturating_add(u64::from(msg.parts));
-                        }
-                        {
-                            let mut map = lock(&self.bound);
-                            if map.len() >= MAX_TRACKED {
-                                map.clear();
-                            }
-                            map.insert(msg.id, id.clone());
-                        }
-                        if woken.insert(id.clone()) {
-                            self.wake(Some(&id));
-                        }
+                Choice::Modem(id) => {
+                    if let Some(c) = candidates.iter_mut().find(|c| c.id == id) {
+                        c.load = c.load.saturating_add(u64::from(msg.parts));
                     }
-                    Ok(false) => {}
-                    Err(e) => tracing::warn!(modem = %id, message_id = %msg.id, error = %e,
-                        "cannot bind"),
-                },
+                    chosen.push((msg.id, id));
+                }
                 Choice::Wait { until_ms, reason } => {
                     tracing::debug!(message_id = %msg.id, until_ms, reason, "waiting");
                     self.next_due.fetch_min(until_ms, Ordering::Relaxed);
@@ -839,15 +826,40 @@ impl Inner {
                 }
             }
         }
-        (pending.len(), bound)
-    }
-
-    /// Reads each modem's bound and in-flight parts from the store.
-    async fn refresh_loads(&self) {
-        match self.store.queued_by_modem().await {
-            Ok(list) => *lock(&self.loads) = list.into_iter().collect(),
-            Err(e) => tracing::warn!(error = %e, "cannot read the modem loads"),
+        if chosen.is_empty() {
+            return (pending.len(), 0);
         }
+        let results = match self.store.bind_many(chosen.clone()).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(messages = chosen.len(), error = %e, "cannot bind");
+                return (pending.len(), 0);
+            }
+        };
+        let mut bound = 0;
+        let mut woken = HashSet::new();
+        for ((message, id), result) in chosen.into_iter().zip(results) {
+            match result {
+                Ok(true) => {
+                    tracing::debug!(modem = %id, message_id = %message, "bound");
+                    bound += 1;
+                    {
+                        let mut map = lock(&self.bound);
+                        if map.len() >= MAX_TRACKED {
+                            map.clear();
+                        }
+                        map.insert(message, id.clone());
+                    }
+                    if woken.insert(id.clone()) {
+                        self.wake(Some(&id));
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(modem = %id, message_id = %message, error = %e,
+                    "cannot bind"),
+            }
+        }
+        (pending.len(), bound)
     }
 
     /// Gives the parts in flight on `modem` back to the queue.
@@ -864,96 +876,20 @@ impl Inner {
 
     // ------------------------------------------------------------ sending
 
-    /// Claims the next message for `modem`: only the parts about to be
-    /// written to it (a crash leaves only those maybe-sent).
-    async fn claim(&self, modem: &str) -> Result<Vec<ClaimedPart>, StoreError> {
-        self.store.claim_next_message(modem, now_ms()).await
-    }
-
-    /// Sends one message's claimed parts (in order, on one modem) and
-    /// returns the task that records each part's outcome: the next message
-    /// goes to the modem while the store commits this one's (a crash in
-    /// between is the maybe-sent window the store already covers).
-    async fn send_group(
-        self: &Arc<Self>,
-        slot: &Slot,
-        modem: &str,
-        parts: Vec<ClaimedPart>,
-    ) -> Option<JoinHandle<()>> {
-        let message = parts.first()?.message;
-        let pdus: Vec<EncodedPdu> = parts.iter().map(|p| encoded(&p.payload)).collect();
-        let limit = slot.send_timeout.saturating_mul(
-            u32::try_from(pdus.len())
-                .unwrap_or(u32::MAX)
-                .saturating_add(1),
-        );
-        self.in_flight.send_modify(|n| *n += 1);
-        let result = match timeout(limit, slot.handle.send(pdus)).await {
-            Ok(r) => r,
-            Err(_) => Err(SendError::Temporary {
-                reason: "the modem did not answer the send in time".into(),
-                sent: vec![],
-            }),
-        };
-        let iccid = slot.handle.snapshot().iccid;
-        let (inner, modem) = (Arc::clone(self), modem.to_owned());
-        Some(tokio::spawn(async move {
-            inner
-                .record(&modem, iccid.as_deref(), message, &parts, result)
-                .await;
-            inner.in_flight.send_modify(|n| *n = n.saturating_sub(1));
-        }))
-    }
-
-    async fn record(
+    /// Records a send that did not (fully) go: the parts not accepted are
+    /// marked failed (requeued with backoff, or failed for good), and on a
+    /// temporary failure the message is freed for another modem. The parts
+    /// of the same send that the modem accepted are recorded by the
+    /// sender's next step.
+    async fn record_failure(
         &self,
         modem: &str,
-        iccid: Option<&str>,
         message: MessageId,
         parts: &[ClaimedPart],
-        result: Result<Vec<SentPart>, SendError>,
+        done: &[bool],
+        failure: SendFailure,
     ) {
         let now = now_ms();
-        let (sent, failure) = match result {
-            Ok(sent) => (sent, None),
-            Err(SendError::Temporary { reason, sent }) => {
-                (sent, Some(SendFailure::Temporary(reason)))
-            }
-            Err(SendError::Permanent { reason, sent }) => {
-                (sent, Some(SendFailure::Permanent(reason)))
-            }
-        };
-        let mut done = vec![false; parts.len()];
-        for s in &sent {
-            let Some(p) = parts.get(s.part) else { continue };
-            if let Some(flag) = done.get_mut(s.part) {
-                *flag = true;
-            }
-            // A modem that said OK without `+CMGS: <mr>` (27.005 §3.5.1
-            // makes it mandatory: a broken modem) leaves nothing to match
-            // a report with: the reference is stored as unknown (NULL),
-            // never as a made-up 0 that could match another part's report.
-            if s.mr.is_none() {
-                tracing::warn!(modem, message_id = %message, part = p.seq,
-                    "the modem sent no message reference: status reports cannot be matched");
-            }
-            // Quotas count what left, whatever the store then says.
-            lock(&self.router).record_sent(modem, iccid, &p.recipient, now);
-            if let Err(e) = self.store.mark_sent_ref(p.attempt, s.mr, now).await {
-                tracing::error!(modem, message_id = %message, part = p.seq, error = %e,
-                    "cannot record a sent part");
-            }
-        }
-        let failure = failure.or_else(|| {
-            done.iter()
-                .any(|d| !d)
-                .then(|| SendFailure::Temporary("the modem did not confirm every part".into()))
-        });
-        let Some(failure) = failure else {
-            tracing::info!(modem, message_id = %message, parts = parts.len(), "sent");
-            self.forget(message);
-            return;
-        };
         match &failure {
             SendFailure::Temporary(r) => {
                 tracing::warn!(modem, message_id = %message, reason = %r, "temporary send failure")
@@ -962,7 +898,7 @@ impl Inner {
                 tracing::warn!(modem, message_id = %message, reason = %r, "permanent send failure")
             }
         }
-        for (p, _) in parts.iter().zip(&done).filter(|(_, d)| !**d) {
+        for (p, _) in parts.iter().zip(done).filter(|(_, d)| !**d) {
             match self
                 .store
                 .mark_failed(p.attempt, failure.clone(), now)
@@ -1137,6 +1073,27 @@ fn by_message(parts: Vec<ClaimedPart>) -> Vec<Vec<ClaimedPart>> {
     groups
 }
 
+/// A sender's next claim-ahead window (parts), after a step that claimed:
+/// doubled (at least 1, at most `max`) when the modem `waited` for that
+/// step longer than 5 % of its time per part (the store holds the modem
+/// up), the same when it waited less, one part smaller when it did not
+/// wait. Unchanged before the modem sent anything (`part_time` unknown).
+fn next_window(
+    window: u32,
+    max: u32,
+    waited: Option<Duration>,
+    part_time: Option<Duration>,
+) -> u32 {
+    let Some(part_time) = part_time else {
+        return window;
+    };
+    match waited {
+        Some(w) if w.saturating_mul(20) > part_time => window.saturating_mul(2).min(max).max(1),
+        Some(_) => window,
+        None => window.saturating_sub(1),
+    }
+}
+
 /// A duration in whole milliseconds, saturating.
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -1240,45 +1197,22 @@ async fn serve_events(inner: Arc<Inner>, slot: Arc<Slot>, mut events: mpsc::Rece
     tracing::debug!(port = %slot.port.display(), "modem events ended");
 }
 
-/// One modem's sender: while the modem is ready, claims its work and sends
-/// it one message at a time; otherwise waits for a signal or a timer.
+/// One modem's sender: while the modem is ready, runs its [`Pipeline`];
+/// otherwise waits for a signal or a timer.
 async fn serve_sends(inner: Arc<Inner>, slot: Arc<Slot>) {
     let mut stop = slot.stop.subscribe();
     let mut global = inner.stop.subscribe();
     let mut state = slot.handle.watch();
+    let max = lock(&inner.config).dispatch_batch.max(1);
+    let mut pipeline = Pipeline::new(max);
     loop {
         if *stop.borrow_and_update() || *global.borrow_and_update() {
             break;
         }
         if state.borrow_and_update().state == "ready" {
-            let id = slot.id();
-            // One message claimed at a time, right before it goes to the
-            // modem, so only the message in flight is `sending` (what a
-            // crash requeues as maybe-sent). At most one message is being
-            // recorded while the next is sent.
-            let mut recording: Option<JoinHandle<()>> = None;
-            loop {
-                if *stop.borrow() || *global.borrow() || state.borrow().state != "ready" {
-                    break;
-                }
-                let parts = match inner.claim(&id).await {
-                    Ok(parts) if parts.is_empty() => break,
-                    Ok(parts) => parts,
-                    Err(e) => {
-                        tracing::warn!(modem = %id, error = %e, "cannot claim work");
-                        break;
-                    }
-                };
-                for group in by_message(parts) {
-                    let next = inner.send_group(&slot, &id, group).await;
-                    if let Some(r) = std::mem::replace(&mut recording, next) {
-                        let _ = r.await;
-                    }
-                }
-            }
-            if let Some(r) = recording {
-                let _ = r.await;
-            }
+            inner.in_flight.send_modify(|n| *n += 1);
+            pipeline.run(&inner, &slot, &stop, &global, &state).await;
+            inner.in_flight.send_modify(|n| *n = n.saturating_sub(1));
         }
         // The dispatcher wakes this sender when it binds work here or when
         // a retry comes due; the timer is a safety net.
@@ -1288,6 +1222,301 @@ async fn serve_sends(inner: Arc<Inner>, slot: Arc<Slot>) {
             r = state.changed() => if r.is_err() { break },
             _ = slot.wake.notified() => {}
             _ = tokio::time::sleep(IDLE) => {}
+        }
+    }
+}
+
+/// The store step a sender is waiting for: the task, the records it
+/// carries, the messages they finish, and how many parts it claims.
+struct Step {
+    task: JoinHandle<Result<SendStep, StoreError>>,
+    records: Vec<SentRecord>,
+    finished: Vec<(MessageId, usize)>,
+    claim: u32,
+}
+
+/// A modem's sender: the modem writes one message after the other while
+/// the store commits, in ONE transaction per step, the records of the
+/// parts the modem accepted since the previous step together with the
+/// claim of the next messages. Every part is committed `sending` before
+/// its `AT+CMGS`, so a crash leaves it maybe-sent, never lost; what a crash
+/// can leave `sending` is the claimed window plus the accepted parts whose
+/// record was not committed yet.
+///
+/// How far ahead it claims adapts to the modem against the store. A modem
+/// that sends slowly next to a commit (a real one: seconds per `AT+CMGS`)
+/// claims nothing ahead: after each message one step records it and
+/// claims the next, and the modem waits for that one commit (under 5 % of
+/// its send time, else the window opens). When the modem ran out of
+/// claimed work and waited for a step longer than that, the window (parts
+/// claimed ahead of the one being written) doubles, up to `dispatch_batch`
+/// parts; each step the modem did not wait for shrinks it by one part.
+/// An instant simulator on a slow disk thus keeps writing while the store
+/// commits, and a real modem keeps one message in flight.
+struct Pipeline {
+    /// Claimed (committed `sending`), not yet written; one entry a message.
+    ready: VecDeque<Vec<ClaimedPart>>,
+    /// Accepted by the modem, not yet handed to a step.
+    sent: Vec<SentRecord>,
+    /// Messages all of whose parts the modem accepted, with their part
+    /// count, logged once their records are committed.
+    finished: Vec<(MessageId, usize)>,
+    step: Option<Step>,
+    /// Parts claimed ahead of the message being written.
+    window: u32,
+    max_window: u32,
+    /// How long the modem waited for the current step (it ran dry).
+    waited: Option<Duration>,
+    /// How long the last message took the modem, per part.
+    part_time: Option<Duration>,
+    /// Whether claiming may find more (the last claim found something).
+    more: bool,
+}
+
+/// Who a pipeline sends for.
+struct Target<'a> {
+    inner: &'a Arc<Inner>,
+    slot: &'a Slot,
+    modem: String,
+    iccid: Option<String>,
+}
+
+impl Pipeline {
+    fn new(max_window: u32) -> Pipeline {
+        Pipeline {
+            ready: VecDeque::new(),
+            sent: Vec::new(),
+            finished: Vec::new(),
+            step: None,
+            window: 0,
+            max_window,
+            waited: None,
+            part_time: None,
+            more: true,
+        }
+    }
+
+    /// Sends until there is nothing more to claim, the modem leaves
+    /// `ready` or the sender is stopped; returns with nothing claimed and
+    /// unwritten, and nothing accepted unrecorded.
+    async fn run(
+        &mut self,
+        inner: &Arc<Inner>,
+        slot: &Slot,
+        stop: &watch::Receiver<bool>,
+        global: &watch::Receiver<bool>,
+        state: &watch::Receiver<Snapshot>,
+    ) {
+        let snap = slot.handle.snapshot();
+        let t = Target {
+            inner,
+            slot,
+            modem: modem_id(&snap),
+            iccid: snap.iccid,
+        };
+        self.more = true;
+        loop {
+            if self.step.as_ref().is_some_and(|s| s.task.is_finished()) {
+                self.finish_step(&t).await;
+            }
+            if *stop.borrow() || *global.borrow() || state.borrow().state != "ready" {
+                break;
+            }
+            // Take the next message before starting a step, so the step
+            // claims the one after it while this one is written.
+            let next = self.ready.pop_front();
+            if self.step.is_none() {
+                self.start_step(&t, next.is_none());
+            }
+            if let Some(group) = next {
+                if !self.send(&t, group).await {
+                    break;
+                }
+            } else if self.step.is_some() {
+                let since = tokio::time::Instant::now();
+                self.finish_step_waited(&t, Some(since)).await;
+            } else {
+                break;
+            }
+        }
+        self.drain(&t).await;
+    }
+
+    /// Starts a step when there is something to record or to claim;
+    /// `dry`: the modem has nothing to write, so at least one message is
+    /// claimed.
+    fn start_step(&mut self, t: &Target<'_>, dry: bool) {
+        let ahead: usize = self.ready.iter().map(Vec::len).sum();
+        let claim = if self.more {
+            let want = self
+                .window
+                .saturating_sub(u32::try_from(ahead).unwrap_or(u32::MAX));
+            if dry {
+                want.max(1)
+            } else {
+                want
+            }
+        } else {
+            0
+        };
+        if claim == 0 && self.sent.is_empty() {
+            return;
+        }
+        let records = std::mem::take(&mut self.sent);
+        let (store, modem, batch) = (t.inner.store.clone(), t.modem.clone(), records.clone());
+        let task =
+            tokio::spawn(async move { store.send_step(&modem, batch, claim, now_ms()).await });
+        self.waited = None;
+        self.step = Some(Step {
+            task,
+            records,
+            finished: std::mem::take(&mut self.finished),
+            claim,
+        });
+    }
+
+    /// Waits for the running step and takes in what it claimed.
+    async fn finish_step(&mut self, t: &Target<'_>) {
+        self.finish_step_waited(t, None).await;
+    }
+
+    /// [`finish_step`](Pipeline::finish_step); `since`: the modem is idle
+    /// waiting for it since then.
+    async fn finish_step_waited(&mut self, t: &Target<'_>, since: Option<tokio::time::Instant>) {
+        let Some(step) = self.step.take() else {
+            return;
+        };
+        let modem = t.modem.as_str();
+        let result = step
+            .task
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Internal(format!("send step: {e}"))));
+        self.waited = since.map(|s| s.elapsed());
+        match result {
+            Ok(done) => {
+                for (r, e) in step.records.iter().zip(&done.recorded) {
+                    if let Err(e) = e {
+                        tracing::error!(modem, attempt = r.attempt.0, error = %e,
+                            "cannot record a sent part");
+                    }
+                }
+                // The one line per message outcome.
+                for (message, parts) in step.finished {
+                    tracing::info!(modem, message_id = %message, parts, "sent");
+                    t.inner.forget(message);
+                }
+                if step.claim > 0 {
+                    self.more = !done.claimed.is_empty();
+                    self.adapt();
+                }
+                self.ready.extend(by_message(done.claimed));
+            }
+            Err(e) => {
+                // Nothing of the step stands: the accepted parts stay
+                // `sending` (requeued maybe-sent when the modem goes or at
+                // the next start), nothing was claimed.
+                tracing::error!(modem, parts = step.records.len(), error = %e,
+                    "cannot record sent parts");
+                self.more = false;
+            }
+        }
+    }
+
+    /// Adapts the window after a step that claimed (see [`next_window`]).
+    fn adapt(&mut self) {
+        self.window = next_window(self.window, self.max_window, self.waited, self.part_time);
+    }
+
+    /// Writes one message's parts to the modem; `false` when the sender
+    /// should stop for now (a temporary failure: the rest of the window is
+    /// given back rather than spent on a modem that may be failing).
+    async fn send(&mut self, t: &Target<'_>, parts: Vec<ClaimedPart>) -> bool {
+        let Some(message) = parts.first().map(|p| p.message) else {
+            return true;
+        };
+        let modem = t.modem.as_str();
+        let pdus: Vec<EncodedPdu> = parts.iter().map(|p| encoded(&p.payload)).collect();
+        let limit = t.slot.send_timeout.saturating_mul(
+            u32::try_from(pdus.len())
+                .unwrap_or(u32::MAX)
+                .saturating_add(1),
+        );
+        let (n, started) = (pdus.len(), tokio::time::Instant::now());
+        let result = match timeout(limit, t.slot.handle.send(pdus)).await {
+            Ok(r) => r,
+            Err(_) => Err(SendError::Temporary {
+                reason: "the modem did not answer the send in time".into(),
+                sent: vec![],
+            }),
+        };
+        if result.is_ok() {
+            let per_part = started.elapsed() / u32::try_from(n).unwrap_or(u32::MAX).max(1);
+            self.part_time = Some(per_part);
+        }
+        let now = now_ms();
+        let (sent, failure) = match result {
+            Ok(sent) => (sent, None),
+            Err(SendError::Temporary { reason, sent }) => {
+                (sent, Some(SendFailure::Temporary(reason)))
+            }
+            Err(SendError::Permanent { reason, sent }) => {
+                (sent, Some(SendFailure::Permanent(reason)))
+            }
+        };
+        let mut done = vec![false; parts.len()];
+        for s in &sent {
+            let Some(p) = parts.get(s.part) else { continue };
+            if let Some(flag) = done.get_mut(s.part) {
+                *flag = true;
+            }
+            // A modem that said OK without `+CMGS: <mr>` (27.005 §3.5.1
+            // makes it mandatory: a broken modem) leaves nothing to match
+            // a report with: the reference is stored as unknown (NULL),
+            // never as a made-up 0 that could match another part's report.
+            if s.mr.is_none() {
+                tracing::warn!(modem, message_id = %message, part = p.seq,
+                    "the modem sent no message reference: status reports cannot be matched");
+            }
+            // Quotas count what left, whatever the store then says.
+            lock(&t.inner.router).record_sent(modem, t.iccid.as_deref(), &p.recipient, now);
+            self.sent.push(SentRecord {
+                attempt: p.attempt,
+                mr: s.mr,
+            });
+        }
+        let failure = failure.or_else(|| {
+            done.iter()
+                .any(|d| !d)
+                .then(|| SendFailure::Temporary("the modem did not confirm every part".into()))
+        });
+        let Some(failure) = failure else {
+            self.finished.push((message, parts.len()));
+            return true;
+        };
+        let temporary = matches!(failure, SendFailure::Temporary(_));
+        t.inner
+            .record_failure(modem, message, &parts, &done, failure)
+            .await;
+        !temporary
+    }
+
+    /// Commits what is pending and gives back what was claimed but not
+    /// written (not maybe-sent: it never reached the modem).
+    async fn drain(&mut self, t: &Target<'_>) {
+        self.finish_step(t).await;
+        let unsent: Vec<AttemptId> = self.ready.drain(..).flatten().map(|p| p.attempt).collect();
+        if !unsent.is_empty() {
+            match t.inner.store.unclaim(unsent, now_ms()).await {
+                Ok(n) => tracing::debug!(modem = %t.modem, parts = n, "claimed parts given back"),
+                Err(e) => tracing::warn!(modem = %t.modem, error = %e,
+                    "cannot give back claimed parts: they are requeued as maybe-sent later"),
+            }
+            t.inner.dispatch.notify_one();
+        }
+        if !self.sent.is_empty() {
+            self.more = false;
+            self.start_step(t, false);
+            self.finish_step(t).await;
         }
     }
 }
@@ -1410,6 +1639,27 @@ mod tests {
             assert_eq!(e.code(), "invalid_number", "{bad}");
         }
         assert!(check_number(&"9".repeat(20)).is_ok());
+    }
+
+    #[test]
+    fn the_claim_window_follows_the_modem_against_the_store() {
+        let ms = Duration::from_millis;
+        let us = Duration::from_micros;
+        // A real modem (2 s per part) waiting 5 ms for a commit: nothing
+        // is claimed ahead, one commit per message.
+        assert_eq!(next_window(0, 16, Some(ms(5)), Some(ms(2000))), 0);
+        // An instant modem (150 µs) waiting 3 ms: the window opens, then
+        // doubles up to the cap.
+        assert_eq!(next_window(0, 16, Some(ms(3)), Some(us(150))), 1);
+        assert_eq!(next_window(4, 16, Some(ms(3)), Some(us(150))), 8);
+        assert_eq!(next_window(16, 16, Some(ms(3)), Some(us(150))), 16);
+        // No wait: one part less, never below 0.
+        assert_eq!(next_window(8, 16, None, Some(us(150))), 7);
+        assert_eq!(next_window(0, 16, None, Some(us(150))), 0);
+        // Nothing sent yet: nothing learnt.
+        assert_eq!(next_window(3, 16, Some(ms(50)), None), 3);
+        // A cap of 0 (misconfigured) still claims one part ahead at most.
+        assert_eq!(next_window(0, 0, Some(ms(3)), Some(us(150))), 1);
     }
 
     #[test]

@@ -1345,7 +1345,7 @@ impl Actor {
                 }
             }
         }
-        info!(modem = %self.cfg.name, parts = total, mrs = ?sent.iter().map(|p| p.mr).collect::<Vec<_>>(), "sent");
+        debug!(modem = %self.cfg.name, parts = total, mrs = ?sent.iter().map(|p| p.mr).collect::<Vec<_>>(), "sent");
         let _ = req.reply.send(Ok(sent));
         Ok(())
     }

@@ -280,10 +280,11 @@ fn finish(conn: &Connection, group: Group, now_ms: i64, partial: bool) -> Result
             .join(",")
     });
     let partial = partial || !missing.is_empty();
+    let id = super::registry::next_id(conn, super::registry::Ids::Inbound)?;
     conn.prepare_cached(
         "INSERT INTO in_messages (modem, sim, sender, scts_ms, received_ms, completed_ms, text,
-             data, parts_total, parts_received, partial, missing)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             data, parts_total, parts_received, partial, missing, id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )
     .and_then(|mut st| {
         st.execute(params![
@@ -298,11 +299,12 @@ fn finish(conn: &Connection, group: Group, now_ms: i64, partial: bool) -> Result
             total,
             parts.len() as i64,
             partial,
-            missing_text
+            missing_text,
+            id
         ])
     })
     .map_err(StoreError::sql(op))?;
-    let id = InboundId(conn.last_insert_rowid());
+    let id = InboundId(id);
     let link = match group {
         Group::Single(_) => "UPDATE in_parts SET message_id = ?2 WHERE id = ?1",
         Group::Multi(_) => {

@@ -49,6 +49,7 @@ pub use consent::{ConsentChange, ConsentOutcome, ConsentRecord, ConsentState};
 pub use error::{Result, StoreError};
 pub use events::{Event, EventKind};
 pub use limits::{MAX_LIMIT, MAX_PARTS, MAX_PDU_BYTES};
+pub use outbound::{SendStep, SentRecord};
 pub use retention::{CompactReport, ForgetReport, PurgeReport, RetentionPlan};
 pub use routing::{MAX_HISTORY, MAX_RECENT};
 pub use schema::SCHEMA_VERSION;
@@ -58,6 +59,11 @@ use worker::{BoxJob, Call};
 
 /// Messages, expiry passes and group expiry handled per maintenance call.
 const EXPIRY_BATCH: u32 = 1000;
+/// Prepared statements kept per connection. The store has about a hundred
+/// distinct statements and a message touches some twenty of them; with
+/// rusqlite's default of 16 the cache thrashed and every statement was
+/// parsed again on every use.
+const STATEMENT_CACHE: usize = 256;
 
 /// The current time as unix milliseconds, for callers that have no clock
 /// of their own.
@@ -221,6 +227,32 @@ impl Store {
         self.call(move |c| routing::bind(c, message, &modem)).await
     }
 
+    /// Binds several messages (one request, one commit), each as
+    /// [`bind`](Store::bind) does; one answer per binding, in order.
+    pub async fn bind_many(&self, bindings: Vec<(MessageId, String)>) -> Result<Vec<Result<bool>>> {
+        self.call(move |c| routing::bind_many(c, &bindings)).await
+    }
+
+    /// [`unbound_due`](Store::unbound_due) and, when it found any,
+    /// [`queued_by_modem`](Store::queued_by_modem), in one round trip: what
+    /// a dispatch round needs.
+    pub async fn dispatch_view(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<(Vec<PendingMessage>, Vec<(String, u64)>)> {
+        self.call(move |c| {
+            let pending = routing::unbound_due(c, now_ms, limit)?;
+            let loads = if pending.is_empty() {
+                Vec::new()
+            } else {
+                routing::queued_by_modem(c)?
+            };
+            Ok((pending, loads))
+        })
+        .await
+    }
+
     /// Drops a message's binding while none of its parts is in flight or
     /// sent (failover); a pinned message stays bound to its pin. `true` if
     /// the binding changed.
@@ -235,6 +267,33 @@ impl Store {
     pub async fn claim_next_message(&self, modem: &str, now_ms: i64) -> Result<Vec<ClaimedPart>> {
         let modem = modem.to_owned();
         self.call(move |c| outbound::claim_next_message(c, &modem, now_ms))
+            .await
+    }
+
+    /// One step of a modem's sender, in one commit: records the parts the
+    /// modem accepted since the last step (`sent`, each on its own: a
+    /// stale one does not undo the others), then claims up to
+    /// `claim_parts` parts of whole messages bound to `modem` (none for 0),
+    /// due first first. Each claimed part is `sending` before it is
+    /// written to the modem, so a crash leaves it maybe-sent, never lost.
+    pub async fn send_step(
+        &self,
+        modem: &str,
+        sent: Vec<SentRecord>,
+        claim_parts: u32,
+        now_ms: i64,
+    ) -> Result<SendStep> {
+        let modem = modem.to_owned();
+        self.call(move |c| outbound::send_step(c, &modem, &sent, claim_parts, now_ms))
+            .await
+    }
+
+    /// Gives back claimed parts that were never written to a modem: their
+    /// attempts are dropped, the parts are `queued` again (not
+    /// maybe-sent), and messages none of whose parts left are unbound.
+    /// Returns how many parts went back.
+    pub async fn unclaim(&self, attempts: Vec<AttemptId>, now_ms: i64) -> Result<u64> {
+        self.call(move |c| outbound::unclaim(c, &attempts, now_ms))
             .await
     }
 
@@ -577,6 +636,8 @@ fn run_thread(
             return;
         }
     };
+    db.conn
+        .set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     let report = match recover(&db.conn, db.schema_from) {
         Ok(r) => r,
         Err(e) => {

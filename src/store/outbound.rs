@@ -18,6 +18,27 @@ use super::types::{
     AttemptId, ClaimedPart, Enqueued, FailureOutcome, MessageId, MessageState, NewOutbound,
     OutboundStatus, PartId, PartState, PartStatus, SendFailure,
 };
+use super::worker;
+
+/// A part the modem accepted (`+CMGS: <mr>`), to be recorded as sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentRecord {
+    /// The attempt the part was claimed with.
+    pub attempt: AttemptId,
+    /// The TP-MR the modem answered; `None` when it answered `OK` without
+    /// one (stored as unknown, see [`mark_sent`]).
+    pub mr: Option<u8>,
+}
+
+/// What one [`Store::send_step`](super::Store::send_step) did.
+#[derive(Debug)]
+pub struct SendStep {
+    /// Per record given, in order: `Ok` if it is recorded as sent.
+    pub recorded: Vec<Result<()>>,
+    /// The parts claimed for the modem, whole messages in due order, each
+    /// message's parts in order.
+    pub claimed: Vec<ClaimedPart>,
+}
 
 fn validate(req: &NewOutbound) -> Result<()> {
     check_address("recipient", &req.recipient)?;
@@ -68,10 +89,11 @@ pub(crate) fn enqueue(conn: &Connection, req: &NewOutbound, now_ms: i64) -> Resu
     let send_at = req.send_at_ms.unwrap_or(now_ms);
     // Unbound even when pinned: the router binds it (to the pin), so the
     // pinned modem's limits and state apply too.
+    let id = super::registry::next_id(conn, super::registry::Ids::Outbound)?;
     conn.prepare_cached(
         "INSERT INTO out_messages (idem_key, recipient, text, client, pin_modem, modem, state,
-             parts_total, created_ms, updated_ms, send_at_ms, valid_until_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, NULL, 'queued', ?6, ?7, ?7, ?8, ?9)",
+             parts_total, created_ms, updated_ms, send_at_ms, valid_until_ms, id)
+         VALUES (?1, ?2, ?3, ?4, ?5, NULL, 'queued', ?6, ?7, ?7, ?8, ?9, ?10)",
     )
     .and_then(|mut st| {
         st.execute(params![
@@ -84,10 +106,11 @@ pub(crate) fn enqueue(conn: &Connection, req: &NewOutbound, now_ms: i64) -> Resu
             now_ms,
             send_at,
             req.valid_until_ms,
+            id,
         ])
     })
     .map_err(StoreError::sql(op))?;
-    let id = MessageId(conn.last_insert_rowid());
+    let id = MessageId(id);
     let rdigits = digits(&req.recipient);
     let mut st = conn
         .prepare_cached(
@@ -233,42 +256,123 @@ pub(crate) fn claim_next_message(
     modem: &str,
     now_ms: i64,
 ) -> Result<Vec<ClaimedPart>> {
+    claim_messages(conn, modem, now_ms, 1)
+}
+
+/// Claims whole messages bound to `modem`, due first first, each in part
+/// order, while their parts fit in `max_parts` (always at least one
+/// message when one is due, however many parts it has).
+pub(crate) fn claim_messages(
+    conn: &Connection,
+    modem: &str,
+    now_ms: i64,
+    max_parts: u32,
+) -> Result<Vec<ClaimedPart>> {
     check_id("modem", modem)?;
     let op = "claim the next message";
     expire(conn, now_ms, 1000)?;
-    // The head of this modem's due range of `out_parts_due`.
-    let first: Option<i64> = conn
-        .prepare_cached(
-            "SELECT p.message_id FROM out_parts p
-             JOIN out_messages m ON m.id = p.message_id
-             WHERE p.state = 'queued' AND p.bound_modem = ?2 AND p.next_attempt_ms <= ?1
-               AND (m.valid_until_ms IS NULL OR m.valid_until_ms > ?1)
-             ORDER BY p.next_attempt_ms, p.id LIMIT 1",
-        )
-        .and_then(|mut st| {
-            st.query_row(params![now_ms, modem], |r| r.get(0))
-                .optional()
-        })
-        .map_err(StoreError::sql(op))?;
-    let Some(message) = first else {
-        return Ok(Vec::new());
+    let max_parts = max_parts.max(1) as usize;
+    let mut claimed: Vec<ClaimedPart> = Vec::new();
+    while claimed.len() < max_parts {
+        // The head of this modem's due range of `out_parts_due` (parts
+        // claimed in this loop are `sending` already, so it moves on).
+        let first: Option<i64> = conn
+            .prepare_cached(
+                "SELECT p.message_id FROM out_parts p
+                 JOIN out_messages m ON m.id = p.message_id
+                 WHERE p.state = 'queued' AND p.bound_modem = ?2 AND p.next_attempt_ms <= ?1
+                   AND (m.valid_until_ms IS NULL OR m.valid_until_ms > ?1)
+                 ORDER BY p.next_attempt_ms, p.id LIMIT 1",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![now_ms, modem], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(StoreError::sql(op))?;
+        let Some(message) = first else {
+            break;
+        };
+        let rows = conn
+            .prepare_cached(
+                "SELECT p.id, p.message_id, p.seq, m.parts_total, m.recipient, p.payload,
+                        p.attempts, p.maybe_sent
+                 FROM out_parts p JOIN out_messages m ON m.id = p.message_id
+                 WHERE p.message_id = ?3 AND p.state = 'queued' AND p.bound_modem = ?2
+                   AND p.next_attempt_ms <= ?1
+                 ORDER BY p.seq",
+            )
+            .and_then(|mut st| {
+                // At most MAX_PARTS rows: enqueue refuses longer messages.
+                st.query_map(params![now_ms, modem, message], claimed_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(StoreError::sql(op))?;
+        if rows.is_empty() || (!claimed.is_empty() && claimed.len() + rows.len() > max_parts) {
+            break;
+        }
+        claimed.extend(open_attempts(conn, modem, now_ms, rows)?);
+    }
+    Ok(claimed)
+}
+
+/// Records the parts the modem accepted (each alone: one that fails, say
+/// an attempt requeued meanwhile, does not undo the others), then claims
+/// up to `claim_parts` parts of whole messages for `modem`
+/// ([`claim_messages`]; none when 0). One request, so one commit, for
+/// what a sender did since its last step and what it sends next.
+pub(crate) fn send_step(
+    conn: &Connection,
+    modem: &str,
+    sent: &[SentRecord],
+    claim_parts: u32,
+    now_ms: i64,
+) -> Result<SendStep> {
+    check_id("modem", modem)?;
+    let recorded = worker::each(conn, sent, |c, r| mark_sent(c, r.attempt, r.mr, now_ms))?;
+    let claimed = if claim_parts > 0 {
+        claim_messages(conn, modem, now_ms, claim_parts)?
+    } else {
+        Vec::new()
     };
-    let rows = conn
-        .prepare_cached(
-            "SELECT p.id, p.message_id, p.seq, m.parts_total, m.recipient, p.payload,
-                    p.attempts, p.maybe_sent
-             FROM out_parts p JOIN out_messages m ON m.id = p.message_id
-             WHERE p.message_id = ?3 AND p.state = 'queued' AND p.bound_modem = ?2
-               AND p.next_attempt_ms <= ?1
-             ORDER BY p.seq",
+    Ok(SendStep { recorded, claimed })
+}
+
+/// Gives back claimed parts that were never written to the modem (the
+/// sender stopped, or the modem failed before their turn): the attempt is
+/// dropped and the part is `queued` again as it was, not maybe-sent, and
+/// its message unbound while none of it left (so another modem may take
+/// it). Parts no longer in flight under that attempt are left alone.
+/// Returns how many parts went back.
+pub(crate) fn unclaim(conn: &Connection, attempts: &[AttemptId], now_ms: i64) -> Result<u64> {
+    let op = "give back claimed parts";
+    let mut back = 0;
+    let mut messages = Vec::new();
+    for attempt in attempts {
+        let (part, message) = match open_attempt(conn, *attempt) {
+            Ok((part, message, _)) => (part, message),
+            Err(StoreError::NotFound { .. } | StoreError::StaleAttempt { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        conn.prepare_cached("DELETE FROM out_attempts WHERE id = ?1")
+            .and_then(|mut st| st.execute([attempt.0]))
+            .map_err(StoreError::sql(op))?;
+        conn.prepare_cached(
+            "UPDATE out_parts SET state = 'queued', attempts = max(attempts - 1, 0),
+                 current_attempt = NULL
+             WHERE id = ?1 AND state = 'sending'",
         )
-        .and_then(|mut st| {
-            // At most MAX_PARTS rows: enqueue refuses longer messages.
-            st.query_map(params![now_ms, modem, message], claimed_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })
+        .and_then(|mut st| st.execute([part.0]))
         .map_err(StoreError::sql(op))?;
-    open_attempts(conn, modem, now_ms, rows)
+        back += 1;
+        if !messages.contains(&message) {
+            messages.push(message);
+        }
+    }
+    for m in messages {
+        unbind_if_unsent(conn, m)?;
+        refresh(conn, m, now_ms)?;
+    }
+    Ok(back)
 }
 
 /// A part row as [`claim_bound`] and [`claim_next_message`] select it.
@@ -666,7 +770,8 @@ pub(crate) fn refresh(
     )
     .and_then(|mut st| st.execute(params![id.0, state.as_str(), reason, now_ms]))
     .map_err(StoreError::sql(op))?;
-    tracing::info!(message_id = %id, from = %old, to = %state, "message state");
+    // A transition per state; the engine logs each outcome at info.
+    tracing::debug!(message_id = %id, from = %old, to = %state, "message state");
     events::append(
         conn,
         now_ms,
@@ -738,4 +843,149 @@ pub(crate) fn status(conn: &Connection, id: MessageId) -> Result<OutboundStatus>
         })
         .map_err(StoreError::sql(op))?;
     Ok(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Store, StoreConfig};
+
+    const MODEM: &str = "356938035643809";
+    const T0: i64 = 1_790_000_000_000;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreConfig::at(dir.path().join("s.db"))).unwrap();
+        (dir, store)
+    }
+
+    fn msg(parts: usize) -> NewOutbound {
+        NewOutbound {
+            recipient: "+15551112222".into(),
+            text: Some(format!("{parts} parts")),
+            parts: (0..parts).map(|i| vec![0x00, 0x01, i as u8]).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Enqueues messages of the given part counts and binds them to MODEM.
+    async fn bound(store: &Store, shape: &[usize]) -> Vec<MessageId> {
+        let mut ids = Vec::new();
+        for (i, n) in shape.iter().enumerate() {
+            let id = store.enqueue(msg(*n), T0 + i as i64).await.unwrap().id;
+            ids.push(id);
+        }
+        let bindings = ids.iter().map(|id| (*id, MODEM.to_owned())).collect();
+        let bound = store.bind_many(bindings).await.unwrap();
+        assert!(bound.iter().all(|b| matches!(b, Ok(true))), "{bound:?}");
+        ids
+    }
+
+    #[tokio::test]
+    async fn bind_many_answers_each_binding_alone() {
+        let (_dir, store) = store();
+        let a = store.enqueue(msg(1), T0).await.unwrap().id;
+        let answers = store
+            .bind_many(vec![
+                (a, MODEM.into()),
+                (MessageId(9999), MODEM.into()),
+                (a, "862877030000001".into()),
+                (a, String::new()),
+            ])
+            .await
+            .unwrap();
+        assert!(matches!(answers[0], Ok(true)));
+        assert!(matches!(answers[1], Ok(false)), "unknown message");
+        assert!(matches!(answers[2], Ok(false)), "bound already");
+        assert!(answers[3].is_err(), "an empty modem id is refused");
+        assert_eq!(
+            store.outbound_status(a).await.unwrap().modem.as_deref(),
+            Some(MODEM)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_step_claims_whole_messages_within_its_window() {
+        let (_dir, store) = store();
+        let ids = bound(&store, &[2, 1, 3, 1]).await;
+        // 4 parts: the 2-part and the 1-part message; the 3-part one does
+        // not fit.
+        let step = store.send_step(MODEM, vec![], 4, T0 + 10).await.unwrap();
+        let got: Vec<(MessageId, u32)> = step.claimed.iter().map(|p| (p.message, p.seq)).collect();
+        assert_eq!(got, vec![(ids[0], 1), (ids[0], 2), (ids[1], 1)]);
+        // A window smaller than the next message still claims all of it.
+        let step = store.send_step(MODEM, vec![], 1, T0 + 10).await.unwrap();
+        assert_eq!(step.claimed.len(), 3);
+        assert!(step.claimed.iter().all(|p| p.message == ids[2]));
+        // 0 claims nothing.
+        let step = store.send_step(MODEM, vec![], 0, T0 + 10).await.unwrap();
+        assert!(step.claimed.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_step_records_each_sent_part_alone_and_claims_in_the_same_commit() {
+        let (_dir, store) = store();
+        let ids = bound(&store, &[1, 1]).await;
+        let first = store.send_step(MODEM, vec![], 1, T0 + 10).await.unwrap();
+        let a = first.claimed[0].attempt;
+        let records = vec![
+            SentRecord {
+                attempt: a,
+                mr: Some(7),
+            },
+            // Recorded already by the one before: stale, fails alone.
+            SentRecord {
+                attempt: a,
+                mr: Some(8),
+            },
+            SentRecord {
+                attempt: AttemptId(424_242),
+                mr: None,
+            },
+        ];
+        let step = store.send_step(MODEM, records, 1, T0 + 20).await.unwrap();
+        assert!(step.recorded[0].is_ok());
+        assert!(matches!(
+            step.recorded[1],
+            Err(StoreError::StaleAttempt { .. })
+        ));
+        assert!(matches!(step.recorded[2], Err(StoreError::NotFound { .. })));
+        assert_eq!(step.claimed.len(), 1);
+        assert_eq!(step.claimed[0].message, ids[1]);
+        let st = store.outbound_status(ids[0]).await.unwrap();
+        assert_eq!(st.state, MessageState::Sent);
+        assert_eq!(st.parts[0].mr, Some(7));
+        let st = store.outbound_status(ids[1]).await.unwrap();
+        assert_eq!(st.state, MessageState::Sending);
+    }
+
+    #[tokio::test]
+    async fn unclaimed_parts_are_queued_again_unflagged_and_unbound() {
+        let (_dir, store) = store();
+        let ids = bound(&store, &[2]).await;
+        let step = store.send_step(MODEM, vec![], 8, T0 + 10).await.unwrap();
+        let attempts: Vec<AttemptId> = step.claimed.iter().map(|p| p.attempt).collect();
+        assert_eq!(attempts.len(), 2);
+        assert_eq!(store.unclaim(attempts.clone(), T0 + 20).await.unwrap(), 2);
+        // A second give-back finds nothing in flight.
+        assert_eq!(store.unclaim(attempts, T0 + 30).await.unwrap(), 0);
+        let st = store.outbound_status(ids[0]).await.unwrap();
+        assert_eq!(st.state, MessageState::Queued);
+        assert_eq!(st.modem, None, "free for any modem again");
+        for p in &st.parts {
+            assert_eq!(p.state, PartState::Queued);
+            assert_eq!(p.attempts, 0);
+            assert_eq!(p.maybe_sent, 0);
+        }
+        let stats = store.stats().await.unwrap();
+        assert_eq!(stats.maybe_sent_total, 0);
+        // Claimable again as the first attempt.
+        store.bind(ids[0], MODEM).await.unwrap();
+        let again = store.send_step(MODEM, vec![], 8, T0 + 40).await.unwrap();
+        assert_eq!(again.claimed.len(), 2);
+        assert!(again
+            .claimed
+            .iter()
+            .all(|p| p.attempt_no == 1 && !p.maybe_sent));
+    }
 }

@@ -36,6 +36,49 @@ pub(crate) fn bump(conn: &Connection, name: &str, by: u64) -> Result<()> {
     .map_err(StoreError::sql("update counter"))
 }
 
+/// Tables whose ids clients hold on to (bus `message` ids, event
+/// payloads): an id is never given twice, also not after the row was
+/// deleted (a dropped or forgotten message, a retention purge). SQLite
+/// would otherwise reuse the highest id after its row is deleted, and an
+/// old event, `status` or `ack` would then name someone else's message.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Ids {
+    /// `in_messages`.
+    Inbound,
+    /// `out_messages`.
+    Outbound,
+}
+
+/// The id for a new row of `which`: one above both the highest id ever
+/// given (kept in `counters`) and the highest present (rows written before
+/// the counter existed). Inside the caller's transaction.
+pub(crate) fn next_id(conn: &Connection, which: Ids) -> Result<i64> {
+    let (name, sql) = match which {
+        Ids::Inbound => (
+            "in_messages_last_id",
+            "SELECT max(coalesce((SELECT value FROM counters WHERE name = 'in_messages_last_id'), 0),
+                        coalesce((SELECT max(id) FROM in_messages), 0)) + 1",
+        ),
+        Ids::Outbound => (
+            "out_messages_last_id",
+            "SELECT max(coalesce((SELECT value FROM counters WHERE name = 'out_messages_last_id'), 0),
+                        coalesce((SELECT max(id) FROM out_messages), 0)) + 1",
+        ),
+    };
+    let op = "allocate an id";
+    let id: i64 = conn
+        .prepare_cached(sql)
+        .and_then(|mut st| st.query_row([], |r| r.get(0)))
+        .map_err(StoreError::sql(op))?;
+    conn.prepare_cached(
+        "INSERT INTO counters (name, value) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+    )
+    .and_then(|mut st| st.execute(params![name, id]))
+    .map_err(StoreError::sql(op))?;
+    Ok(id)
+}
+
 fn counter(conn: &Connection, name: &str) -> Result<u64> {
     conn.prepare_cached("SELECT value FROM counters WHERE name = ?1")
         .and_then(|mut st| st.query_row([name], |r| r.get::<_, i64>(0)).optional())

@@ -17,6 +17,7 @@ use super::outbound::{refresh, sync_binding, unbind_if_unsent};
 use super::refs;
 use super::registry::{self, Daily};
 use super::types::{MessageId, PeerRecord, PendingMessage, RecentSend, RouteHistory, SimDay};
+use super::worker;
 
 /// Parts looked at per message asked for by [`unbound_due`]: messages have
 /// up to [`MAX_PARTS`](super::MAX_PARTS) parts but rarely more than a few,
@@ -92,6 +93,18 @@ pub(crate) fn bind(conn: &Connection, message: MessageId, modem: &str) -> Result
         tracing::debug!(modem, message_id = %message, "message bound");
     }
     Ok(changed > 0)
+}
+
+/// Binds each message to its modem as [`bind`] does, each alone (one that
+/// fails leaves the others bound): a dispatch round's bindings in one
+/// request, so one commit instead of one per message.
+pub(crate) fn bind_many(
+    conn: &Connection,
+    bindings: &[(MessageId, String)],
+) -> Result<Vec<Result<bool>>> {
+    worker::each(conn, bindings, |c, (message, modem)| {
+        bind(c, *message, modem)
+    })
 }
 
 /// Drops a message's binding so another modem may take it (failover),
