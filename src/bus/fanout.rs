@@ -21,7 +21,7 @@
 //! log in SQLite *is* the buffer.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +37,7 @@ use crate::store::{EventKind, InboundId, InboundMessage, StoreError};
 /// subscriber further behind lags and reads from the store. Bounds the
 /// fan-out's memory to this many lines (each held once, however many
 /// subscribers).
-pub const CAPACITY: usize = 1024;
+pub const CAPACITY: usize = 256;
 
 /// Events or inbound messages fetched from the store per query.
 const PAGE: u32 = 256;
@@ -67,17 +67,17 @@ pub enum Line {
         message: InboundId,
         /// The line with the sender's number (peers with the see-numbers
         /// right).
-        numbers: String,
+        numbers: Arc<str>,
         /// The line with the sender's `sms:` handle.
-        handles: String,
+        handles: Arc<str>,
         /// Set by the first subscriber whose client got the line, so the
         /// store records the delivery once, not once per subscriber.
         delivered: Arc<AtomicBool>,
     },
     /// A `status` event (no phone number in it: one view).
-    Status(String),
+    Status(Arc<str>),
     /// A `modem` event.
-    Modem(String),
+    Modem(Arc<str>),
 }
 
 /// The sending side the server keeps; subscribers call `subscribe` on it.
@@ -86,6 +86,20 @@ pub type Sender = broadcast::Sender<Arc<Item>>;
 /// A new feed channel.
 pub(super) fn channel() -> Sender {
     broadcast::channel(CAPACITY).0
+}
+
+/// What the fan-out holds and how often subscribers fell behind it
+/// ([`Server::fanout`](super::Server::fanout)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FanoutStats {
+    /// Lines the feed holds now, at most [`CAPACITY`] however many
+    /// subscribers there are and however slowly they read.
+    pub held: usize,
+    /// Subscribers connected to the feed.
+    pub subscribers: usize,
+    /// Times a subscriber read a gap from the store (it lagged, or it
+    /// subscribed with an older `since`) since the server started.
+    pub catch_ups: u64,
 }
 
 /// Reads the log after the gate's cursor and publishes each entry's line
@@ -169,6 +183,7 @@ pub(super) async fn subscription<B: Backend>(
     backend: B,
     tx: mpsc::Sender<Out>,
     mut feed: broadcast::Receiver<Arc<Item>>,
+    catch_ups: Arc<AtomicU64>,
     mask: EventMask,
     start: u64,
     see: bool,
@@ -209,6 +224,7 @@ pub(super) async fn subscription<B: Backend>(
         }
         if item.prev > cursor {
             // Below this item's cursor: the item follows the gap.
+            catch_ups.fetch_add(1, Ordering::Relaxed);
             if sub.catch_up(cursor, item.prev).await.is_err() {
                 return;
             }
@@ -347,13 +363,13 @@ impl<B: Backend> Subscriber<B> {
                 }
                 let text = if self.see { numbers } else { handles };
                 Some(Out::Inbound(
-                    text.clone(),
+                    Arc::clone(text),
                     *message,
                     Some(Arc::clone(delivered)),
                 ))
             }
-            Line::Status(l) if self.mask.status => Some(Out::Line(l.clone())),
-            Line::Modem(l) if self.mask.modem => Some(Out::Line(l.clone())),
+            Line::Status(l) if self.mask.status => Some(Out::Event(Arc::clone(l))),
+            Line::Modem(l) if self.mask.modem => Some(Out::Event(Arc::clone(l))),
             _ => None,
         }
     }
@@ -393,13 +409,18 @@ async fn build<B: Backend>(
             message,
             state,
             reason,
-        } if mask.status => found(store.outbound_status(message).await)?
-            .map(|s| Line::Status(status_event(cursor, &state, reason.as_deref(), &s).to_string())),
+        } if mask.status => found(store.outbound_status(message).await)?.map(|s| {
+            Line::Status(
+                status_event(cursor, &state, reason.as_deref(), &s)
+                    .to_string()
+                    .into(),
+            )
+        }),
         EventKind::ModemState { modem, state } if mask.modem => {
             let views = backend.modems();
             let view = views.iter().find(|v| v.id == modem);
             Some(Line::Modem(
-                modem_event(cursor, &modem, &state, view).to_string(),
+                modem_event(cursor, &modem, &state, view).to_string().into(),
             ))
         }
         _ => None,
@@ -425,16 +446,19 @@ async fn relayed<B: Backend>(
 
 /// The `inbound` event line carrying `cursor`; `from` is the sender's
 /// handle unless the peer sees numbers.
-fn inbound_line<B: Backend>(backend: &B, cursor: u64, m: &InboundMessage, see: bool) -> String {
+fn inbound_line<B: Backend>(backend: &B, cursor: u64, m: &InboundMessage, see: bool) -> Arc<str> {
     let mut v = inbound_event(cursor, m);
     if let Some(from) = v.get_mut("from") {
         *from = Value::String(backend.show(&m.sender, see));
     }
-    v.to_string()
+    v.to_string().into()
 }
 
 /// Whether the writer should record a delivery (the first client to get
 /// a live line does; replays always do).
 pub(super) fn first_delivery(flag: Option<&AtomicBool>) -> bool {
-    flag.is_none_or(|f| !f.swap(true, Ordering::AcqRel))
+    match flag {
+        None => true,
+        Some(f) => !f.swap(true, Ordering::AcqRel),
+    }
 }

@@ -12,7 +12,7 @@
 
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -54,6 +54,8 @@ struct Shared {
     clients: AtomicUsize,
     /// The log's lines, built once for every subscriber.
     feed: fanout::Sender,
+    /// Gaps subscribers read from the store.
+    catch_ups: Arc<AtomicU64>,
 }
 
 impl Shared {
@@ -93,6 +95,7 @@ impl Server {
             max_line: AtomicUsize::new(config.max_line.max(1)),
             clients: AtomicUsize::new(0),
             feed: fanout::channel(),
+            catch_ups: Arc::new(AtomicU64::new(0)),
         });
         let (stop, stop_rx) = watch::channel(false);
         let feed = tokio::spawn(fanout::feed(
@@ -114,6 +117,15 @@ impl Server {
     /// The socket path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// What the fan-out holds now and how often subscribers fell behind.
+    pub fn fanout(&self) -> fanout::FanoutStats {
+        fanout::FanoutStats {
+            held: self.shared.feed.len(),
+            subscribers: self.shared.feed.receiver_count(),
+            catch_ups: self.shared.catch_ups.load(Ordering::Relaxed),
+        }
     }
 
     /// Applies new access lists and line limit; connected clients stay.
@@ -249,19 +261,22 @@ async fn accept_loop<B: Backend>(
 /// What the writer task sends.
 #[derive(Debug)]
 pub(super) enum Out {
-    /// A reply or event line.
+    /// A reply line.
     Line(String),
+    /// An event line, shared with the other subscribers' queues.
+    Event(Arc<str>),
     /// An inbound event: once written, the message is marked delivered
     /// (once per live line: the flag is shared by the subscribers).
-    Inbound(String, InboundId, Option<Arc<AtomicBool>>),
+    Inbound(Arc<str>, InboundId, Option<Arc<AtomicBool>>),
 }
 
 async fn writer(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Out>, store: Store) {
     let mut w = BufWriter::new(wr);
     while let Some(out) = rx.recv().await {
-        let (line, inbound) = match out {
+        let (line, inbound): (&str, _) = match &out {
             Out::Line(l) => (l, None),
-            Out::Inbound(l, id, flag) => (l, Some((id, flag))),
+            Out::Event(l) => (l, None),
+            Out::Inbound(l, id, flag) => (l, Some((*id, flag.as_deref()))),
         };
         let written = async {
             w.write_all(line.as_bytes()).await?;
@@ -277,7 +292,7 @@ async fn writer(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Out>, store: Store) {
             return;
         }
         if let Some((id, flag)) = inbound {
-            if !fanout::first_delivery(flag.as_deref()) {
+            if !fanout::first_delivery(flag) {
                 continue;
             }
             if let Err(e) = store.inbound_delivered(id, now_ms()).await {
@@ -598,6 +613,7 @@ impl<B: Backend> Conn<B> {
                 self.backend.clone(),
                 self.tx.clone(),
                 self.shared.feed.subscribe(),
+                Arc::clone(&self.shared.catch_ups),
                 mask,
                 start,
                 self.see,
