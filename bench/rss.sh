@@ -72,8 +72,12 @@ idle_rss=$(field VmRSS)
 idle_hwm=$(field VmHWM)
 
 # Load: subscribers following every event, a batch through the bus.
+# Each subscriber: socat runs the script below as its child (and stops it
+# when killed), writing `subscribe` and keeping the connection open.
+printf '#!/bin/sh\nprintf %s\n exec sleep 100000\n' "'{\"op\":\"subscribe\"}\\n'" >"$dir/sub.sh"
+chmod +x "$dir/sub.sh"
 for i in $(seq "$SUBSCRIBERS"); do
-    (printf '{"op":"subscribe"}\n'; sleep 100000) | socat -u - "UNIX-CONNECT:$sock" >/dev/null 2>&1 &
+    socat -u EXEC:"$dir/sub.sh" "UNIX-CONNECT:$sock" >/dev/null 2>&1 &
     pids+=($!)
 done
 {
