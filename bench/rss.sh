@@ -102,6 +102,8 @@ done
 elapsed=$(echo "$(date +%s.%N) - $start" | bc)
 l1=$(ticks)
 load_hwm=$(field VmHWM)
+load_anon=$(field RssAnon)
+load_file=$(field RssFile)
 
 echo "smsgate run, $MODEMS simulated modems, $(nproc) CPUs, $threads threads, binary $BIN"
 echo "| | VmRSS | VmHWM | CPU |"
@@ -112,3 +114,5 @@ printf '| idle, %s s | %.1f MiB | %.1f MiB | %.1f ms (%.3f %% of a core) |\n' "$
 printf '| %s messages, %s subscribers, %.1f s | %.1f MiB (peak sampled) | %.1f MiB | %.0f µs/msg |\n' \
     "$MESSAGES" "$SUBSCRIBERS" "$elapsed" "$(echo "$peak / 1024" | bc -l)" \
     "$(echo "$load_hwm / 1024" | bc -l)" "$(echo "($l1 - $l0) * 1000000 / $hz / $MESSAGES" | bc -l)"
+printf 'after the load: RssAnon %.1f MiB (heap, stacks), RssFile %.1f MiB (the binary, libraries, SQLite shared memory)\n' \
+    "$(echo "$load_anon / 1024" | bc -l)" "$(echo "$load_file / 1024" | bc -l)"
