@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use smsgate::router::*;
-use smsgate::store::RouteRecord;
+use smsgate::store::{PeerRecord, RouteHistory};
 
 const T0: i64 = 1_795_687_200_000;
 const MODEMS: usize = 16;
@@ -50,18 +50,21 @@ fn router() -> Router {
     };
     let mut r = Router::with_seed(routing, limits, 1);
     let cands = candidates();
-    let history: Vec<RouteRecord> = (0..100_000)
+    let peers: Vec<PeerRecord> = (0..100_000)
         .map(|i| {
             let c = &cands[i % MODEMS];
-            RouteRecord {
+            PeerRecord {
+                sim: c.iccid.clone().unwrap_or_else(|| c.id.clone()),
                 modem: c.id.clone(),
-                iccid: c.iccid.clone(),
                 recipient: format!("+49151{:07}", i),
-                count: 1,
                 last_sent_ms: T0 - (i as i64 * 20_000),
             }
         })
         .collect();
+    let history = RouteHistory {
+        peers,
+        ..RouteHistory::default()
+    };
     r.restore(&history);
     r
 }

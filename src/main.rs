@@ -31,6 +31,8 @@ enum Command {
     Modems(cli::modems::ModemsArgs),
     /// Erase everything stored about a number or handle (admin).
     Forget(cli::forget::ForgetArgs),
+    /// Consent records: who joined or stopped, since when (admin).
+    Consent(cli::consent::ConsentArgs),
     /// Check the host, the modems and the daemon, and explain what is wrong.
     Doctor(cli::doctor::DoctorArgs),
     /// The whole system with two simulated modems, in seconds, no hardware needed.
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
         Command::Status(args) => cli::status::run(args),
         Command::Modems(args) => cli::modems::run(args),
         Command::Forget(args) => cli::forget::run(args),
+        Command::Consent(args) => cli::consent::run(args),
         Command::Doctor(args) => cli::doctor::run(args),
         Command::Demo(args) => cli::demo::run(args),
         Command::Run(args) => cli::run::run(args),

@@ -3,8 +3,8 @@
 //! Pure: no I/O, no async, no clock. The engine passes the candidates (the
 //! modems it knows, with their state and load) and the time in unix ms, and
 //! tells the router what was sent ([`Router::record_sent`]); at start it
-//! replays [`Store::route_history`](crate::store::Store::route_history)
-//! into [`Router::restore`].
+//! replays [`Store::route_history`](crate::store::Store::route_history) (a
+//! bounded summary, not every message) into [`Router::restore`].
 //!
 //! Order of the rules (see `docs/router.md`):
 //!
@@ -31,7 +31,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 
-use crate::store::RouteRecord;
+use crate::store::RouteHistory;
 
 const MINUTE_MS: i64 = 60_000;
 const DAY_MS: i64 = 86_400_000;
@@ -272,6 +272,15 @@ impl SimCounters {
         }
     }
 
+    /// A send restored from history: the jitter gap after it is taken at
+    /// its start (no draw was recorded).
+    fn note_last(&mut self, at: i64) {
+        if self.last_sent_ms.map_or(true, |t| t < at) {
+            self.last_sent_ms = Some(at);
+            self.jitter_at = 0.0;
+        }
+    }
+
     fn sent_on(&self, day: i64) -> u64 {
         if self.day == day {
             self.day_count
@@ -444,26 +453,34 @@ impl Router {
         self.limits = limits;
     }
 
-    /// Rebuilds counters and sticky choices from what the store recorded
-    /// (one record per modem, recipient and UTC day).
-    pub fn restore(&mut self, history: &[RouteRecord]) {
-        for r in history {
-            let recipient = recipient_key(&r.recipient);
-            let key = sim_key(&r.modem, r.iccid.as_deref());
-            let c = self.sims.entry(key).or_default();
-            c.add_day(day_of(r.last_sent_ms), r.count);
-            c.add_recipient(month_of(r.last_sent_ms), recipient);
-            c.add_minute(r.last_sent_ms);
-            if c.last_sent_ms.map_or(true, |t| t < r.last_sent_ms) {
-                c.last_sent_ms = Some(r.last_sent_ms);
-                c.jitter_at = 0.0;
-            }
+    /// Rebuilds counters and sticky choices from the store's summary
+    /// ([`RouteHistory`]): per-SIM day counts, the last send per (SIM,
+    /// recipient) (recipients of the month, sticky peers, jitter) and the
+    /// last minute's sends. Records may come in any order.
+    pub fn restore(&mut self, history: &RouteHistory) {
+        for d in &history.days {
+            let c = self.sims.entry(d.sim.clone()).or_default();
+            c.add_day(d.day, d.sent);
+            c.note_last(d.last_sent_ms);
+        }
+        for r in &history.recent {
+            self.sims
+                .entry(r.sim.clone())
+                .or_default()
+                .add_minute(r.sent_ms);
+        }
+        for p in &history.peers {
+            let recipient = recipient_key(&p.recipient);
+            let c = self.sims.entry(p.sim.clone()).or_default();
+            // Sent to this month iff the last send is in this month.
+            c.add_recipient(month_of(p.last_sent_ms), recipient);
+            c.note_last(p.last_sent_ms);
             let newer = self
                 .sticky
                 .get(&recipient)
-                .map_or(true, |(_, at)| *at < r.last_sent_ms);
+                .map_or(true, |(_, at)| *at < p.last_sent_ms);
             if newer {
-                self.remember_sticky(recipient, &r.modem, r.last_sent_ms);
+                self.remember_sticky(recipient, &p.modem, p.last_sent_ms);
             }
         }
     }
@@ -493,6 +510,13 @@ impl Router {
         c.last_sent_ms = Some(now_ms);
         c.jitter_at = jitter_at;
         self.remember_sticky(key, modem_id, now_ms);
+    }
+
+    /// Forgets the sticky choice for `recipient` (after `smsgate forget`):
+    /// its next message is routed as if it had never been written to.
+    /// Returns whether there was one.
+    pub fn forget_recipient(&mut self, recipient: &str) -> bool {
+        self.sticky.remove(&recipient_key(recipient)).is_some()
     }
 
     fn remember_sticky(&mut self, key: u64, modem: &str, at: i64) {
@@ -753,6 +777,7 @@ fn names(c: &Candidate, reference: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{PeerRecord, RecentSend, SimDay};
     use proptest::prelude::*;
 
     /// 2026-11-26 10:00:00 UTC.
@@ -1246,19 +1271,32 @@ mod tests {
             recipients_per_month: Some(3),
             ..Limits::default()
         });
-        let rec = |modem: &str, iccid: Option<&str>, to: &str, count, at| RouteRecord {
-            modem: modem.into(),
-            iccid: iccid.map(Into::into),
-            recipient: to.into(),
-            count,
+        let day = |sim: &str, at: i64, sent| SimDay {
+            sim: sim.into(),
+            day: day_of(at),
+            sent,
             last_sent_ms: at,
         };
-        let history = vec![
-            rec("111", Some("89490001"), "+1001", 6, NOW - 1000),
-            rec("111", Some("89490001"), "+1002", 4, NOW - 2000),
-            rec("111", Some("89490001"), "+1003", 99, NOW - DAY_MS),
-            rec("222", Some("89490002"), "+1009", 1, NOW - 3 * DAY_MS),
-        ];
+        let peer = |modem: &str, sim: &str, to: &str, at| PeerRecord {
+            sim: sim.into(),
+            modem: modem.into(),
+            recipient: to.into(),
+            last_sent_ms: at,
+        };
+        let history = RouteHistory {
+            days: vec![
+                day("89490001", NOW - 1000, 10),
+                day("89490001", NOW - DAY_MS, 99),
+                day("89490002", NOW - 3 * DAY_MS, 1),
+            ],
+            peers: vec![
+                peer("111", "89490001", "+1001", NOW - 1000),
+                peer("111", "89490001", "+1002", NOW - 2000),
+                peer("111", "89490001", "+1003", NOW - DAY_MS),
+                peer("222", "89490002", "+1009", NOW - 3 * DAY_MS),
+            ],
+            recent: vec![],
+        };
         let mut router = Router::with_seed(RoutingConfig::default(), l, 1);
         router.restore(&history);
         let none: &[String] = &[];
@@ -1426,10 +1464,11 @@ mod tests {
         ) {
             let l = limits(Limits { per_minute: Some(1), per_day: Some(1), recipients_per_month: Some(1), jitter_ms: Some(jitter) });
             let mut router = Router::with_seed(RoutingConfig::default(), l, 5);
-            let records: Vec<RouteRecord> = history
-                .iter()
-                .map(|(at, count, r)| RouteRecord { modem: "111".into(), iccid: None, recipient: r.clone(), count: *count, last_sent_ms: *at })
-                .collect();
+            let records = RouteHistory {
+                days: history.iter().map(|(at, count, _)| SimDay { sim: "111".into(), day: day_of(*at), sent: *count, last_sent_ms: *at }).collect(),
+                peers: history.iter().map(|(at, _, r)| PeerRecord { sim: "111".into(), modem: "111".into(), recipient: r.clone(), last_sent_ms: *at }).collect(),
+                recent: history.iter().map(|(at, _, _)| RecentSend { sim: "111".into(), sent_ms: *at }).collect(),
+            };
             router.restore(&records);
             for at in sends {
                 router.record_sent("222", Some("89490002"), &to, at);

@@ -411,13 +411,14 @@ fn doctor_checks_ports_and_the_daemon() {
 fn doctor_probes_a_free_port_and_fails_without_daemon() {
     let g = Gateway::sim_only();
     let port = g.sim_dir().join("modem1");
-    let out = g.cli(&[
+    let args = [
         "doctor",
         "--port",
         port.to_str().unwrap(),
         "--port",
         "/nonexistent/ttyUSB7",
-    ]);
+    ];
+    let out = g.cli(&args);
     let report = text(&out.stdout);
     assert_eq!(code(&out), 1, "{report}");
     for want in [
@@ -431,6 +432,26 @@ fn doctor_probes_a_free_port_and_fails_without_daemon() {
     ] {
         assert!(report.contains(want), "{want} missing:\n{report}");
     }
+
+    // The same checks as JSON lines, for scripts: every line an object,
+    // the last one the summary, the same exit code.
+    let out = g.cli(&[&args[..], &["--json"]].concat());
+    let report = text(&out.stdout);
+    assert_eq!(code(&out), 1, "{report}");
+    let lines: Vec<serde_json::Value> = report
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let (summary, checks) = lines.split_last().unwrap();
+    assert!(checks.iter().any(|c| c["level"] == "fail"
+        && c["name"] == "port /nonexistent/ttyUSB7"
+        && c["hint"].is_string()));
+    assert!(checks
+        .iter()
+        .any(|c| c["level"] == "ok" && c["detail"] == "answers OK"));
+    let fails = checks.iter().filter(|c| c["level"] == "fail").count();
+    assert_eq!(summary["summary"]["fail"], fails, "{summary}");
+    assert_eq!(summary["summary"]["checks"], checks.len(), "{summary}");
 }
 
 /// The same command as `nobody` (uid 65534), where the tests run as root.

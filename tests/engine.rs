@@ -859,3 +859,41 @@ async fn a_scheduled_message_does_not_leave_before_its_time() {
     assert!(sent_ms >= at, "sent at {sent_ms}, scheduled for {at}");
     rig.left_once("not before two seconds").await;
 }
+
+/// A part resent after a temporary failure carries the reference its
+/// message was given when first bound: the retry takes no new one from the
+/// (SIM, recipient) counter, and the next message gets the next value. The
+/// references are 16-bit by default (TS 23.040 §9.2.3.24.8).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_part_keeps_its_concatenation_reference() {
+    let rig = Rig::start(&["--modems", "1"], 1, EngineConfig::default()).await;
+    let long = |tag: &str| format!("{tag} {}", "r".repeat(200));
+    rig.sim.ctl(&["cms-error", "500", "--modem", "0"]).await;
+    let first = rig.send(OUTSIDE, &long("first")).await;
+    eventually("two failed attempts", || async {
+        rig.status(first).await.parts[0].attempts >= 2
+    })
+    .await;
+    rig.sim.ctl(&["cms-error", "--modem", "0", "--off"]).await;
+    rig.reaches(first, MessageState::Sent).await;
+    let second = rig.send(OUTSIDE, &long("second")).await;
+    rig.reaches(second, MessageState::Sent).await;
+    let a = rig.left_once(&long("first")).await;
+    let b = rig.left_once(&long("second")).await;
+    assert_eq!(
+        (a["parts"].as_u64(), b["parts"].as_u64()),
+        (Some(2), Some(2))
+    );
+    // A fresh store: the counter of this SIM and recipient starts at 0.
+    assert_eq!(a["reference"], 0, "{a}");
+    assert_eq!(b["reference"], 1, "{b}");
+
+    // 8-bit elements when configured, from the same counter.
+    rig.engine.reconfigure(EngineConfig {
+        ref16: false,
+        ..EngineConfig::default()
+    });
+    let third = rig.send(OUTSIDE, &long("third")).await;
+    rig.reaches(third, MessageState::Sent).await;
+    assert_eq!(rig.left_once(&long("third")).await["reference"], 2);
+}

@@ -712,8 +712,15 @@ impl Fake {
                         }
                         let reply = answer(&cmd).unwrap_or_else(|| plain(&cmd));
                         log.lock().unwrap().push(cmd);
-                        if wr.write_all(reply.as_bytes()).is_err() {
-                            return;
+                        // A NUL in a reply: a pause there, as when a
+                        // modem's answers straddle two reads.
+                        for (i, chunk) in reply.split('\0').enumerate() {
+                            if i > 0 {
+                                std::thread::sleep(Duration::from_millis(50));
+                            }
+                            if wr.write_all(chunk.as_bytes()).is_err() {
+                                return;
+                            }
                         }
                     }
                     b'\n' => {}
@@ -812,6 +819,30 @@ async fn undecodable_pdu_is_handed_over_raw_and_deleted_only_after_commit() {
     ] {
         assert!(cmds.iter().any(|c| c == want), "{want} missing: {cmds:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_reply_at_open_does_not_shift_the_identification() {
+    // A daemon killed during a slow command: the modem answers it after we
+    // opened the port, so our first AT gets that stale OK at once and its
+    // own OK a moment later. Read in step, the next command would get the
+    // previous one's answer all through the identification (no IMEI, no
+    // ICCID: the modem would be known by its name, not its id).
+    // Every answer takes 50 ms (so the offset, once there, persists).
+    let first = std::sync::atomic::AtomicBool::new(true);
+    let fake = Fake::start(move |cmd| {
+        if cmd == "AT" && first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Some("\r\nOK\r\n\0\r\nOK\r\n".to_string());
+        }
+        Some(format!("\0{}", plain(cmd)))
+    });
+    let mut c = ModemConfig::new("fake", &fake.path);
+    c.probe_interval = Duration::from_secs(30);
+    let (h, _ev) = start(c);
+    let s = wait_state(&h, "ready").await;
+    assert_eq!(s.imei.as_deref(), Some("490154203237518"), "{s:?}");
+    assert_eq!(s.iccid.as_deref(), Some("89490200001234567890"), "{s:?}");
+    assert_eq!(s.manufacturer.as_deref(), Some("fake"), "{s:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

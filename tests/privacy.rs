@@ -385,7 +385,9 @@ async fn forget_erases_a_person_from_the_file_and_audits_only_the_handle() {
     assert!(in_files(dir.path(), "1711234567"));
     assert!(in_files(dir.path(), "FORGET-ME-NEEDLE-7"));
 
-    let report = gate.forget(&handle, T0 + 10).await.unwrap();
+    let forgotten = gate.forget(&handle, T0 + 10).await.unwrap();
+    assert_eq!(forgotten.number.as_deref(), Some(ALICE));
+    let report = forgotten.erased;
     assert_eq!((report.inbound, report.outbound), (1, 2), "{report:?}");
     assert_eq!((report.consent, report.handles, report.reports), (1, 1, 1));
     for needle in [
@@ -405,7 +407,8 @@ async fn forget_erases_a_person_from_the_file_and_audits_only_the_handle() {
     assert!(gate.handles().resolve(&handle).await.unwrap().is_none());
     // Forgetting by number works too (nothing left: only the audit grows).
     let again = gate.forget("0171 1234567", T0 + 11).await.unwrap();
-    assert_eq!(again, ForgetReport::default());
+    assert_eq!(again.erased, ForgetReport::default());
+    assert_eq!(again.handle, handle);
     assert_eq!(store.forget_audit(10).await.unwrap().len(), 2);
     assert!(gate.forget("not a number", T0).await.is_err());
 }
@@ -535,4 +538,79 @@ mod properties {
         let zero: PrivacyConfig = toml::from_str("hold_hours = 0").unwrap();
         assert!(zero.validate().is_err());
     }
+}
+
+#[tokio::test]
+async fn consent_records_page_by_handle_and_find_one_person() {
+    use smsgate::privacy::ConsentQuery;
+    let (_dir, store, gate) = setup(Policy::OptIn).await;
+    // Three people: joined, stopped, told how to join (pending); one of
+    // them with a number the numbering plan does not know.
+    let test_number = "+15550100123";
+    for (who, text) in [(ALICE, "JOIN"), (BOB, "STOP"), (test_number, "hello")] {
+        let m = receive(&store, who, text, T0).await;
+        gate.on_inbound(&m, T0).await.unwrap();
+    }
+    let key = |n: &str| gate.handles().key().handle(n);
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = gate
+            .consent_records(&ConsentQuery {
+                limit: 2,
+                after: after.clone(),
+                ..ConsentQuery::default()
+            })
+            .await
+            .unwrap();
+        assert!(page.records.len() <= 2);
+        all.extend(page.records);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let handles: Vec<&str> = all.iter().map(|r| r.handle.as_str()).collect();
+    let mut sorted = handles.clone();
+    sorted.sort();
+    assert_eq!(handles, sorted, "handle order");
+    assert_eq!(all.len(), 3);
+    let state = |n: &str| {
+        all.iter()
+            .find(|r| r.number == n)
+            .map(|r| r.state.clone())
+            .unwrap()
+    };
+    assert_eq!(state(ALICE), ConsentState::Joined);
+    assert_eq!(state(BOB), ConsentState::Stopped);
+    assert_eq!(state(test_number), ConsentState::Pending);
+
+    // One person, by any spelling of the number or by handle.
+    for who in ["0171 1234567", ALICE, &key(ALICE)] {
+        let page = gate
+            .consent_records(&ConsentQuery {
+                who: Some(who.to_owned()),
+                ..ConsentQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.records.len(), 1, "{who}");
+        assert_eq!(page.records[0].number, ALICE);
+        assert_eq!(page.next, None);
+    }
+    let nobody = ConsentQuery {
+        who: Some("+4930123456".into()),
+        ..ConsentQuery::default()
+    };
+    assert!(gate
+        .consent_records(&nobody)
+        .await
+        .unwrap()
+        .records
+        .is_empty());
+    let bad = ConsentQuery {
+        who: Some("sms:not-a-handle".into()),
+        ..ConsentQuery::default()
+    };
+    assert!(gate.consent_records(&bad).await.is_err());
 }

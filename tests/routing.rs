@@ -180,25 +180,57 @@ async fn history_survives_a_restart_and_rebuilds_the_router() {
     store.close().await;
 
     let store = open(dir.path()).await;
-    let mut history = store.route_history(T0).await.unwrap();
-    history.sort_by_key(|r| (r.last_sent_ms, r.modem.clone()));
-    let rec = |modem: &str, iccid: Option<&str>, to: &str, count, at| RouteRecord {
-        modem: modem.into(),
-        iccid: iccid.map(Into::into),
-        recipient: to.into(),
-        count,
+    let now = T0 + DAY + 10;
+    let mut history = store.route_history(T0, now).await.unwrap();
+    history
+        .peers
+        .sort_by_key(|r| (r.last_sent_ms, r.modem.clone()));
+    history.days.sort_by_key(|d| (d.day, d.last_sent_ms));
+    let day = |sim: &str, at: i64, sent| SimDay {
+        sim: sim.into(),
+        day: at / DAY,
+        sent,
         last_sent_ms: at,
     };
+    let peer = |modem: &str, sim: &str, to: &str, at| PeerRecord {
+        sim: sim.into(),
+        modem: modem.into(),
+        recipient: to.into(),
+        last_sent_ms: at,
+    };
+    // Per SIM (the ICCID, or the modem id without one) and day; per (SIM,
+    // recipient) the last send; the minute before `now`.
     assert_eq!(
-        history,
+        history.days,
         [
-            rec(MODEM, Some(ICCID), "+15550001", 3, T0 + 1000),
-            rec(MODEM, Some(ICCID), "+15550001", 1, T0 + DAY),
-            rec(OTHER, None, "+15550002", 1, T0 + DAY + 5),
+            day(ICCID, T0 + 1000, 3),
+            day(ICCID, T0 + DAY, 1),
+            day(OTHER, T0 + DAY + 5, 1),
         ]
     );
-    assert_eq!(store.route_history(T0 + DAY).await.unwrap().len(), 2);
-    assert!(store.route_history(T0 + 2 * DAY).await.unwrap().is_empty());
+    assert_eq!(
+        history.peers,
+        [
+            peer(MODEM, ICCID, "+15550001", T0 + DAY),
+            peer(OTHER, OTHER, "+15550002", T0 + DAY + 5),
+        ]
+    );
+    let recent: Vec<(String, i64)> = history
+        .recent
+        .iter()
+        .map(|r| (r.sim.clone(), r.sent_ms))
+        .collect();
+    assert_eq!(
+        recent,
+        [
+            (OTHER.to_string(), T0 + DAY + 5),
+            (ICCID.to_string(), T0 + DAY)
+        ]
+    );
+    let later = store.route_history(T0 + DAY, now).await.unwrap();
+    assert_eq!((later.days.len(), later.peers.len()), (2, 2));
+    let none = store.route_history(T0 + 2 * DAY, now).await.unwrap();
+    assert!(none.days.is_empty() && none.peers.is_empty());
 
     // The recipients stick to the modems that sent to them.
     let mut router = Router::with_seed(RoutingConfig::default(), LimitsConfig::default(), 1);
@@ -266,6 +298,6 @@ async fn a_version_1_database_migrates_and_its_pinned_messages_stay_bound() {
         [(MODEM.to_string(), 1)]
     );
     assert_eq!(send_bound(&store, MODEM, T0).await, 1);
-    assert_eq!(store.route_history(0).await.unwrap().len(), 1);
+    assert_eq!(store.route_history(0, T0).await.unwrap().peers.len(), 1);
     store.close().await;
 }

@@ -28,6 +28,7 @@ use crate::modem::ModemView;
 use crate::store::{Enqueued, Store};
 
 pub use crate::daemon::engine::{EngineError, OutboundRequest};
+pub use crate::privacy::ConsentQuery;
 pub use protocol::{ErrorCode, PROTOCOL_VERSION};
 pub use server::Server;
 
@@ -77,6 +78,22 @@ pub trait Backend: Clone + Send + Sync + 'static {
             Err((
                 "unavailable",
                 "this daemon has no privacy layer to forget with".to_owned(),
+            ))
+        }
+    }
+
+    /// Consent records for an admin (the `consent` op): `records` and the
+    /// paging cursor `next`; a record's number only when `see_numbers`.
+    fn consent(
+        &self,
+        query: ConsentQuery,
+        see_numbers: bool,
+    ) -> impl Future<Output = Result<serde_json::Value, Refusal>> + Send {
+        let _ = (query, see_numbers);
+        async move {
+            Err((
+                "unavailable",
+                "this daemon has no privacy layer to keep consent records".to_owned(),
             ))
         }
     }

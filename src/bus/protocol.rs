@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::OutboundRequest;
+use super::{ConsentQuery, OutboundRequest};
 use crate::modem::ModemView;
 use crate::store::{InboundMessage, MessageState, OutboundStatus, StoreError};
 
@@ -199,6 +199,8 @@ pub enum Request {
         /// A phone number or an `sms:` handle.
         who: String,
     },
+    /// Consent records (admin: peers that see numbers).
+    Consent(ConsentQuery),
 }
 
 impl Request {
@@ -214,6 +216,7 @@ impl Request {
             Request::Modems => "modems",
             Request::Stats => "stats",
             Request::Forget { .. } => "forget",
+            Request::Consent(_) => "consent",
         }
     }
 }
@@ -347,6 +350,7 @@ fn parse_op(op: &str, f: &Fields<'_>) -> Result<Request, RequestError> {
         "forget" => Request::Forget {
             who: f.req_str("who")?,
         },
+        "consent" => Request::Consent(f.consent_query()?),
         other => {
             return Err(RequestError::new(
                 ErrorCode::UnknownOp,
@@ -411,6 +415,34 @@ impl Fields<'_> {
                 .map(Some)
                 .ok_or_else(|| invalid(name, "a non-negative integer")),
         }
+    }
+
+    /// The `consent` op's fields: `who`, `limit` (1 to 1000, default
+    /// 100), `after` (a handle, the previous page's `next`).
+    fn consent_query(&self) -> Result<ConsentQuery, RequestError> {
+        use crate::privacy::gate::{CONSENT_LIMIT, MAX_CONSENT_LIMIT};
+        let limit = match self.opt_u64("limit")? {
+            None => CONSENT_LIMIT,
+            Some(n) => u32::try_from(n)
+                .ok()
+                .filter(|n| (1..=MAX_CONSENT_LIMIT).contains(n))
+                .ok_or_else(|| invalid("limit", "an integer from 1 to 1000"))?,
+        };
+        let after = self.opt_str("after")?;
+        if after
+            .as_deref()
+            .is_some_and(|a| !crate::privacy::handle::is_handle(a))
+        {
+            return Err(invalid(
+                "after",
+                "an sms: handle (the previous reply's next)",
+            ));
+        }
+        Ok(ConsentQuery {
+            who: self.opt_str("who")?,
+            limit,
+            after,
+        })
     }
 
     fn req_id(&self, name: &str) -> Result<i64, RequestError> {
@@ -649,6 +681,31 @@ mod tests {
         assert!(f.report && !f.flash);
         assert_eq!(f.validity, Some(Duration::from_secs(3600)));
         assert_eq!(f.send_at_ms, Some(1_795_687_200_000));
+    }
+
+    #[test]
+    fn consent_query_defaults_and_bounds() {
+        let q = |s: &str| match parse(s).unwrap().request {
+            Request::Consent(q) => q,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(q(r#"{"op":"consent"}"#), ConsentQuery::default());
+        assert_eq!(q(r#"{"op":"consent"}"#).limit, 100);
+        let one = q(r#"{"op":"consent","who":"+491711234567","limit":1000,
+            "after":"sms:aaaaaaaaaaaaaaaa"}"#);
+        assert_eq!(one.who.as_deref(), Some("+491711234567"));
+        assert_eq!(one.limit, 1000);
+        assert_eq!(one.after.as_deref(), Some("sms:aaaaaaaaaaaaaaaa"));
+        for bad in [
+            r#"{"op":"consent","limit":0}"#,
+            r#"{"op":"consent","limit":1001}"#,
+            r#"{"op":"consent","limit":-1}"#,
+            r#"{"op":"consent","limit":"5"}"#,
+            r#"{"op":"consent","after":"+491711234567"}"#,
+            r#"{"op":"consent","who":7}"#,
+        ] {
+            assert_eq!(code(bad), "invalid_field", "{bad}");
+        }
     }
 
     #[test]

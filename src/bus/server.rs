@@ -571,6 +571,19 @@ impl<B: Backend> Conn<B> {
                 tracing::info!(client = ?self.client, "bus: forget done");
                 Ok(erased)
             }
+            Request::Consent(query) => {
+                // Admins are the peers with the see-numbers right (as for
+                // `forget`); the number is shown by that right as well.
+                if !self.see {
+                    return Err((
+                        "not_allowed",
+                        "consent records need the see-numbers right (root, the daemon's user, \
+                         [privacy] see_numbers_users/groups)"
+                            .to_owned(),
+                    ));
+                }
+                self.backend.consent(query, self.see).await
+            }
             Request::Stats => {
                 let stats = self.store().stats().await.map_err(store_failure)?;
                 let mut v = serde_json::to_value(stats).unwrap_or_else(|_| json!({}));

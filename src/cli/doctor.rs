@@ -41,6 +41,10 @@ pub struct DoctorArgs {
     /// Skip the AT probe of free ports.
     #[arg(long)]
     pub no_probe: bool,
+    /// One JSON object per check (`level`, `name`, `detail`, `hint`), then
+    /// a summary object, for scripts and monitoring.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// A check's verdict.
@@ -80,6 +84,20 @@ impl Check {
         self.hint = Some(hint.into());
         self
     }
+    /// The check as one JSON object (`--json`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "level": match self.level {
+                Level::Ok => "ok",
+                Level::Warn => "warn",
+                Level::Fail => "fail",
+            },
+            "name": self.name,
+            "detail": self.detail,
+            "hint": self.hint,
+        })
+    }
+
     /// The line(s) printed for this check.
     pub fn render(&self) -> String {
         let tag = match self.level {
@@ -97,14 +115,28 @@ impl Check {
 
 /// Runs `smsgate doctor`: exit 0 unless a check failed.
 pub fn run(args: DoctorArgs) -> ExitCode {
-    let checks = doctor(&args, &mut |c| println!("{}", c.render()));
+    let json = args.json;
+    let checks = doctor(&args, &mut |c| {
+        if json {
+            println!("{}", c.to_json());
+        } else {
+            println!("{}", c.render());
+        }
+    });
     let fails = checks.iter().filter(|c| c.level == Level::Fail).count();
     let warns = checks.iter().filter(|c| c.level == Level::Warn).count();
-    println!(
-        "{} checks: {} ok, {warns} warn, {fails} fail",
-        checks.len(),
-        checks.len() - fails - warns
-    );
+    let oks = checks.len() - fails - warns;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"summary": {"checks": checks.len(), "ok": oks, "warn": warns, "fail": fails}})
+        );
+    } else {
+        println!(
+            "{} checks: {oks} ok, {warns} warn, {fails} fail",
+            checks.len()
+        );
+    }
     ExitCode::from(if fails > 0 { 1 } else { 0 })
 }
 

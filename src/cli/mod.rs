@@ -3,6 +3,7 @@
 //! can drive them through the library.
 
 pub mod client;
+pub mod consent;
 pub mod demo;
 pub mod doctor;
 pub mod forget;

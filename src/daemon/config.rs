@@ -122,6 +122,10 @@ pub struct BusSection {
     pub allow_groups: Vec<String>,
     /// Most parts one message may be split into (`text_too_long` beyond).
     pub max_parts: u32,
+    /// Width of the concatenation reference of multipart messages: 16
+    /// (IEI 0x08, TS 23.040 §9.2.3.24.8) or 8 (IEI 0x00, §9.2.3.24.1, for
+    /// old handsets that do not join 16-bit ones).
+    pub concat_ref_bits: u8,
     /// Most parts waiting in the queue (`queue_full` beyond).
     pub queue_limit: u64,
 }
@@ -134,6 +138,7 @@ impl Default for BusSection {
             allow_users: Vec::new(),
             allow_groups: Vec::new(),
             max_parts: 10,
+            concat_ref_bits: 16,
             queue_limit: 100_000,
         }
     }
@@ -196,6 +201,13 @@ pub struct ModemsSection {
     pub probe_interval_secs: u64,
     /// Period of the storage sweep (`+CMGL`), the net behind lost URCs.
     pub sweep_interval_secs: u64,
+    /// How long a modem may be gone before the messages waiting for it
+    /// go to other modems (a replug within this keeps them).
+    pub unbind_after_secs: u64,
+    /// How long a partly sent multipart message waits for its modem to
+    /// come back before it fails (its remaining parts must come from the
+    /// same number to be joined by the phone).
+    pub stranded_after_secs: u64,
     /// SIM PINs by ICCID (`"*"`: any SIM).
     pub pins: BTreeMap<String, String>,
 }
@@ -206,6 +218,8 @@ impl Default for ModemsSection {
             smsc: None,
             probe_interval_secs: 30,
             sweep_interval_secs: 300,
+            unbind_after_secs: 60,
+            stranded_after_secs: 600,
             pins: BTreeMap::new(),
         }
     }
@@ -346,6 +360,12 @@ impl Config {
             account_name("bus.allow_groups", g)?;
         }
         range("bus.max_parts", bus.max_parts.into(), 1, MAX_PARTS.into())?;
+        if !matches!(bus.concat_ref_bits, 8 | 16) {
+            return invalid(
+                "bus.concat_ref_bits",
+                format!("{} is neither 8 nor 16", bus.concat_ref_bits),
+            );
+        }
         range("bus.queue_limit", bus.queue_limit, 1, 100_000_000)?;
 
         absolute("store.path", &self.store.path)?;
@@ -369,6 +389,13 @@ impl Config {
             m.sweep_interval_secs,
             1,
             86_400,
+        )?;
+        range("modems.unbind_after_secs", m.unbind_after_secs, 1, 86_400)?;
+        range(
+            "modems.stranded_after_secs",
+            m.stranded_after_secs,
+            1,
+            7 * 86_400,
         )?;
         for (iccid, pin) in &m.pins {
             if iccid != "*" && !is_iccid(iccid) {
@@ -826,6 +853,7 @@ mod tests {
             ("[bus]\nsocket = \"run/x.sock\"\n", "bus.socket"),
             ("[bus]\nmax_parts = 0\n", "bus.max_parts"),
             ("[bus]\nmax_parts = 256\n", "bus.max_parts"),
+            ("[bus]\nconcat_ref_bits = 12\n", "bus.concat_ref_bits"),
             ("[bus]\ngroup = \"bad group\"\n", "bus.group"),
             ("[bus]\nallow_users = [\"ok\", \"1x\"]\n", "bus.allow_users"),
             ("[store]\npath = \"db.sqlite\"\n", "store.path"),
@@ -833,6 +861,11 @@ mod tests {
             ("[modems]\npins = { \"abc\" = \"1234\" }\n", "modems.pins"),
             ("[modems]\nsmsc = \"+49 x\"\n", "modems.smsc"),
             ("[modems]\nprobe_interval_secs = 0\n", "modems.probe_interval_secs"),
+            ("[modems]\nunbind_after_secs = 0\n", "modems.unbind_after_secs"),
+            (
+                "[modems]\nstranded_after_secs = 999999999\n",
+                "modems.stranded_after_secs",
+            ),
             ("[[modem]]\nport = \"ttyUSB2\"\n", "modem.port"),
             ("[[modem]]\nport = \"/dev/a\"\npin = \"12a4\"\n", "modem.pin"),
             ("[[modem]]\nport = \"/dev/a\"\nprofile = \"nokia\"\n", "modem.profile"),

@@ -26,7 +26,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -82,6 +82,10 @@ pub struct EngineConfig {
     pub limits: LimitsConfig,
     /// Most parts one outbound message may have (`[bus] max_parts`).
     pub max_parts: u32,
+    /// Concatenate with 16-bit references (IEI 0x08, TS 23.040
+    /// §9.2.3.24.8) rather than 8-bit ones (IEI 0x00, §9.2.3.24.1)
+    /// (`[bus] concat_ref_bits`).
+    pub ref16: bool,
     /// Most parts waiting in the queue; a send beyond it is refused with
     /// [`EngineError::QueueFull`] (`[bus] queue_limit`).
     pub queue_limit: u64,
@@ -106,6 +110,7 @@ impl Default for EngineConfig {
             routing: RoutingConfig::default(),
             limits: LimitsConfig::default(),
             max_parts: 10,
+            ref16: true,
             queue_limit: 100_000,
             dispatch_batch: 16,
             maintenance_interval: Duration::from_secs(30),
@@ -260,8 +265,6 @@ struct Inner {
     /// What the store knows about each modem (counters for [`ModemView`]),
     /// refreshed by the maintenance task.
     records: Mutex<HashMap<String, ModemRecord>>,
-    /// Source of concatenation references (TS 23.040 §9.2.3.24.1).
-    reference: AtomicU16,
     background: Mutex<Vec<JoinHandle<()>>>,
     /// Modems holding bound work while absent or not ready, and since when
     /// (unix ms): the clock behind `unbind_after` and `stranded_after`.
@@ -303,7 +306,6 @@ impl Engine {
     /// Starts the engine's background tasks (maintenance) on the current
     /// tokio runtime. Modems are added with [`Engine::add_modem`].
     pub fn start(store: Store, config: EngineConfig) -> Engine {
-        let seed = (now_ms() as u64 ^ u64::from(std::process::id())) as u16;
         let inner = Arc::new(Inner {
             store,
             router: Mutex::new(Router::new(config.routing.clone(), config.limits.clone())),
@@ -320,7 +322,6 @@ impl Engine {
             queued: AtomicU64::new(0),
             queued_at: AtomicI64::new(i64::MIN),
             records: Mutex::new(HashMap::new()),
-            reference: AtomicU16::new(seed),
             background: Mutex::new(Vec::new()),
             absent: Mutex::new(HashMap::new()),
         });
@@ -423,6 +424,15 @@ impl Engine {
             .map(|r| r.id.clone())
     }
 
+    /// Forgets what the router remembers about `number` (its sticky
+    /// modem) at once, after a `forget` erased its rows from the store:
+    /// otherwise it would be routed by stickiness until the next start.
+    pub fn forget_peer(&self, number: &str) {
+        if lock(&self.inner.router).forget_recipient(number) {
+            tracing::debug!("router: sticky route of a forgotten number dropped");
+        }
+    }
+
     /// The store the engine writes to.
     pub fn store(&self) -> &Store {
         &self.inner.store
@@ -516,7 +526,11 @@ impl Inner {
             status_report: req.report,
             class: req.flash.then_some(MessageClass::Class0),
             validity: req.validity.map(ValidityPeriod::relative_from),
-            reference: self.reference.fetch_add(1, Ordering::Relaxed),
+            // The reference is a placeholder: the store gives the message
+            // its own when it is bound to a modem (per SIM and recipient,
+            // persisted, TS 23.040 §9.2.3.24.1; store::refs).
+            reference: 0,
+            ref16: config.ref16,
             ..SubmitOptions::default()
         };
         let parts = encode_submit(&to, &req.text, &opts).map_err(EngineError::Encode)?;
@@ -1283,8 +1297,9 @@ async fn serve_sends(inner: Arc<Inner>, slot: Arc<Slot>) {
 async fn dispatch(inner: Arc<Inner>) {
     let mut stop = inner.stop.subscribe();
     let mut cursor = inner.store.subscribe();
-    let since = now_ms().saturating_sub(HISTORY_MS);
-    match inner.store.route_history(since).await {
+    let now = now_ms();
+    let since = now.saturating_sub(HISTORY_MS);
+    match inner.store.route_history(since, now).await {
         Ok(history) => lock(&inner.router).restore(&history),
         Err(e) => tracing::warn!(error = %e, "cannot restore the routing history"),
     }

@@ -24,10 +24,11 @@ use tokio::task::JoinHandle;
 
 use super::config::Config;
 use super::engine::{Engine, EngineError, OutboundRequest};
-use crate::bus::{Backend, Refusal};
+use crate::bus::protocol::rfc3339_ms;
+use crate::bus::{Backend, ConsentQuery, Refusal};
 use crate::modem::ModemView;
-use crate::privacy::{mask, Gate, PrivacyError};
-use crate::store::{now_ms, Enqueued, EventKind, InboundId, Store, StoreError};
+use crate::privacy::{mask, Decision, Gate, PrivacyError};
+use crate::store::{now_ms, ConsentRecord, Enqueued, EventKind, InboundId, Store, StoreError};
 
 /// Where the gated cursor is kept, next to the database.
 pub const CURSOR_FILE: &str = "gate.cursor";
@@ -198,13 +199,17 @@ async fn decide_loop(inner: Arc<Inner>, start: u64, mut stop: watch::Receiver<bo
             }
             continue;
         }
+        let mut erased = false;
         for ev in events {
             if let EventKind::InboundComplete { message, .. } = ev.kind {
                 // A decision is retried until the store takes it: relaying
                 // undecided would break the promise to the sender.
                 loop {
                     match decide(&inner, ev.cursor, message).await {
-                        Ok(()) => break,
+                        Ok(gone) => {
+                            erased |= gone;
+                            break;
+                        }
                         Err(PrivacyError::Store(StoreError::Closed)) => return,
                         Err(e) => {
                             tracing::warn!(message = message.0, error = %e,
@@ -221,24 +226,36 @@ async fn decide_loop(inner: Arc<Inner>, start: u64, mut stop: watch::Receiver<bo
             inner.gated.send_replace(cursor);
         }
         save_cursor(&inner.cursor_file, cursor);
+        // A message that is not kept (a keyword, an unlisted or
+        // alphanumeric sender) must leave the files, not only the tables:
+        // its old pages sit in the WAL until a checkpoint. Once per page
+        // of decisions, so a flood of them costs one checkpoint per page.
+        if erased {
+            if let Err(e) = store.compact().await {
+                tracing::warn!(error = %e, "privacy gate: cannot compact after deleting messages");
+            }
+        }
     }
 }
 
-/// Decides one message (logged at `cursor`) and queues its reply.
-async fn decide(inner: &Inner, cursor: u64, message: InboundId) -> Result<(), PrivacyError> {
+/// Decides one message (logged at `cursor`) and queues its reply. Says
+/// whether the decision deleted messages (the message itself, or held
+/// ones after a STOP).
+async fn decide(inner: &Inner, cursor: u64, message: InboundId) -> Result<bool, PrivacyError> {
     let store = inner.store();
     let m = match store.inbound(message).await {
         Ok(m) => m,
         // Deleted (a keyword, forgotten, purged) before we got to it.
-        Err(StoreError::NotFound { .. }) => return Ok(()),
+        Err(StoreError::NotFound { .. }) => return Ok(false),
         Err(e) => return Err(e.into()),
     };
     if store.is_held(message).await? {
-        return Ok(());
+        return Ok(false);
     }
     let out = inner.gate().on_inbound(&m, now_ms()).await?;
+    let erased = !matches!(out.decision, Decision::Relay | Decision::Hold { .. });
     let Some(reply) = out.reply else {
-        return Ok(());
+        return Ok(erased);
     };
     // Queued off the decision path: the engine may wait on the store or a
     // full queue, and inbound must keep flowing.
@@ -267,7 +284,7 @@ async fn decide(inner: &Inner, cursor: u64, message: InboundId) -> Result<(), Pr
                 "privacy reply not queued"),
         }
     });
-    Ok(())
+    Ok(erased)
 }
 
 /// The retention purge at start and every [`PURGE_EVERY`].
@@ -285,14 +302,6 @@ async fn purge_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
             Err(e) => tracing::warn!(error = %e, "retention purge failed"),
         }
     }
-}
-
-/// `+` and 8 to 15 digits (TS 23.040 §9.1.2.5 allows up to 20; E.164 at
-/// most 15): shaped like an international number.
-fn plausible_e164(to: &str) -> bool {
-    to.trim()
-        .strip_prefix('+')
-        .is_some_and(|d| (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The engine behind the privacy gate, as the bus's [`Backend`].
@@ -334,14 +343,6 @@ impl Backend for Gated {
         async move {
             match gate.check_send(&to, now_ms()).await {
                 Ok(target) => Ok(target.number),
-                // Well-formed international numbers the numbering plan
-                // does not know (test ranges such as +1 555, new ranges
-                // the library lacks) are sent as given: they can have no
-                // consent record, since one is keyed by a valid E.164.
-                Err(e) if e.code() == "invalid_number" && plausible_e164(&to) => {
-                    tracing::warn!(to = %mask(&to), "number unknown to the numbering plan; sent as given");
-                    Ok(to.trim().to_owned())
-                }
                 Err(e) => {
                     tracing::info!(to = %mask(&to), code = e.code(), "send refused by the privacy gate");
                     Err((e.code(), e.to_string()))
@@ -355,17 +356,61 @@ impl Backend for Gated {
         who: String,
     ) -> impl std::future::Future<Output = Result<Value, Refusal>> + Send {
         let gate = self.inner.gate();
+        let engine = self.inner.engine.clone();
         async move {
-            match gate.forget(&who, now_ms()).await {
-                Ok(report) => Ok(json!({ "erased": report })),
-                Err(e @ (PrivacyError::InvalidNumber { .. } | PrivacyError::InvalidHandle(_))) => {
-                    Err(("invalid_number", e.to_string()))
-                }
-                Err(PrivacyError::Store(e)) => {
-                    Err((crate::bus::protocol::store_error_code(&e), e.to_string()))
-                }
-                Err(e) => Err(("internal", e.to_string())),
+            let forgotten = gate.forget(&who, now_ms()).await.map_err(refusal)?;
+            // The store's rows are gone; the router's memory must not
+            // keep routing this person by stickiness until a restart.
+            if let Some(number) = &forgotten.number {
+                engine.forget_peer(number);
             }
+            Ok(json!({ "erased": forgotten.erased }))
         }
     }
+
+    fn consent(
+        &self,
+        query: ConsentQuery,
+        see_numbers: bool,
+    ) -> impl std::future::Future<Output = Result<Value, Refusal>> + Send {
+        let gate = self.inner.gate();
+        async move {
+            let page = gate.consent_records(&query).await.map_err(refusal)?;
+            let records: Vec<Value> = page
+                .records
+                .iter()
+                .map(|r| consent_json(r, see_numbers))
+                .collect();
+            Ok(json!({ "records": records, "next": page.next }))
+        }
+    }
+}
+
+/// A privacy failure as a bus refusal.
+fn refusal(e: PrivacyError) -> Refusal {
+    match e {
+        e @ (PrivacyError::InvalidNumber { .. } | PrivacyError::InvalidHandle(_)) => {
+            ("invalid_number", e.to_string())
+        }
+        PrivacyError::Store(e) => (crate::bus::protocol::store_error_code(&e), e.to_string()),
+        e => ("internal", e.to_string()),
+    }
+}
+
+/// One consent record as the `consent` op shows it: the number only to a
+/// peer that may see numbers.
+fn consent_json(r: &ConsentRecord, see_numbers: bool) -> Value {
+    let mut v = json!({
+        "handle": r.handle,
+        "state": r.state.as_str(),
+        "since": rfc3339_ms(r.since_ms),
+        "keyword": r.keyword,
+        "modem": r.modem,
+    });
+    if see_numbers {
+        if let Value::Object(o) = &mut v {
+            o.insert("number".into(), Value::String(r.number.clone()));
+        }
+    }
+    v
 }

@@ -150,7 +150,10 @@ impl Config {
             routing: self.routing.clone(),
             limits: self.limits.clone(),
             max_parts: self.bus.max_parts,
+            ref16: self.bus.concat_ref_bits != 8,
             queue_limit: self.bus.queue_limit,
+            unbind_after: Duration::from_secs(self.modems.unbind_after_secs),
+            stranded_after: Duration::from_secs(self.modems.stranded_after_secs),
             ..EngineConfig::default()
         }
     }

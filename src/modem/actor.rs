@@ -39,6 +39,17 @@ use crate::pdu::{decode_hex, DecodeOptions, Tpdu};
 /// Time for a modem to answer the ESC sent at open before its input is
 /// discarded.
 const ESC_SETTLE: Duration = Duration::from_millis(100);
+/// Quiet time after the first answered `AT` of a freshly opened port. A
+/// modem may still be answering the command of a process that died
+/// (a kill during a slow command): that stale `OK` can satisfy our first
+/// `AT`, and our own `OK` then follows. Waiting lets it arrive while no
+/// command is in flight, where the link drops it; without the pause every
+/// identification reply would be the previous command's.
+const RESYNC_SETTLE: Duration = Duration::from_millis(200);
+/// Identifications in a row that may end without an IMEI because the
+/// answer to `AT+CGSN` did not parse (replies out of step) before the
+/// modem is taken as one that has none.
+const IMEI_RETRIES: u32 = 2;
 
 /// Degraded this often without reaching ready, a modem that still answers
 /// `AT` is reset rather than set up once more.
@@ -91,6 +102,8 @@ pub(crate) struct Actor {
     /// `+CSMS=1` accepted: routed messages need `+CNMA` (27.005 §3.4.4).
     phase2plus: bool,
     /// Consecutive failed commands while serving.
+    /// Identifications in a row whose `AT+CGSN` answer did not parse.
+    imei_misses: u32,
     failures: u32,
     /// Times degraded since the modem was last ready.
     strikes: u32,
@@ -135,6 +148,7 @@ impl Actor {
             sweep_mems: vec![Storage::Sm],
             phase2plus: false,
             failures: 0,
+            imei_misses: 0,
             strikes: 0,
             resync: false,
             next: None,
@@ -399,6 +413,9 @@ impl Actor {
             return Input::OpenFailed(e);
         }
         if self.probe().await {
+            if let Some(i) = self.wait(RESYNC_SETTLE).await {
+                return i;
+            }
             Input::Opened
         } else if *self.shutdown.borrow() {
             Input::Shutdown
@@ -453,7 +470,22 @@ impl Actor {
         self.snap.model = model;
         self.snap.revision = revision;
         let r = self.at(&Imei).await;
+        let garbled = matches!(r, Err(Fail::Link(LinkError::Parse { .. })));
         self.snap.imei = self.soft(r, "AT+CGSN")?;
+        if garbled && self.imei_misses < IMEI_RETRIES {
+            // Every modem has an IMEI; an answer that is not one means the
+            // replies are out of step with the commands (a stale reply
+            // from before we opened the port). Identified like this, the
+            // modem would get a name instead of its id, and messages on
+            // its SIM would be stored again under another key: reopen and
+            // identify again instead.
+            self.imei_misses += 1;
+            warn!(modem = %self.cfg.name, "AT+CGSN answered no IMEI; replies out of step, reopening");
+            return Ok(Input::Unhealthy(
+                "identification replies out of step with the commands".into(),
+            ));
+        }
+        self.imei_misses = 0;
         if self.settings.prompt_delay != self.link_prompt_delay {
             // The profile wants a prompt delay the link was not opened with.
             if let Err(e) = self.open_port().await {

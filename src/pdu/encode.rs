@@ -460,6 +460,146 @@ pub fn encode_status_report(
     finish(smsc, &tpdu)
 }
 
+/// Where the concatenation element of an encoded SMS-SUBMIT keeps its
+/// reference: the octet offset of the reference within the PDU and whether
+/// it is 16-bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReferenceSlot {
+    /// Offset of the (first) reference octet, counted from the start of the
+    /// SMSC field.
+    pub offset: usize,
+    /// IEI 0x08 (two octets, TS 23.040 §9.2.3.24.8) rather than IEI 0x00
+    /// (one octet, §9.2.3.24.1).
+    pub wide: bool,
+}
+
+/// Finds the concatenation reference in an encoded SMS-SUBMIT (SMSC field
+/// and TPDU, as [`encode_submit`] writes them and the store keeps them).
+/// `None` when the PDU has no user data header or no concatenation element
+/// (a single-part message). Every length is checked before it is used.
+pub fn find_submit_reference(pdu: &[u8]) -> Result<Option<ReferenceSlot>, PduError> {
+    use super::error::{Field, Reason};
+    let at = |i: usize, field: Field| {
+        pdu.get(i).copied().ok_or(PduError::Malformed {
+            field,
+            offset: i,
+            reason: Reason::Truncated {
+                needed: 1,
+                available: 0,
+            },
+        })
+    };
+    let bad = |field: Field, offset: usize, why: &'static str| PduError::Malformed {
+        field,
+        offset,
+        reason: Reason::Invalid(why),
+    };
+    // TS 27.005 §3.5.1: the SMSC field's length counts its octets (at most
+    // 11 after the length: TS 24.011 §8.2.5.1).
+    let smsc = usize::from(at(0, Field::SmscLength)?);
+    if smsc > 11 {
+        return Err(bad(
+            Field::SmscLength,
+            0,
+            "SMSC field longer than 11 octets",
+        ));
+    }
+    let mut i = 1 + smsc;
+    let first = at(i, Field::FirstOctet)?;
+    // TS 23.040 §9.2.3.1: TP-MTI 01 is SMS-SUBMIT (mobile to network).
+    if first & 0x03 != 0x01 {
+        return Err(bad(Field::FirstOctet, i, "not an SMS-SUBMIT"));
+    }
+    // §9.2.3.23: TP-UDHI.
+    if first & 0x40 == 0 {
+        return Ok(None);
+    }
+    // First octet, TP-MR; TP-DA counts semi-octets (§9.1.2.5, at most 20).
+    i += 2;
+    let digits = usize::from(at(i, Field::DestinationAddress)?);
+    if digits > 20 {
+        return Err(bad(Field::DestinationAddress, i, "more than 20 digits"));
+    }
+    i += 2 + digits.div_ceil(2);
+    // TP-PID, TP-DCS, then TP-VP as TP-VPF says (§9.2.3.3, §9.2.3.12).
+    i += 2;
+    i += match (first >> 3) & 0x03 {
+        0 => 0,
+        2 => 1,
+        _ => 7,
+    };
+    at(i, Field::UserDataLength)?;
+    i += 1;
+    let udhl = usize::from(at(i, Field::UserDataHeader)?);
+    i += 1;
+    let end = i + udhl;
+    if end > pdu.len() {
+        return Err(PduError::Malformed {
+            field: Field::UserDataHeader,
+            offset: i,
+            reason: Reason::Truncated {
+                needed: udhl,
+                available: pdu.len().saturating_sub(i),
+            },
+        });
+    }
+    // §9.2.3.24: IEI, IEDL, data; repeated.
+    while i + 2 <= end {
+        let (iei, len) = (
+            at(i, Field::UserDataHeader)?,
+            usize::from(at(i + 1, Field::UserDataHeader)?),
+        );
+        let data = i + 2;
+        if data + len > end {
+            return Err(bad(
+                Field::UserDataHeader,
+                i,
+                "element longer than the header",
+            ));
+        }
+        match (iei, len) {
+            (0x00, 3) => {
+                return Ok(Some(ReferenceSlot {
+                    offset: data,
+                    wide: false,
+                }))
+            }
+            (0x08, 4) => {
+                return Ok(Some(ReferenceSlot {
+                    offset: data,
+                    wide: true,
+                }))
+            }
+            _ => i = data + len,
+        }
+    }
+    Ok(None)
+}
+
+/// Rewrites the concatenation reference of an encoded SMS-SUBMIT in place,
+/// keeping the element's width: IEI 0x00 takes the low 8 bits of
+/// `reference` (TS 23.040 §9.2.3.24.1), IEI 0x08 all 16 (§9.2.3.24.8).
+/// Returns the reference written, `None` for a PDU without concatenation
+/// element (left unchanged).
+pub fn set_submit_reference(pdu: &mut [u8], reference: u16) -> Result<Option<u16>, PduError> {
+    let Some(slot) = find_submit_reference(pdu)? else {
+        return Ok(None);
+    };
+    let [hi, lo] = reference.to_be_bytes();
+    let (octets, written): (&[u8], u16) = if slot.wide {
+        (&[hi, lo], reference)
+    } else {
+        (&[lo], u16::from(lo))
+    };
+    // find_submit_reference checked the element lies within the PDU.
+    for (k, v) in octets.iter().enumerate() {
+        if let Some(o) = pdu.get_mut(slot.offset + k) {
+            *o = *v;
+        }
+    }
+    Ok(Some(written))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -679,5 +819,72 @@ mod tests {
             s.discharge_time.to_rfc3339().unwrap(),
             "2026-11-26T08:15:09+00:00"
         );
+    }
+
+    fn concat_of(octets: &[u8]) -> crate::pdu::Concat {
+        let pdu = decode(octets, DecodeOptions::default()).unwrap();
+        let Tpdu::Submit(s) = pdu.tpdu else {
+            panic!("not a submit")
+        };
+        s.user_data.header.and_then(|h| h.concat()).unwrap()
+    }
+
+    #[test]
+    fn reference_is_rewritten_in_place_at_either_width() {
+        let smsc = Address::parse_number("+491710760000").unwrap();
+        let base = SubmitOptions {
+            smsc: Some(smsc),
+            status_report: true,
+            validity: Some(ValidityPeriod::Relative(0xA7)),
+            national: vec![NationalLanguage::Turkish],
+            reference: 0x1234,
+            ..SubmitOptions::default()
+        };
+        let text = format!("{}ğ", "a".repeat(300));
+        for ref16 in [false, true] {
+            let opts = SubmitOptions {
+                ref16,
+                ..base.clone()
+            };
+            let parts = submit(&text, &opts);
+            assert!(parts.len() > 1);
+            for p in &parts {
+                let mut octets = p.octets.clone();
+                let before = concat_of(&octets);
+                assert_eq!(before.reference, if ref16 { 0x1234 } else { 0x34 });
+                let written = set_submit_reference(&mut octets, 0xBEEF).unwrap();
+                assert_eq!(written, Some(if ref16 { 0xBEEF } else { 0xEF }));
+                let after = concat_of(&octets);
+                assert_eq!(after.reference, written.unwrap());
+                assert_eq!(
+                    (after.total, after.seq, after.wide),
+                    (before.total, before.seq, ref16)
+                );
+                // Nothing else moved: only the reference octets differ.
+                let changed = octets.iter().zip(&p.octets).filter(|(a, b)| a != b).count();
+                assert!(changed <= if ref16 { 2 } else { 1 });
+            }
+        }
+        // A single part has no element: untouched.
+        let one = submit("hi", &base);
+        let mut octets = one[0].octets.clone();
+        assert_eq!(set_submit_reference(&mut octets, 7).unwrap(), None);
+        assert_eq!(octets, one[0].octets);
+    }
+
+    #[test]
+    fn reference_search_never_panics_on_cut_or_foreign_pdus() {
+        let parts = submit(&"a".repeat(200), &SubmitOptions::default());
+        let full = &parts[0].octets;
+        for n in 0..full.len() {
+            let mut cut = full[..n].to_vec();
+            let _ = set_submit_reference(&mut cut, 1);
+        }
+        // An SMS-DELIVER is refused, not patched.
+        let from = Address::parse_number("+4915112345678").unwrap();
+        let d = encode_deliver(&from, &"b".repeat(200), &DeliverOptions::default()).unwrap();
+        let mut octets = d[0].octets.clone();
+        assert!(set_submit_reference(&mut octets, 1).is_err());
+        assert_eq!(octets, d[0].octets);
     }
 }

@@ -35,8 +35,9 @@ pub use address::{Address, NumberingPlan, TypeOfNumber};
 pub use dcs::{Alphabet, Dcs, MessageClass, ProtocolId};
 pub use encode::{
     encode_deliver, encode_deliver_data, encode_status_report, encode_submit, DeliverOptions,
-    EncodedPdu, SubmitOptions,
+    EncodedPdu, ReferenceSlot, SubmitOptions,
 };
+pub use encode::{find_submit_reference, set_submit_reference};
 pub use error::{Field, PduError, Reason};
 pub use status::{Status, StatusClass};
 pub use time::{Timestamp, ValidityPeriod};

@@ -10,8 +10,55 @@ use super::number::{normalize, Region};
 use super::retention::RetentionConfig;
 use super::{PrivacyConfig, PrivacyError};
 use crate::store::{
-    ConsentChange, ConsentState, ForgetReport, InboundId, InboundMessage, PurgeReport, Store,
+    ConsentChange, ConsentRecord, ConsentState, ForgetReport, InboundId, InboundMessage,
+    PurgeReport, Store,
 };
+
+/// Records one `consent` request returns when it does not say (protocol).
+pub const CONSENT_LIMIT: u32 = 100;
+/// Most records one `consent` request may ask for.
+pub const MAX_CONSENT_LIMIT: u32 = 1000;
+
+/// What an admin asks of the consent records (the bus op `consent`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentQuery {
+    /// One person: a number (any form [`normalize`] accepts) or a handle.
+    pub who: Option<String>,
+    /// Most records to return (1 to [`MAX_CONSENT_LIMIT`]).
+    pub limit: u32,
+    /// Continue after this handle (the previous page's `next`).
+    pub after: Option<String>,
+}
+
+impl Default for ConsentQuery {
+    fn default() -> Self {
+        ConsentQuery {
+            who: None,
+            limit: CONSENT_LIMIT,
+            after: None,
+        }
+    }
+}
+
+/// One page of consent records, ordered by handle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentPage {
+    /// The records.
+    pub records: Vec<ConsentRecord>,
+    /// The handle to continue after when more records follow.
+    pub next: Option<String>,
+}
+
+/// What a forget erased, and whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forgotten {
+    /// The E.164 number, when it was given or the handle was known.
+    pub number: Option<String>,
+    /// The handle (what the audit row keeps).
+    pub handle: String,
+    /// Rows deleted per kind.
+    pub erased: ForgetReport,
+}
 
 /// What the daemon does with one inbound message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,22 +287,62 @@ impl Gate {
     /// Erases everything about a number or handle, then compacts so the
     /// bytes leave the files. A handle no number is known for is still
     /// audited: its rows may exist under the handle itself.
-    pub async fn forget(&self, who: &str, now_ms: i64) -> Result<ForgetReport, PrivacyError> {
+    pub async fn forget(&self, who: &str, now_ms: i64) -> Result<Forgotten, PrivacyError> {
         let who = who.trim();
         let (number, handle) = if is_handle(who) {
-            let number = self.handles.resolve(who).await?;
-            (number.unwrap_or_else(|| who.to_owned()), who.to_owned())
-        } else if who.starts_with(PREFIX) {
-            return Err(PrivacyError::InvalidHandle(who.chars().take(40).collect()));
+            (self.handles.resolve(who).await?, who.to_owned())
         } else {
-            let number = normalize(who, self.region)?;
+            let number = self.number(who)?;
             let handle = self.handles.key().handle(&number);
-            (number, handle)
+            (Some(number), handle)
         };
-        let report = self.store.forget(&number, &handle, now_ms).await?;
+        // Rows addressed to the handle itself are found by the handle.
+        let rows_of = number.as_deref().unwrap_or(&handle);
+        let erased = self.store.forget(rows_of, &handle, now_ms).await?;
         self.store.compact().await?;
         tracing::info!(handle = %handle, "forgot a number");
-        Ok(report)
+        Ok(Forgotten {
+            number,
+            handle,
+            erased,
+        })
+    }
+
+    /// A number (not a handle) normalised to E.164; anything starting
+    /// with the handle prefix is an invalid handle.
+    fn number(&self, who: &str) -> Result<String, PrivacyError> {
+        if who.starts_with(PREFIX) {
+            return Err(PrivacyError::InvalidHandle(who.chars().take(40).collect()));
+        }
+        normalize(who, self.region)
+    }
+
+    /// Consent records for an admin: one person's (a number or a handle),
+    /// or a page of everyone's in handle order.
+    pub async fn consent_records(&self, q: &ConsentQuery) -> Result<ConsentPage, PrivacyError> {
+        if let Some(who) = q.who.as_deref().map(str::trim) {
+            let record = if is_handle(who) {
+                self.store.consent_by_handle(who).await?
+            } else {
+                self.store.consent(&self.number(who)?).await?
+            };
+            return Ok(ConsentPage {
+                records: record.into_iter().collect(),
+                next: None,
+            });
+        }
+        let limit = q.limit.clamp(1, MAX_CONSENT_LIMIT);
+        // One more than asked tells whether another page follows.
+        let mut records = self
+            .store
+            .consent_records(q.after.as_deref().unwrap_or(""), limit + 1)
+            .await?;
+        let more = records.len() > limit as usize;
+        records.truncate(limit as usize);
+        let next = more
+            .then(|| records.last().map(|r| r.handle.clone()))
+            .flatten();
+        Ok(ConsentPage { records, next })
     }
 
     /// Runs the retention purge to completion at `now_ms` (in batches,

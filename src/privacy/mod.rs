@@ -28,7 +28,7 @@ use serde::Deserialize;
 pub use consent::{
     Consent, ConsentRecord, ConsentState, Decision, Inbound, OptedOut, Reply, ReplyKind,
 };
-pub use gate::{Gate, InboundOutcome, SendRefused};
+pub use gate::{ConsentPage, ConsentQuery, Forgotten, Gate, InboundOutcome, SendRefused};
 pub use handle::{HandleKey, Handles, Target};
 pub use keywords::{Keyword, Keywords};
 pub use mask::mask;

@@ -84,11 +84,36 @@ pub fn normalize(input: &str, region: Region) -> Result<String, PrivacyError> {
             "not in international format (+...) and no [privacy] default_region is configured",
         ));
     }
-    let parsed = phonenumber::parse(region.0, trimmed).map_err(|e| invalid(&e.to_string()))?;
-    if !phonenumber::is_valid(&parsed) {
-        return Err(invalid("not a valid number for its country"));
+    let checked = match phonenumber::parse(region.0, trimmed) {
+        Ok(parsed) if phonenumber::is_valid(&parsed) => {
+            return Ok(parsed.format().mode(phonenumber::Mode::E164).to_string())
+        }
+        Ok(_) => invalid("not a valid number for its country"),
+        Err(e) => invalid(&e.to_string()),
+    };
+    match as_written_e164(trimmed) {
+        Some(e164) => {
+            tracing::debug!(number = %super::mask(&e164),
+                "number unknown to the numbering plan; taken as E.164 as written");
+            Ok(e164)
+        }
+        None => Err(checked),
     }
-    Ok(parsed.format().mode(phonenumber::Mode::E164).to_string())
+}
+
+/// Shortest and longest digit count taken as written: E.164 allows at most
+/// 15 digits (ITU-T E.164 §6.1); fewer than 8 is a short code or a typo.
+const AS_WRITTEN_DIGITS: std::ops::RangeInclusive<usize> = 8..=15;
+
+/// `+` then 8 to 15 digits (separators allowed, the first digit a country
+/// code's, never 0): the E.164 form, or `None`.
+fn as_written_e164(trimmed: &str) -> Option<String> {
+    let rest = trimmed.strip_prefix('+')?;
+    let digits: String = rest.chars().filter(char::is_ascii_digit).collect();
+    let plausible = AS_WRITTEN_DIGITS.contains(&digits.len())
+        && !digits.starts_with('0')
+        && !rest.contains('+');
+    plausible.then(|| format!("+{digits}"))
 }
 
 #[cfg(test)]
@@ -135,6 +160,11 @@ mod tests {
             "12",
             "+999 1234",
             "\u{0}+49171",
+            "+1555012",
+            "+1234567890123456",
+            "+0155501001",
+            "001 555 0100 123",
+            "++15550100123",
         ] {
             let e = normalize(input, de()).unwrap_err();
             assert!(
@@ -145,6 +175,23 @@ mod tests {
         let long = "1".repeat(10_000);
         let e = normalize(&long, de()).unwrap_err().to_string();
         assert!(e.len() < 200, "the error caps the input: {e}");
+    }
+
+    #[test]
+    fn international_numbers_the_library_rejects_are_taken_as_written() {
+        // +1 555 01xx is reserved for fiction and tests; the library calls
+        // it invalid, the simulator and test networks use it.
+        for (input, want) in [
+            ("+15550100123", "+15550100123"),
+            ("+1 555-0100 123", "+15550100123"),
+            ("+1 (555) 0100123", "+15550100123"),
+            ("+99912345678", "+99912345678"),
+            ("+12345678", "+12345678"),
+            ("+123456789012345", "+123456789012345"),
+        ] {
+            assert_eq!(normalize(input, de()).unwrap(), want, "{input}");
+            assert_eq!(normalize(input, Region::NONE).unwrap(), want, "{input}");
+        }
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub struct OutboxRecord {
     /// Seqs missing when a multipart message was recorded incomplete.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub missing_parts: Vec<u8>,
+    /// The concatenation reference the parts were joined by (TS 23.040
+    /// §9.2.3.24.1 8-bit or §9.2.3.24.8 16-bit, widened); multipart only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<u16>,
 }
 
 /// What `sim ctl inject` asks for.
@@ -445,6 +449,7 @@ impl Network {
             to_modem: parts.first().and_then(|(_, p)| p.to_modem),
             mrs: parts.iter().map(|(_, p)| p.mr).collect(),
             missing_parts: missing,
+            reference: submit.concat.map(|(r, _, _)| r),
         };
         match st.partial.push(key, seq, part, Instant::now()) {
             Ok(Pushed::Complete(parts)) => {
@@ -482,7 +487,14 @@ impl Network {
                     )],
                     Vec::new(),
                 );
-                push_record(&mut st, OutboxRecord { parts: 1, ..r });
+                push_record(
+                    &mut st,
+                    OutboxRecord {
+                        parts: 1,
+                        reference: None,
+                        ..r
+                    },
+                );
             }
         }
     }
@@ -522,6 +534,7 @@ fn push_partial(st: &mut State, p: Partial<Part>) {
         to_modem: p.parts.first().and_then(|(_, part)| part.to_modem),
         mrs: p.parts.iter().map(|(_, part)| part.mr).collect(),
         missing_parts: p.missing,
+        reference: Some(p.key.reference),
     };
     push_record(st, record);
 }
@@ -909,6 +922,39 @@ mod tests {
         }
         mrs.sort();
         assert_eq!(mrs, vec![1, 2]);
+    }
+
+    /// 16-bit references (IEI 0x08, TS 23.040 §9.2.3.24.8) join by all
+    /// 16 bits: two messages whose references share the low octet,
+    /// interleaved, stay apart.
+    #[tokio::test]
+    async fn sixteen_bit_references_join_by_all_sixteen_bits() {
+        let (net, _seen, _stop) = net(1, vec![], Duration::from_millis(10));
+        let parts = |text: &str, reference| {
+            let opts = SubmitOptions {
+                reference,
+                ref16: true,
+                ..SubmitOptions::default()
+            };
+            let to = Address::parse_number("+4915112345678").unwrap();
+            pdu::encode_submit(&to, text, &opts)
+                .unwrap()
+                .into_iter()
+                .map(|p| p.octets[p.octets.len() - p.tpdu_len..].to_vec())
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = ("a".repeat(200), "b".repeat(200));
+        let (pa, pb) = (parts(&a, 0x0102), parts(&b, 0x0202));
+        net.submitted(0, pa[0].clone(), 1);
+        net.submitted(0, pb[1].clone(), 2);
+        net.submitted(0, pb[0].clone(), 3);
+        net.submitted(0, pa[1].clone(), 4);
+        let out = net.outbox();
+        let got: Vec<_> = out
+            .iter()
+            .map(|r| (r.text.clone().unwrap_or_default(), r.reference))
+            .collect();
+        assert_eq!(got, [(b, Some(0x0202)), (a, Some(0x0102))], "{out:?}");
     }
 
     #[tokio::test]

@@ -121,10 +121,19 @@ pub(crate) fn get(conn: &Connection, number: &str) -> Result<Option<ConsentRecor
         .map_err(StoreError::sql("read consent"))
 }
 
-/// Consent records ordered by number, after `after`, at most `limit`.
+/// The consent record of a handle (index `consent_handle`).
+pub(crate) fn get_by_handle(conn: &Connection, handle: &str) -> Result<Option<ConsentRecord>> {
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM consent WHERE handle = ?1"))
+        .and_then(|mut st| st.query_row([handle], row_to_record).optional())
+        .map_err(StoreError::sql("read consent"))
+}
+
+/// Consent records ordered by handle, after handle `after`, at most
+/// `limit`. Paged by handle, not by number, so that the paging cursor a
+/// client sees never carries a number (index `consent_handle`).
 pub(crate) fn list(conn: &Connection, after: &str, limit: u32) -> Result<Vec<ConsentRecord>> {
     conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM consent WHERE number > ?1 ORDER BY number LIMIT ?2"
+        "SELECT {COLUMNS} FROM consent WHERE handle > ?1 ORDER BY handle LIMIT ?2"
     ))
     .and_then(|mut st| {
         st.query_map(params![after, limit], row_to_record)?

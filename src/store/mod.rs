@@ -30,6 +30,7 @@ mod limits;
 mod outbound;
 #[cfg(test)]
 mod plans;
+mod refs;
 mod registry;
 mod retention;
 mod routing;
@@ -49,7 +50,7 @@ pub use error::{Result, StoreError};
 pub use events::{Event, EventKind};
 pub use limits::{MAX_LIMIT, MAX_PARTS, MAX_PDU_BYTES};
 pub use retention::{CompactReport, ForgetReport, PurgeReport, RetentionPlan};
-pub use routing::MAX_HISTORY;
+pub use routing::{MAX_HISTORY, MAX_RECENT};
 pub use schema::SCHEMA_VERSION;
 pub use types::*;
 
@@ -268,10 +269,12 @@ impl Store {
             .await
     }
 
-    /// Parts sent since `since_ms`, one record per modem, recipient and
-    /// UTC day (for [`Router::restore`](crate::router::Router::restore)).
-    pub async fn route_history(&self, since_ms: i64) -> Result<Vec<RouteRecord>> {
-        self.call(move |c| routing::route_history(c, since_ms))
+    /// What [`Router::restore`](crate::router::Router::restore) needs:
+    /// per-SIM day counts and the last send per (SIM, recipient) since
+    /// `since_ms`, and the sends of the minute before `now_ms`. Bounded
+    /// index reads of summary tables, whatever the store holds.
+    pub async fn route_history(&self, since_ms: i64, now_ms: i64) -> Result<RouteHistory> {
+        self.call(move |c| routing::route_history(c, since_ms, now_ms))
             .await
     }
 
@@ -452,8 +455,14 @@ impl Store {
         self.call(move |c| consent::get(c, &number)).await
     }
 
-    /// Consent records for admins, ordered by number, after `after` ("" for
-    /// the start), at most `limit` (capped at [`MAX_LIMIT`]).
+    /// The consent record of a handle.
+    pub async fn consent_by_handle(&self, handle: &str) -> Result<Option<ConsentRecord>> {
+        let handle = handle.to_owned();
+        self.call(move |c| consent::get_by_handle(c, &handle)).await
+    }
+
+    /// Consent records for admins, ordered by handle, after handle `after`
+    /// ("" for the start), at most `limit` (capped at [`MAX_LIMIT`]).
     pub async fn consent_records(&self, after: &str, limit: u32) -> Result<Vec<ConsentRecord>> {
         let after = after.to_owned();
         let limit = limits::limit(limit);

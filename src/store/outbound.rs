@@ -160,7 +160,8 @@ fn same_content(conn: &Connection, id: MessageId, req: &NewOutbound) -> Result<b
         .map_err(StoreError::sql(op))?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(StoreError::sql(op))?;
-    Ok(stored == req.parts)
+    // The stored parts carry the reference given at bind time.
+    Ok(super::refs::same_parts(&stored, &req.parts))
 }
 
 /// Hands up to `limit` due parts to `modem`, marking them `sending` and
@@ -394,6 +395,7 @@ pub(crate) fn mark_sent(
     .and_then(|mut st| st.execute(params![part.0, mr, now_ms]))
     .map_err(StoreError::sql("mark sent"))?;
     registry::bump_daily(conn, &modem, now_ms, Daily::Sent)?;
+    super::refs::note_sent(conn, &modem, message, now_ms)?;
     tracing::debug!(modem, message_id = %message, part = %part, ?mr, "part sent");
     refresh(conn, message, now_ms)?;
     Ok(())

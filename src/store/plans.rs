@@ -31,6 +31,7 @@ const SMALL: &[&str] = &[
     "modems",
     "sims",
     "daily_counters",
+    "sim_days",
     "forget_audit",
 ];
 
@@ -72,6 +73,21 @@ fn exercise(conn: &Connection) {
     // The engine's path: one message at a time; absent modems.
     routing::bind(conn, p.id, m).unwrap();
     outbound::claim_next_message(conn, m, t).unwrap();
+    // A real two-part SMS-SUBMIT: its reference is rewritten at bind.
+    let to = crate::pdu::Address::parse_number("+15551230000").unwrap();
+    let real = NewOutbound {
+        idempotency_key: Some("real".into()),
+        parts: crate::pdu::encode_submit(&to, &"r".repeat(200), &Default::default())
+            .unwrap()
+            .into_iter()
+            .map(|p| p.octets)
+            .collect(),
+        valid_until_ms: None,
+        ..req.clone()
+    };
+    let r = outbound::enqueue(conn, &real, t).unwrap();
+    routing::bind(conn, r.id, m).unwrap();
+    outbound::enqueue(conn, &real, t).unwrap();
     outbound::requeue_sending(conn, Some(m), t, "gone").unwrap();
     routing::unbind_modem(conn, m).unwrap();
     routing::fail_stranded(conn, m, t).unwrap();
@@ -147,7 +163,7 @@ fn exercise(conn: &Connection) {
     registry::modems(conn, t, 10).unwrap();
     registry::sims(conn, 10).unwrap();
     registry::stats(conn).unwrap();
-    routing::route_history(conn, 0).unwrap();
+    routing::route_history(conn, 0, t).unwrap();
     routing::queued_by_modem(conn).unwrap();
     events::since(conn, 0, 10).unwrap();
     events::last(conn).unwrap();
@@ -162,6 +178,7 @@ fn exercise(conn: &Connection) {
     consent::held_for(conn, n).unwrap();
     consent::get(conn, n).unwrap();
     consent::list(conn, "", 10).unwrap();
+    consent::get_by_handle(conn, "sms:h").unwrap();
     let change = |state| consent::ConsentChange {
         number: n.into(),
         handle: "sms:h".into(),

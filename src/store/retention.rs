@@ -257,6 +257,17 @@ pub(crate) fn purge(conn: &Connection, plan: &RetentionPlan) -> Result<PurgeRepo
     )?;
     full(report.reports_deleted as usize);
 
+    // The routing summary's rows of numbers not sent to since (schema v5;
+    // their reference counters go with them).
+    let peers = exec(
+        conn,
+        op,
+        "DELETE FROM peers WHERE (sim, recipient) IN
+           (SELECT sim, recipient FROM peers WHERE last_sent_ms < ?1 LIMIT ?2)",
+        params![plan.meta_before_ms, limit],
+    )?;
+    full(peers as usize);
+
     // A handle mapping lives as long as the number's metadata, or as long
     // as its JOIN/STOP must be honoured.
     report.handles_deleted = exec(
@@ -355,6 +366,13 @@ pub(crate) fn forget(
         conn,
         op,
         "DELETE FROM status_reports WHERE recipient IN (?1, ?2, ?3)",
+        params![f[0], f[1], f[2]],
+    )?;
+    // The routing summary and reference counter (schema v5) name them too.
+    exec(
+        conn,
+        op,
+        "DELETE FROM peers WHERE recipient IN (?1, ?2, ?3)",
         params![f[0], f[1], f[2]],
     )?;
     report.consent = exec(

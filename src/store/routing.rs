@@ -14,16 +14,21 @@ use rusqlite::{params, Connection};
 use super::error::{Result, StoreError};
 use super::limits::{self, check_id};
 use super::outbound::{refresh, sync_binding, unbind_if_unsent};
+use super::refs;
 use super::registry::{self, Daily};
-use super::types::{MessageId, PendingMessage, RouteRecord};
+use super::types::{MessageId, PeerRecord, PendingMessage, RecentSend, RouteHistory, SimDay};
 
 /// Parts looked at per message asked for by [`unbound_due`]: messages have
 /// up to [`MAX_PARTS`](super::MAX_PARTS) parts but rarely more than a few,
 /// and a short answer only delays the rest to the next call.
 const PARTS_PER_MESSAGE: u32 = 16;
 
-/// Most records [`route_history`] returns (the newest first).
+/// Most peers [`route_history`] returns (the newest first).
 pub const MAX_HISTORY: u32 = 100_000;
+
+/// Most sends of the last minute [`route_history`] returns (the router
+/// keeps no more per SIM: [`MAX_MINUTE_WINDOW`](crate::router::MAX_MINUTE_WINDOW)).
+pub const MAX_RECENT: u32 = 16_384;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -83,6 +88,7 @@ pub(crate) fn bind(conn: &Connection, message: MessageId, modem: &str) -> Result
         .map_err(StoreError::sql("bind message"))?;
     if changed > 0 {
         sync_binding(conn, message)?;
+        refs::assign_reference(conn, message, modem)?;
         tracing::debug!(modem, message_id = %message, "message bound");
     }
     Ok(changed > 0)
@@ -99,33 +105,75 @@ pub(crate) fn unbind(conn: &Connection, message: MessageId) -> Result<bool> {
     Ok(changed)
 }
 
-/// Parts sent since `since_ms`, one record per modem, recipient and UTC
-/// day, newest first, at most [`MAX_HISTORY`]. The ICCID is the one the
-/// modem has now (a swapped SIM counts its predecessor's sends).
-pub(crate) fn route_history(conn: &Connection, since_ms: i64) -> Result<Vec<RouteRecord>> {
-    conn.prepare_cached(
-        "SELECT p.modem, d.iccid, m.recipient, COUNT(*), MAX(p.sent_ms)
-         FROM out_parts p
-         JOIN out_messages m ON m.id = p.message_id
-         LEFT JOIN modems d ON d.id = p.modem
-         WHERE p.sent_ms IS NOT NULL AND p.sent_ms >= ?1 AND p.modem IS NOT NULL
-         GROUP BY p.modem, m.recipient, p.sent_ms / ?2
-         ORDER BY MAX(p.sent_ms) DESC
-         LIMIT ?3",
-    )
-    .and_then(|mut st| {
-        st.query_map(params![since_ms, DAY_MS, MAX_HISTORY], |r| {
-            Ok(RouteRecord {
-                modem: r.get(0)?,
-                iccid: r.get(1)?,
-                recipient: r.get(2)?,
-                count: r.get(3)?,
-                last_sent_ms: r.get(4)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()
+/// What the router restores at start (see [`RouteHistory`]): the per-SIM
+/// day counts since `since_ms`'s day, the last send per (SIM, recipient)
+/// since `since_ms` (newest first, at most [`MAX_HISTORY`]), and the sends
+/// of the minute before `now_ms`. Three index range scans over summary
+/// tables kept with every sent part (schema v5), so the cost does not grow
+/// with the number of messages stored.
+pub(crate) fn route_history(conn: &Connection, since_ms: i64, now_ms: i64) -> Result<RouteHistory> {
+    let op = "read routing history";
+    let days = conn
+        .prepare_cached(
+            "SELECT sim, day, sent, last_sent_ms FROM sim_days WHERE day >= ?1
+             ORDER BY day DESC LIMIT ?2",
+        )
+        .and_then(|mut st| {
+            st.query_map(params![since_ms.div_euclid(DAY_MS), MAX_HISTORY], |r| {
+                Ok(SimDay {
+                    sim: r.get(0)?,
+                    day: r.get(1)?,
+                    sent: r.get(2)?,
+                    last_sent_ms: r.get(3)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(StoreError::sql(op))?;
+    let peers = conn
+        .prepare_cached(
+            "SELECT sim, modem, recipient, last_sent_ms FROM peers
+             WHERE last_sent_ms IS NOT NULL AND last_sent_ms >= ?1 AND modem IS NOT NULL
+             ORDER BY last_sent_ms DESC LIMIT ?2",
+        )
+        .and_then(|mut st| {
+            st.query_map(params![since_ms, MAX_HISTORY], |r| {
+                Ok(PeerRecord {
+                    sim: r.get(0)?,
+                    modem: r.get(1)?,
+                    recipient: r.get(2)?,
+                    last_sent_ms: r.get(3)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(StoreError::sql(op))?;
+    let recent = conn
+        .prepare_cached(
+            "SELECT COALESCE(NULLIF(d.iccid, ''), p.modem), p.sent_ms
+             FROM out_parts p LEFT JOIN modems d ON d.id = p.modem
+             WHERE p.sent_ms IS NOT NULL AND p.sent_ms > ?1 AND p.sent_ms <= ?2
+               AND p.modem IS NOT NULL
+             ORDER BY p.sent_ms DESC LIMIT ?3",
+        )
+        .and_then(|mut st| {
+            st.query_map(
+                params![now_ms.saturating_sub(60_000), now_ms, MAX_RECENT],
+                |r| {
+                    Ok(RecentSend {
+                        sim: r.get(0)?,
+                        sent_ms: r.get(1)?,
+                    })
+                },
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(StoreError::sql(op))?;
+    Ok(RouteHistory {
+        days,
+        peers,
+        recent,
     })
-    .map_err(StoreError::sql("read routing history"))
 }
 
 /// Parts bound to each modem and still queued, plus parts in flight on it:

@@ -681,19 +681,56 @@ pub struct PendingMessage {
     pub pinned: Option<String>,
 }
 
-/// What one modem sent to one recipient during one UTC day: the router
-/// rebuilds its sticky choices and per-SIM counters from these at start.
+/// What the router rebuilds its per-SIM counters and sticky choices from
+/// at start: read from small summary tables kept with every sent part
+/// (schema v5), so its size is bounded by SIMs × days plus recent peers,
+/// never by the number of messages stored.
+///
+/// `sim` is the key the router counts under: the sending SIM's ICCID, or
+/// the modem id when the modem reported none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteHistory {
+    /// Parts sent per SIM and UTC day, for the days asked for.
+    pub days: Vec<SimDay>,
+    /// The last send to each recipient through each SIM, newest first, at
+    /// most [`MAX_HISTORY`](super::MAX_HISTORY).
+    pub peers: Vec<PeerRecord>,
+    /// Every part sent in the last minute before the time asked for (the
+    /// per-minute limit), at most [`MAX_RECENT`](super::MAX_RECENT).
+    pub recent: Vec<RecentSend>,
+}
+
+/// Parts one SIM sent during one UTC day.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RouteRecord {
-    /// Modem id that sent.
+pub struct SimDay {
+    /// ICCID, or the modem id without one.
+    pub sim: String,
+    /// UTC day number (unix ms / 86,400,000).
+    pub day: i64,
+    /// Parts sent (each SMS-SUBMIT the modem accepted, resends included).
+    pub sent: u64,
+    /// When the last of them was sent (unix ms).
+    pub last_sent_ms: i64,
+}
+
+/// The last send to one recipient through one SIM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerRecord {
+    /// ICCID, or the modem id without one.
+    pub sim: String,
+    /// The modem that sent it (the sticky choice).
     pub modem: String,
-    /// The modem's SIM (ICCID) as last recorded for the modem.
-    pub iccid: Option<String>,
     /// Destination number as the client gave it.
     pub recipient: String,
-    /// Parts sent that day.
-    pub count: u64,
-    /// When the last of them was sent (unix ms); its UTC day is the day
-    /// the record counts.
+    /// When (unix ms).
     pub last_sent_ms: i64,
+}
+
+/// One part sent recently.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentSend {
+    /// ICCID, or the modem id without one.
+    pub sim: String,
+    /// When (unix ms).
+    pub sent_ms: i64,
 }

@@ -146,6 +146,7 @@ impl Gate {
     }
 
     /// Starts `smsgate run` and waits until the socket answers `hello`.
+    /// `env` may override `SMSGATE_LOG` (default: daemon debug logs).
     pub fn start(&mut self, env: &[(&str, &str)]) {
         let log = File::create(self.dir.path().join(format!("run{}.log", self.runs))).unwrap();
         self.runs += 1;
@@ -153,8 +154,8 @@ impl Gate {
             .args(["run", "--config"])
             .arg(self.config_path())
             .env_remove("NOTIFY_SOCKET")
-            .envs(env.iter().copied())
             .env("SMSGATE_LOG", "info,smsgate::daemon=debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
