@@ -9,8 +9,12 @@
 //!    8 modems with the subscribers (`SCALE_SUB_MESSAGES`);
 //! 2. utilisation: the same modem counts with a 2 s send time
 //!    (`SimConfig::send_time`), `SCALE_PER_MODEM` messages per modem
-//!    queued at once, with and without the subscribers: busy time
-//!    (sent × 2 s) over modems × elapsed;
+//!    queued at once, with and without the subscribers. Two clocks: the
+//!    fraction of modem time spent sending while a backlog exists (from the
+//!    last enqueue, when every message is queued, to the last send's start,
+//!    after which no message waits; each send is the 2 s before its
+//!    `sent_ms`), and end to end (sent × 2 s over modems × the time from
+//!    the first enqueue to the last commit);
 //! 3. idle: 8 modems, the subscribers, nothing to send, 10 s of CPU;
 //! 4. a store of `SCALE_MILLION` messages made with direct SQL, against an
 //!    empty one in the same run: send latency (`send` → sent), receive
@@ -108,22 +112,73 @@ async fn throughput(sim: &Path, n: usize, m: usize, subs: usize) -> (f64, Durati
     (m as f64 / dt.as_secs_f64(), dc / m as u32, rss)
 }
 
-/// `k` messages per modem, each `+CMGS` taking [`SEND_TIME`]: the
-/// fraction of modem time spent sending while the backlog lasts.
-async fn utilisation(sim: &Path, n: usize, k: usize, subs: usize) -> (f64, Duration) {
+/// What a utilisation run measured.
+struct Utilisation {
+    /// Fraction of modem time spent sending while a backlog existed.
+    backlog: f64,
+    /// How long that window was.
+    window: Duration,
+    /// Sent × [`SEND_TIME`] over modems × (first enqueue → last commit).
+    end_to_end: f64,
+    /// First enqueue → last commit.
+    drained: Duration,
+}
+
+/// `k` messages per modem, each `+CMGS` taking [`SEND_TIME`].
+async fn utilisation(sim: &Path, n: usize, k: usize, subs: usize) -> Utilisation {
     let db = tempfile::tempdir().expect("tempdir");
-    let (engine, server) = start(&db.path().join("scale.db"), db.path(), subs).await;
+    let file = db.path().join("scale.db");
+    let (engine, server) = start(&file, db.path(), subs).await;
     for i in 0..n {
         engine.add_modem(modem_config(sim, i)).expect("add");
     }
     wait_ready(&engine, n).await;
     let t0 = Instant::now();
     common::enqueue(&engine, n * k, 32).await;
+    // From here every message is queued: a backlog exists until the
+    // last one is taken by a modem.
+    let queued_ms = smsgate::store::now_ms();
     wait_drained(&engine, WAIT).await;
-    let dt = t0.elapsed();
+    let drained = t0.elapsed();
     stop(engine, server).await;
-    let busy = SEND_TIME * k as u32;
-    (busy.as_secs_f64() / dt.as_secs_f64(), dt)
+    let send_ms = SEND_TIME.as_millis() as i64;
+    let sends = sent_times(&file);
+    // The simulator answers `+CMGS` after SEND_TIME and the engine
+    // records `sent_ms` right after: each send is the SEND_TIME before it.
+    let last_start = sends
+        .iter()
+        .map(|(_, t)| t - send_ms)
+        .max()
+        .unwrap_or(queued_ms);
+    let (from, to) = (queued_ms, last_start.max(queued_ms + 1));
+    let busy: i64 = sends
+        .iter()
+        .map(|(_, t)| ((*t).min(to) - (t - send_ms).max(from)).max(0))
+        .sum();
+    let modems = sends
+        .iter()
+        .map(|(m, _)| m.as_str())
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    assert_eq!(modems, n, "every modem sent");
+    Utilisation {
+        backlog: busy as f64 / (n as i64 * (to - from)) as f64,
+        window: Duration::from_millis((to - from) as u64),
+        end_to_end: (SEND_TIME * k as u32).as_secs_f64() / drained.as_secs_f64(),
+        drained,
+    }
+}
+
+/// Every part's modem and `sent_ms`, read from the closed store file.
+fn sent_times(db: &Path) -> Vec<(String, i64)> {
+    let c = rusqlite::Connection::open(db).expect("sqlite");
+    let mut st = c
+        .prepare("SELECT modem, sent_ms FROM out_parts WHERE sent_ms IS NOT NULL")
+        .expect("query");
+    let rows = st
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .expect("rows");
+    rows.collect::<Result<_, _>>().expect("rows")
 }
 
 /// Writes `total` finished messages straight into the store file: 80 %
@@ -290,34 +345,43 @@ fn main() {
 
     if phases.contains("modems") {
         println!(
-            "| modems | msg/s (instant) | CPU µs/msg | RSS MiB | utilisation, 2 s sends, \
-         {subs} subscribers | drained in | utilisation, no subscribers |"
+            "| modems | msg/s (instant) | CPU µs/msg | RSS MiB | utilisation while a backlog \
+             exists, 2 s sends, {subs} subscribers (window) | same, no subscribers | end to end, \
+             {subs} subscribers (drained in) | end to end, no subscribers |"
         );
-        println!("|---:|---:|---:|---:|---:|---:|---:|");
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
         for &n in &counts {
             let (rate, per, rss) = rt.block_on(throughput(fast_dir.path(), n, m, 0));
-            let (util, dt) = rt.block_on(utilisation(slow_dir.path(), n, k, subs));
-            let (bare, _) = rt.block_on(utilisation(slow_dir.path(), n, k, 0));
+            let util = rt.block_on(utilisation(slow_dir.path(), n, k, subs));
+            let bare = rt.block_on(utilisation(slow_dir.path(), n, k, 0));
             println!(
-                "| {n} | {rate:.0} | {:.0} | {:.1} | {:.1} % | {:.2} s (ideal {} s) | {:.1} % |",
+                "| {n} | {rate:.0} | {:.0} | {:.1} | {:.1} % ({:.1} s) | {:.1} % ({:.1} s) \
+                 | {:.1} % ({:.2} s, ideal {} s) | {:.1} % |",
                 per.as_secs_f64() * 1e6,
                 rss as f64 / 1024.0,
-                util * 100.0,
-                dt.as_secs_f64(),
+                util.backlog * 100.0,
+                util.window.as_secs_f64(),
+                bare.backlog * 100.0,
+                bare.window.as_secs_f64(),
+                util.end_to_end * 100.0,
+                util.drained.as_secs_f64(),
                 SEND_TIME.as_secs() * k as u64,
-                bare * 100.0
+                bare.end_to_end * 100.0
             );
         }
 
-        // The bus fan-out: the same with every subscriber reading every event.
+        // The bus fan-out: the same messages without and with every
+        // subscriber reading every event.
         let sub_m = env("SCALE_SUB_MESSAGES", 300).max(1);
-        let (rate, per, rss) = rt.block_on(throughput(fast_dir.path(), 8, sub_m, subs));
-        println!(
-            "with {subs} bus subscribers, 8 instant modems, {sub_m} messages: {rate:.0} msg/s, \
-         {:.0} µs CPU/msg, RSS {:.1} MiB",
-            per.as_secs_f64() * 1e6,
-            rss as f64 / 1024.0
-        );
+        for s in [0, subs] {
+            let (rate, per, rss) = rt.block_on(throughput(fast_dir.path(), 8, sub_m, s));
+            println!(
+                "{s} bus subscribers, 8 instant modems, {sub_m} messages: {rate:.0} msg/s, \
+                 {:.0} µs CPU/msg, RSS {:.1} MiB",
+                per.as_secs_f64() * 1e6,
+                rss as f64 / 1024.0
+            );
+        }
     }
 
     // Idle: 8 ready modems, the subscribers, nothing to do.

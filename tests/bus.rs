@@ -908,3 +908,210 @@ async fn socat_is_a_client() {
     assert_eq!(lines[3]["to"], "+4930123456");
     bus.stop().await;
 }
+
+/// The cursor of an event line and its message id, read without parsing
+/// the (long) text.
+fn cursor_and_id(line: &str) -> (u64, i64) {
+    let num = |key: &str| -> i64 {
+        let at = line
+            .find(key)
+            .unwrap_or_else(|| panic!("no {key} in {line:.200}"))
+            + key.len();
+        let digits: String = line[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().unwrap()
+    };
+    let id = if line.contains("\"event\":\"inbound\"") {
+        num("\"id\":")
+    } else {
+        num("\"message\":")
+    };
+    (num("\"cursor\":") as u64, id)
+}
+
+/// Reads `n` event lines; (cursor, message id) each.
+async fn events_of(c: &mut Client, n: usize) -> Vec<(u64, i64)> {
+    let mut got = Vec::with_capacity(n);
+    while got.len() < n {
+        let line = tokio::time::timeout(WAIT * 3, c.lines.next_line())
+            .await
+            .expect("no line within the deadline")
+            .unwrap()
+            .expect("connection closed");
+        if line.contains("\"event\"") {
+            got.push(cursor_and_id(&line));
+        }
+    }
+    got
+}
+
+/// The log's inbound and status entries after `since`: (cursor, message id).
+async fn logged(store: &Store, since: u64, inbound: bool) -> Vec<(u64, i64)> {
+    let mut out = Vec::new();
+    let mut cursor = since;
+    loop {
+        let page = store.events_since(cursor, 500).await.unwrap();
+        let Some(last) = page.last() else { break };
+        cursor = last.cursor;
+        for e in page {
+            match e.kind {
+                smsgate::store::EventKind::InboundComplete { message, .. } if inbound => {
+                    out.push((e.cursor, message.0))
+                }
+                smsgate::store::EventKind::MessageState { message, .. } => {
+                    out.push((e.cursor, message.0))
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_subscribers_get_every_event_in_order_while_one_never_reads() {
+    let bus = Bus::start().await;
+    let mut stuck = bus.connect().await;
+    stuck
+        .ok(json!({"op": "subscribe", "events": ["inbound", "status"]}))
+        .await;
+    let mut readers = Vec::new();
+    for _ in 0..50 {
+        let mut c = bus.connect().await;
+        c.ok(json!({"op": "subscribe", "events": ["inbound", "status"]}))
+            .await;
+        readers.push(c);
+    }
+    // One event every subscription sees proves all of them are live.
+    let start = bus.store().stats().await.unwrap().last_event;
+    let first = bus
+        .backend
+        .send(OutboundRequest {
+            to: "+4930123".into(),
+            text: "sync".into(),
+            ..OutboundRequest::default()
+        })
+        .await
+        .unwrap();
+    for c in &mut readers {
+        assert_eq!(c.event().await["message"], first.id.0);
+    }
+    assert_eq!(stuck.event().await["message"], first.id.0);
+    let fanout = || bus.server.as_ref().unwrap().fanout();
+    assert_eq!(fanout().subscribers, 51);
+    let caught_up = fanout().catch_ups;
+
+    // Many times the feed's capacity, with long lines: a daemon that kept
+    // them for the client that does not read would grow by their size.
+    const N: usize = 3000;
+    let text = "z".repeat(1000);
+    let (store, backend) = (bus.store().clone(), bus.backend.clone());
+    let producer = tokio::spawn(async move {
+        for i in 0..N {
+            if i % 4 == 0 {
+                let req = OutboundRequest {
+                    to: "+4930123".into(),
+                    text: format!("{i}"),
+                    ..OutboundRequest::default()
+                };
+                backend.send(req).await.unwrap();
+            } else {
+                // A long text under a short stand-in PDU.
+                let mut part = inbound_part("+4917000009", &format!("{i}"), i as i64);
+                part.body = InboundBody::Text(format!("{i} {text}"));
+                store.commit_inbound(part).await.unwrap();
+            }
+        }
+    });
+    let tasks: Vec<_> = readers
+        .into_iter()
+        .map(|mut c| tokio::spawn(async move { events_of(&mut c, N).await }))
+        .collect();
+    producer.await.unwrap();
+    let want = logged(bus.store(), start + 1, true).await;
+    assert_eq!(want.len(), N);
+    let mut held = fanout().held;
+    for t in tasks {
+        assert_eq!(
+            t.await.unwrap(),
+            want,
+            "a reader missed or reordered events"
+        );
+        held = held.max(fanout().held);
+    }
+    // The stuck client's lines were not kept for it: the feed holds at
+    // most its capacity (the client's queue and socket a few more), and
+    // the client fell behind the feed.
+    assert!(held <= smsgate::bus::fanout::CAPACITY, "{held} lines held");
+    const { assert!(N > 4 * smsgate::bus::fanout::CAPACITY) };
+    // Reading now, it gets everything in order: what its queue and socket
+    // held, then the rest from the store.
+    assert_eq!(events_of(&mut stuck, N).await, want);
+    assert!(
+        fanout().catch_ups > caught_up,
+        "the stuck client read the store"
+    );
+    assert!(stuck.maybe_next(Duration::from_millis(300)).await.is_none());
+    bus.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_since_subscriber_replays_across_the_live_and_lagged_switch() {
+    let bus = Bus::start().await;
+    // Long keys make long status lines, so the socket and the queue hold
+    // few of them.
+    let send = |backend: TestBackend, i: usize| async move {
+        let req = OutboundRequest {
+            to: "+4930123".into(),
+            text: format!("{i}"),
+            key: Some(format!("{i:06}-{}", "k".repeat(180))),
+            ..OutboundRequest::default()
+        };
+        backend.send(req).await.unwrap();
+    };
+    for i in 0..300 {
+        send(bus.backend.clone(), i).await;
+    }
+    let since = 100;
+    let mut c = bus.connect().await;
+    let r = c
+        .ok(json!({"op": "subscribe", "events": ["status"], "since": since}))
+        .await;
+    assert_eq!(r["cursor"], since);
+    // More while the subscriber reads nothing (far more than its socket
+    // and queue hold: it lags behind the feed), then while it reads (it
+    // catches up from the store and rejoins the live feed), then once it
+    // is live.
+    const M: usize = 4000;
+    let fanout = || bus.server.as_ref().unwrap().fanout();
+    let caught_up = fanout().catch_ups;
+    let (half, halfway) = tokio::sync::oneshot::channel();
+    let backend = bus.backend.clone();
+    let producer = tokio::spawn(async move {
+        let mut half = Some(half);
+        for i in 0..M {
+            send(backend.clone(), 1000 + i).await;
+            if i == M / 2 {
+                let _ = half.take().map(|h| h.send(()));
+            }
+        }
+    });
+    halfway.await.unwrap();
+    let mut got = events_of(&mut c, 300 - since as usize + M / 2).await;
+    producer.await.unwrap();
+    got.extend(events_of(&mut c, M / 2).await);
+    let want = logged(bus.store(), since, false).await;
+    assert_eq!(got, want);
+    assert!(
+        fanout().catch_ups > caught_up,
+        "it never fell behind the feed"
+    );
+    // Live again: the next event comes from the feed.
+    send(bus.backend.clone(), 9999).await;
+    let last = events_of(&mut c, 1).await;
+    assert_eq!(last[0].0, want.last().unwrap().0 + 1);
+    assert!(c.maybe_next(Duration::from_millis(300)).await.is_none());
+    bus.stop().await;
+}

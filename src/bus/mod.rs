@@ -5,15 +5,17 @@
 //! * [`protocol`]: requests, replies, events and error codes, and the line
 //!   parser (pure; fuzzed by `fuzz/fuzz_targets/bus_line.rs`).
 //! * [`access`]: who may connect (SO_PEERCRED against allow lists).
-//! * [`server`]: the listener and one task per connection. Subscriptions
-//!   tail the store's event log, so a slow client lags and is replayed from
-//!   the store instead of making the daemon buffer for it.
+//! * [`server`]: the listener and one task per connection.
+//! * [`fanout`]: one reader of the store's event log per server builds each
+//!   event line once for every subscriber; a slow client lags and is
+//!   replayed from the store instead of making the daemon buffer for it.
 //!
 //! The bus decides no policy: sending goes through a [`Backend`] (the
 //! engine in the daemon), everything else reads the store.
 #![warn(missing_docs)]
 
 pub mod access;
+pub mod fanout;
 pub mod protocol;
 pub mod server;
 

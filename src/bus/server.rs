@@ -3,16 +3,16 @@
 //! Each connection runs as one task reading requests in order, plus a
 //! writer task fed by a bounded queue ([`OUT_QUEUE`] lines). Requests are
 //! answered one at a time, so a client that does not read its replies only
-//! stalls itself. A subscription is a third task that tails the store's
-//! event log from a cursor: when the client reads slowly the queue fills,
-//! the subscription waits, and the events stay in the store (the log *is*
-//! the buffer), so the daemon's memory per client is bounded and other
-//! clients are never slowed.
+//! stalls itself. A subscription is a third task fed by the server's one
+//! reader of the event log ([`super::fanout`]): when the client reads slowly
+//! the queue fills, the subscription waits and falls behind the feed, and
+//! then reads what it missed from the store (the log *is* the buffer), so
+//! the daemon's memory per client is bounded and other clients are never
+//! slowed.
 
-use std::collections::HashSet;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -25,12 +25,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::access::{Access, Peer};
+use super::fanout::{self, subscription};
 use super::protocol::{
-    self, error_reply, inbound_event, modem_event, ok_reply, parse_line, status_event,
-    status_fields, store_error_code, EventMask, Request,
+    self, error_reply, ok_reply, parse_line, status_fields, store_error_code, EventMask, Request,
 };
 use super::{Backend, BusConfig, BusError, OutboundRequest};
-use crate::store::{now_ms, EventKind, InboundId, MessageId, Store, StoreError};
+use crate::store::{now_ms, InboundId, MessageId, Store, StoreError};
 
 /// Lines queued for one client's socket before producers wait.
 pub const OUT_QUEUE: usize = 64;
@@ -38,9 +38,6 @@ pub const OUT_QUEUE: usize = 64;
 /// Connections served at once; more are answered `unavailable` and
 /// closed, so the daemon's memory stays bounded.
 pub const MAX_CONNECTIONS: usize = 1024;
-
-/// Events or inbound messages fetched from the store per query.
-const PAGE: u32 = 256;
 
 /// How long a closing connection may take to flush its last lines.
 const FLUSH_GRACE: Duration = Duration::from_secs(2);
@@ -55,6 +52,10 @@ struct Shared {
     see: RwLock<Access>,
     max_line: AtomicUsize,
     clients: AtomicUsize,
+    /// The log's lines, built once for every subscriber.
+    feed: fanout::Sender,
+    /// Gaps subscribers read from the store.
+    catch_ups: Arc<AtomicU64>,
 }
 
 impl Shared {
@@ -79,6 +80,7 @@ pub struct Server {
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    feed: JoinHandle<()>,
 }
 
 impl Server {
@@ -92,8 +94,15 @@ impl Server {
             see: RwLock::new(Access::see_numbers(&config)),
             max_line: AtomicUsize::new(config.max_line.max(1)),
             clients: AtomicUsize::new(0),
+            feed: fanout::channel(),
+            catch_ups: Arc::new(AtomicU64::new(0)),
         });
         let (stop, stop_rx) = watch::channel(false);
+        let feed = tokio::spawn(fanout::feed(
+            backend.clone(),
+            shared.feed.clone(),
+            stop_rx.clone(),
+        ));
         let task = tokio::spawn(accept_loop(listener, backend, Arc::clone(&shared), stop_rx));
         tracing::info!(socket = %config.socket.display(), "bus listening");
         Ok(Server {
@@ -101,12 +110,22 @@ impl Server {
             shared,
             stop,
             task,
+            feed,
         })
     }
 
     /// The socket path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// What the fan-out holds now and how often subscribers fell behind.
+    pub fn fanout(&self) -> fanout::FanoutStats {
+        fanout::FanoutStats {
+            held: self.shared.feed.len(),
+            subscribers: self.shared.feed.receiver_count(),
+            catch_ups: self.shared.catch_ups.load(Ordering::Relaxed),
+        }
     }
 
     /// Applies new access lists and line limit; connected clients stay.
@@ -137,6 +156,7 @@ impl Server {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+        let _ = self.feed.await;
         if let Err(e) = std::fs::remove_file(&self.path) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(socket = %self.path.display(), error = %e, "cannot remove the bus socket");
@@ -239,19 +259,24 @@ async fn accept_loop<B: Backend>(
 }
 
 /// What the writer task sends.
-enum Out {
-    /// A reply or event line.
+#[derive(Debug)]
+pub(super) enum Out {
+    /// A reply line.
     Line(String),
-    /// An inbound event: once written, the message is marked delivered.
-    Inbound(String, InboundId),
+    /// An event line, shared with the other subscribers' queues.
+    Event(Arc<str>),
+    /// An inbound event: once written, the message is marked delivered
+    /// (once per live line: the flag is shared by the subscribers).
+    Inbound(Arc<str>, InboundId, Option<Arc<AtomicBool>>),
 }
 
 async fn writer(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Out>, store: Store) {
     let mut w = BufWriter::new(wr);
     while let Some(out) = rx.recv().await {
-        let (line, inbound) = match out {
+        let (line, inbound): (&str, _) = match &out {
             Out::Line(l) => (l, None),
-            Out::Inbound(l, id) => (l, Some(id)),
+            Out::Event(l) => (l, None),
+            Out::Inbound(l, id, flag) => (l, Some((*id, flag.as_deref()))),
         };
         let written = async {
             w.write_all(line.as_bytes()).await?;
@@ -266,7 +291,10 @@ async fn writer(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Out>, store: Store) {
             tracing::debug!(error = %e, "bus client went away while writing");
             return;
         }
-        if let Some(id) = inbound {
+        if let Some((id, flag)) = inbound {
+            if !fanout::first_delivery(flag) {
+                continue;
+            }
             if let Err(e) = store.inbound_delivered(id, now_ms()).await {
                 tracing::warn!(inbound = %id, error = %e, "cannot record bus delivery");
             }
@@ -597,183 +625,12 @@ impl<B: Backend> Conn<B> {
             self.subscription = Some(tokio::spawn(subscription(
                 self.backend.clone(),
                 self.tx.clone(),
+                self.shared.feed.subscribe(),
+                Arc::clone(&self.shared.catch_ups),
                 mask,
                 start,
                 self.see,
             )));
         }
     }
-}
-
-/// Tails the event log for one subscriber: first the inbound messages
-/// nobody acknowledged yet (at-least-once), then every event after
-/// `start`, waiting on the store's cursor watch when caught up.
-async fn subscription<B: Backend>(
-    backend: B,
-    tx: mpsc::Sender<Out>,
-    mask: EventMask,
-    start: u64,
-    see: bool,
-) {
-    let store = backend.store().clone();
-    // The privacy gate's cursor, not the store's: nothing is shown before
-    // the gate decided it.
-    let mut wake = backend.gated();
-    // Unacked messages sent up front; their log entries after `start` are
-    // skipped so a message is not sent twice in one subscription.
-    let mut replayed = HashSet::new();
-    if mask.inbound {
-        let mut after = InboundId(0);
-        loop {
-            let page = match store.inbound_unacked(after, PAGE).await {
-                Ok(p) => p,
-                Err(StoreError::Closed) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "bus: cannot list unacknowledged inbound; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            let full = page.len() >= PAGE as usize;
-            // Every message of the page has its completion logged by now:
-            // wait until the gate decided up to there, then show only what
-            // it relayed (neither deleted nor held).
-            let logged = *store.subscribe().borrow();
-            if wake.wait_for(|gated| *gated >= logged).await.is_err() {
-                return;
-            }
-            for m in page {
-                after = m.id;
-                let line = match relayed(&backend, start, None, m.id, see).await {
-                    Ok(Some(line)) => line,
-                    Ok(None) => continue,
-                    Err(StoreError::Closed) => return,
-                    Err(e) => {
-                        tracing::warn!(inbound = %m.id, error = %e, "bus: cannot replay a message; skipped");
-                        continue;
-                    }
-                };
-                replayed.insert(m.id);
-                if tx.send(Out::Inbound(line, m.id)).await.is_err() {
-                    return;
-                }
-            }
-            if !full {
-                break;
-            }
-        }
-    }
-    let mut cursor = start;
-    loop {
-        let gated = *wake.borrow_and_update();
-        let events = match store.events_since(cursor, PAGE).await {
-            Ok(ev) => ev,
-            Err(StoreError::Closed) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "bus: cannot read the event log; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        let events: Vec<_> = events.into_iter().filter(|e| e.cursor <= gated).collect();
-        if events.is_empty() {
-            if wake.changed().await.is_err() {
-                return;
-            }
-            continue;
-        }
-        for ev in events {
-            let out = match event_line(&backend, &mut replayed, mask, ev.cursor, ev.kind, see).await
-            {
-                Ok(out) => out,
-                Err(StoreError::Closed) => return,
-                Err(e) => {
-                    tracing::warn!(cursor = ev.cursor, error = %e, "bus: cannot build an event; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    break;
-                }
-            };
-            if let Some(out) = out {
-                if tx.send(out).await.is_err() {
-                    return;
-                }
-            }
-            cursor = ev.cursor;
-        }
-    }
-}
-
-/// A row that was pruned since its event was logged is skipped, not an
-/// error.
-fn found<T>(r: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(StoreError::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// The line for one log entry, or `None` when the subscriber does not
-/// want it (or its subject is gone).
-async fn event_line<B: Backend>(
-    backend: &B,
-    replayed: &mut HashSet<InboundId>,
-    mask: EventMask,
-    cursor: u64,
-    kind: EventKind,
-    see: bool,
-) -> Result<Option<Out>, StoreError> {
-    let store = backend.store();
-    Ok(match kind {
-        EventKind::InboundComplete { message, .. } if mask.inbound => {
-            if replayed.remove(&message) {
-                return Ok(None);
-            }
-            relayed(backend, cursor, Some(cursor), message, see)
-                .await?
-                .map(|line| Out::Inbound(line, message))
-        }
-        EventKind::MessageState {
-            message,
-            state,
-            reason,
-        } if mask.status => found(store.outbound_status(message).await)?
-            .map(|s| Out::Line(status_event(cursor, &state, reason.as_deref(), &s).to_string())),
-        EventKind::ModemState { modem, state } if mask.modem => {
-            let views = backend.modems();
-            let view = views.iter().find(|v| v.id == modem);
-            Some(Out::Line(
-                modem_event(cursor, &modem, &state, view).to_string(),
-            ))
-        }
-        _ => None,
-    })
-}
-
-/// The `inbound` event line for a message the gate relayed, or `None`
-/// when it is gone (deleted, purged), held, or released later than log
-/// entry `entry` (`None`: replaying unacknowledged messages). `cursor` is
-/// the one the line carries. `from` is the sender's handle unless the
-/// peer sees numbers.
-async fn relayed<B: Backend>(
-    backend: &B,
-    cursor: u64,
-    entry: Option<u64>,
-    message: InboundId,
-    see: bool,
-) -> Result<Option<String>, StoreError> {
-    let store = backend.store();
-    // Checked first: a message released from a hold is shown at its
-    // release entry only, in the order the gate released it.
-    if !store.showable(message, entry).await? {
-        return Ok(None);
-    }
-    let Some(m) = found(store.inbound(message).await)? else {
-        return Ok(None);
-    };
-    let mut v = inbound_event(cursor, &m);
-    if let Some(from) = v.get_mut("from") {
-        *from = Value::String(backend.show(&m.sender, see));
-    }
-    Ok(Some(v.to_string()))
 }
