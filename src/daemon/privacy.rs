@@ -200,8 +200,10 @@ async fn decide_loop(inner: Arc<Inner>, start: u64, mut stop: watch::Receiver<bo
             continue;
         }
         let mut erased = false;
+        let mut decided = false;
         for ev in events {
             if let EventKind::InboundComplete { message, .. } = ev.kind {
+                decided = true;
                 // A decision is retried until the store takes it: relaying
                 // undecided would break the promise to the sender.
                 loop {
@@ -225,7 +227,13 @@ async fn decide_loop(inner: Arc<Inner>, start: u64, mut stop: watch::Receiver<bo
             cursor = ev.cursor;
             inner.gated.send_replace(cursor);
         }
-        save_cursor(&inner.cursor_file, cursor);
+        // Only after decisions: a restart from an older cursor re-reads
+        // status and modem entries, which cost nothing to pass again (and
+        // a decision redone is harmless: replies are keyed by cursor), so
+        // the file is not rewritten after every outbound commit.
+        if decided {
+            save_cursor(&inner.cursor_file, cursor);
+        }
         // A message that is not kept (a keyword, an unlisted or
         // alphanumeric sender) must leave the files, not only the tables:
         // its old pages sit in the WAL until a checkpoint. Once per page
