@@ -60,8 +60,12 @@ fn kill_9_soak_loses_nothing_and_duplicates_nothing_inbound() {
         next_out += burst;
         let acc = Arc::clone(&accepted);
         let sender = std::thread::spawn(move || {
-            let Ok(mut c) = Client::connect(&socket) else {
-                return;
+            let mut c = match Client::connect(&socket) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("soak: cannot connect: {e}");
+                    return;
+                }
             };
             for n in first..first + burst {
                 let text = format!("soak out {n}");
@@ -72,7 +76,15 @@ fn kill_9_soak_loses_nothing_and_duplicates_nothing_inbound() {
                             acc.lock().unwrap().insert(id, text);
                         }
                     }
-                    _ => return,
+                    Ok(r) => {
+                        eprintln!("soak: send refused: {r}");
+                        return;
+                    }
+                    // The daemon was killed under us.
+                    Err(e) => {
+                        eprintln!("soak: send cut short: {e}");
+                        return;
+                    }
                 }
             }
         });
@@ -94,6 +106,12 @@ fn kill_9_soak_loses_nothing_and_duplicates_nothing_inbound() {
     gate.start(&[]);
     gate.wait_modems_ready(2);
     let accepted = accepted.lock().unwrap().clone();
+    // Without accepted sends the kill windows would test nothing outbound
+    // (a daemon slow to answer its first `send` did exactly that once).
+    assert!(
+        !accepted.is_empty(),
+        "no send was accepted in {rounds} rounds"
+    );
     let mut c = gate.client();
     for id in accepted.keys() {
         wait_for(&format!("message {id} sent"), || {

@@ -118,6 +118,8 @@ impl Privacy {
             gated,
             cursor_file,
         });
+        // Off the runtime: parsing the numbering plan takes a moment.
+        tokio::task::spawn_blocking(crate::privacy::warm_up);
         let (stop, stop_rx) = watch::channel(false);
         let tasks = vec![
             tokio::spawn(decide_loop(Arc::clone(&inner), start, stop_rx.clone())),

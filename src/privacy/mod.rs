@@ -32,7 +32,7 @@ pub use gate::{ConsentPage, ConsentQuery, Forgotten, Gate, InboundOutcome, SendR
 pub use handle::{HandleKey, Handles, Target};
 pub use keywords::{Keyword, Keywords};
 pub use mask::mask;
-pub use number::{normalize, Region};
+pub use number::{normalize, warm_up, Region};
 pub use retention::{RetentionConfig, RetentionPlan};
 
 /// One hour in milliseconds.

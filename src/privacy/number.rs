@@ -55,6 +55,14 @@ fn cap(input: &str) -> String {
     input.chars().take(MAX_INPUT).collect()
 }
 
+/// Loads the numbering-plan metadata now. The `phonenumber` crate parses
+/// its database on first use, which takes about a second in a debug build
+/// (tens of milliseconds in release); the daemon calls this at start so
+/// that neither the first `send` nor the first inbound decision waits.
+pub fn warm_up() {
+    let _ = normalize("+4930123456", Region::default());
+}
+
 /// Normalises a number to E.164 (`+4917112345678`), or explains why it is
 /// not a valid number. National numbers need a default `region`.
 pub fn normalize(input: &str, region: Region) -> Result<String, PrivacyError> {

@@ -238,7 +238,8 @@ fn every_statement_uses_an_index() {
             // Scans of bounded subquery results (`LIMIT`ed inside) are fine.
             // A SELECT without FROM (its subqueries are checked on their
             // own lines) reads no table at all.
-            if step == "SCAN CONSTANT ROW" || step.starts_with("SCAN (subquery")
+            if step == "SCAN CONSTANT ROW"
+                || step.starts_with("SCAN (subquery")
                 || SUBQUERIES.iter().any(|q| step == format!("SCAN {q}"))
             {
                 continue;
