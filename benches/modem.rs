@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use smsgate::modem::{self, Committed, ModemConfig, ModemEvent, RejectedPins};
 use smsgate::pdu::{encode_submit, Address, SubmitOptions};
-use smsgate::sim::runtime::{self, SimConfig};
-use tokio::sync::oneshot;
 
-const WAIT: Duration = Duration::from_secs(30);
+use common::WAIT;
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -22,29 +22,7 @@ fn bench(c: &mut Criterion) {
         .expect("runtime");
     // The simulator shares the runtime with the actors: the figures are
     // those of one box running both.
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let sim = rt.spawn(runtime::run(
-        SimConfig {
-            seed: 7,
-            pin: None,
-            latency: Duration::ZERO,
-            send_time: Duration::ZERO,
-            report_delay: Duration::from_millis(500),
-            numbers: (0..2).map(|k| format!("+1555000000{k}")).collect(),
-            profile: smsgate::hardware::builtin_profile("generic").expect("profile"),
-            dir: dir.path().to_path_buf(),
-        },
-        async {
-            let _ = stop_rx.await;
-        },
-        |_| {
-            let _ = ready_tx.send(());
-        },
-    ));
-    rt.block_on(async { tokio::time::timeout(WAIT, ready_rx).await })
-        .expect("simulator ready in time")
-        .expect("simulator started");
+    let sim = common::start_sim(&rt, dir.path(), 2, Duration::ZERO);
     let rejected = RejectedPins::new();
     let (h0, mut ev0, h1, mut ev1) = rt.block_on(async {
         let (h0, ev0) = modem::spawn(
@@ -102,8 +80,8 @@ fn bench(c: &mut Criterion) {
         h0.shutdown().await;
         h1.shutdown().await;
     });
-    let _ = stop_tx.send(());
-    let _ = rt.block_on(sim);
+    let _ = sim.stop.send(());
+    let _ = rt.block_on(sim.task);
 }
 
 criterion_group! {

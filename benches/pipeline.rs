@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use common::{control, cpu, env, modem_config, peak_rss_kib, percentile, wait_drained, wait_ready};
 use common::{OUTSIDE, WAIT};
-use smsgate::daemon::engine::{Engine, EngineConfig};
 use smsgate::modem::{self, RejectedPins};
 use smsgate::pdu::{encode_submit, Address, SubmitOptions};
 use smsgate::store::{InboundId, Store, StoreConfig};
@@ -98,14 +97,7 @@ fn main() {
         )))
         .expect("store");
     let (out_rate, out_cpu, lat) = rt.block_on(async {
-        let engine = Engine::start(
-            store,
-            EngineConfig {
-                queue_limit: u64::MAX,
-                dispatch_batch: 64,
-                ..EngineConfig::default()
-            },
-        );
+        let engine = common::start_engine(store);
         for i in 0..n {
             engine.add_modem(modem_config(dir.path(), i)).expect("add");
         }

@@ -14,6 +14,8 @@
 use std::path::Path;
 use std::time::Instant;
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use smsgate::store::{Store, StoreConfig};
 
@@ -34,7 +36,8 @@ fn v4_file(db: &Path) {
         .expect("version");
 }
 
-/// Writes `total` finished messages (as `benches/scale.rs` does).
+/// Writes `total` finished messages ([`common::fill_history`], as
+/// `benches/scale.rs` does).
 fn fill(db: &Path, total: usize, now: i64) {
     let out = (total * 4 / 5) as i64;
     let inb = total as i64 - out;
@@ -46,33 +49,7 @@ fn fill(db: &Path, total: usize, now: i64) {
         [now],
     )
     .expect("modem");
-    tx.execute(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
-         INSERT INTO out_messages (id, recipient, text, client, modem, state, parts_total,
-                                   created_ms, updated_ms, send_at_ms)
-         SELECT i, '+49151' || (1000000 + i % 5000), 'old message ' || i, 'bench', 'm0',
-                CASE WHEN i % 3 = 0 THEN 'delivered' ELSE 'sent' END, 1,
-                ?2 - (?1 - i), ?2 - (?1 - i), ?2 - (?1 - i) FROM n",
-        rusqlite::params![out, now],
-    )
-    .expect("out_messages");
-    tx.execute(
-        "INSERT INTO out_parts (id, message_id, seq, payload, recipient_digits, state, attempts,
-                                next_attempt_ms, modem, mr, sent_ms)
-         SELECT id, id, 1, x'0001000b911905111532f40000', '4915111532', state, 1,
-                created_ms, modem, id % 256, created_ms FROM out_messages",
-        [],
-    )
-    .expect("out_parts");
-    tx.execute(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
-         INSERT INTO in_messages (id, modem, sender, scts_ms, received_ms, completed_ms, text,
-                                  parts_total, parts_received, bus_state)
-         SELECT i, 'm0', '+49160' || (1000000 + i % 5000), ?2 - (?1 - i), ?2 - (?1 - i),
-                ?2 - (?1 - i), 'old inbound ' || i, 1, 1, 2 FROM n",
-        rusqlite::params![inb, now],
-    )
-    .expect("in_messages");
+    common::fill_history(&tx, out, inb, now);
     tx.commit().expect("commit");
 }
 

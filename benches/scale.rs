@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use common::{control, cpu, env, modem_config, percentile, status_kib, wait_drained, wait_ready};
 use common::{OUTSIDE, WAIT};
 use smsgate::bus::{BusConfig, Server};
-use smsgate::daemon::engine::{Engine, EngineConfig, OutboundRequest};
+use smsgate::daemon::engine::{Engine, OutboundRequest};
 use smsgate::store::{InboundId, MessageId, MessageState, Store, StoreConfig};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -45,14 +45,7 @@ fn ms(d: Duration) -> f64 {
 /// `subscribers` clients that subscribed to every event and drain them.
 async fn start(db: &Path, dir: &Path, subscribers: usize) -> (Engine, Server) {
     let store = Store::open_async(StoreConfig::at(db)).await.expect("store");
-    let engine = Engine::start(
-        store,
-        EngineConfig {
-            queue_limit: u64::MAX,
-            dispatch_batch: 64,
-            ..EngineConfig::default()
-        },
-    );
+    let engine = common::start_engine(store);
     let socket = dir.join("bus.sock");
     let _ = std::fs::remove_file(&socket);
     let server = Server::bind(
@@ -190,33 +183,7 @@ fn fill(db: &Path, total: usize) -> i64 {
     let mut c = rusqlite::Connection::open(db).expect("sqlite");
     let tx = c.transaction().expect("tx");
     // Spread over the last ~11 days, newest last; retention keeps them.
-    tx.execute(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
-         INSERT INTO out_messages (id, recipient, text, client, modem, state, parts_total,
-                                   created_ms, updated_ms, send_at_ms)
-         SELECT i, '+49151' || (1000000 + i % 5000), 'old message ' || i, 'bench', 'm0',
-                CASE WHEN i % 3 = 0 THEN 'delivered' ELSE 'sent' END, 1,
-                ?2 - (?1 - i), ?2 - (?1 - i), ?2 - (?1 - i) FROM n",
-        rusqlite::params![out, now],
-    )
-    .expect("out_messages");
-    tx.execute(
-        "INSERT INTO out_parts (id, message_id, seq, payload, recipient_digits, state, attempts,
-                                next_attempt_ms, modem, mr, sent_ms)
-         SELECT id, id, 1, x'0001000b911905111532f40000', '4915111532', state, 1,
-                created_ms, modem, id % 256, created_ms FROM out_messages",
-        [],
-    )
-    .expect("out_parts");
-    tx.execute(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
-         INSERT INTO in_messages (id, modem, sender, scts_ms, received_ms, completed_ms, text,
-                                  parts_total, parts_received, bus_state)
-         SELECT i, 'm0', '+49160' || (1000000 + i % 5000), ?2 - (?1 - i), ?2 - (?1 - i),
-                ?2 - (?1 - i), 'old inbound ' || i, 1, 1, 2 FROM n",
-        rusqlite::params![inb, now],
-    )
-    .expect("in_messages");
+    common::fill_history(&tx, out, inb, now);
     tx.execute(
         "INSERT INTO in_parts (scope, modem, sender, scts_ms, text, pdu, received_ms, message_id)
          SELECT 'modem:m0', modem, sender, scts_ms, text, CAST(printf('old%d', id) AS BLOB),

@@ -257,11 +257,11 @@ fn chaos_soak_loses_nothing_and_duplicates_no_inbound() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let sim = Sim::start(MODEMS, &["--seed", &seed.to_string(), "--latency", "20ms"]);
     let mut gate = Gate::new();
-    gate.write_config(&format!(
-        "[discovery]\ndir = \"{}\"\nrescan_secs = 1\n\
+    gate.write_watching(
+        &sim,
+        "\
          [retry]\nmax_attempts = 1000\nbackoff_min_secs = 1\nbackoff_max_secs = 2\n",
-        sim.dir().display()
-    ));
+    );
     gate.start(&[]);
     gate.wait_modems_ready(MODEMS);
 

@@ -85,10 +85,7 @@ fn check_config_accepts_the_documented_example() {
 fn sends_and_receives_through_the_socket_with_modems_from_the_sim_dir() {
     let sim = Sim::start(2, &[]);
     let mut gate = Gate::new();
-    gate.write_config(&format!(
-        "[discovery]\ndir = \"{}\"\nrescan_secs = 1\n",
-        sim.dir().display()
-    ));
+    gate.write_watching(&sim, "");
     gate.start(&[]);
     let modems = gate.wait_modems_ready(2);
     let mut imeis: Vec<&str> = modems.iter().map(|m| m["imei"].as_str().unwrap()).collect();
@@ -195,10 +192,7 @@ fn a_configured_port_in_the_watched_dir_runs_once_with_its_settings() {
     assert_eq!(names, ["modem1", "pinned"]);
 
     // Without its entry the port goes back to discovery.
-    gate.write_config(&format!(
-        "[discovery]\ndir = \"{}\"\nrescan_secs = 1\n",
-        sim.dir().display()
-    ));
+    gate.write_watching(&sim, "");
     gate.signal(Signal::SIGHUP);
     wait_for("modem0 to be discovered", || {
         let m = gate.modems();
@@ -265,10 +259,7 @@ fn sigterm_mid_flight_loses_nothing() {
     // flight when the signal comes.
     let sim = Sim::start(2, &["--latency", "300ms"]);
     let mut gate = Gate::new();
-    gate.write_config(&format!(
-        "[discovery]\ndir = \"{}\"\nrescan_secs = 1\n",
-        sim.dir().display()
-    ));
+    gate.write_watching(&sim, "");
     gate.start(&[]);
     gate.wait_modems_ready(2);
     let mut c = gate.client();
@@ -302,10 +293,7 @@ fn second_sigterm_exits_at_once_and_loses_nothing() {
     // shutdown would wait out its grace; the second signal cuts it short.
     let sim = Sim::start(1, &[]);
     let mut gate = Gate::new();
-    gate.write_config(&format!(
-        "[discovery]\ndir = \"{}\"\nrescan_secs = 1\n",
-        sim.dir().display()
-    ));
+    gate.write_watching(&sim, "");
     gate.start(&[]);
     gate.wait_modems_ready(1);
     sim.ctl(&["hang", "--modem", "0"]);

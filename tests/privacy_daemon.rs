@@ -30,10 +30,7 @@ fn start(policy: &str) -> (Sim, Gate) {
 fn start_with(sections: &str) -> (Sim, Gate) {
     let sim = Sim::start(1, &[]);
     let mut gate = Gate::new();
-    gate.write_config(&format!(
-        "[discovery]\ndir = \"{}\"\nrescan_secs = 1\n{sections}",
-        sim.dir().display()
-    ));
+    gate.write_watching(&sim, sections);
     gate.start(&[]);
     gate.wait_modems_ready(1);
     (sim, gate)
@@ -613,10 +610,7 @@ fn consent_records_for_admins_over_the_bus_and_the_cli() {
 fn forget_drops_the_sticky_route_at_once() {
     let sim = Sim::start(2, &[]);
     let mut gate = Gate::new();
-    gate.write_config(&format!(
-        "[discovery]\ndir = \"{}\"\nrescan_secs = 1\n",
-        sim.dir().display()
-    ));
+    gate.write_watching(&sim, "");
     gate.start(&[]);
     let modems = gate.wait_modems_ready(2);
     let a = modems[0]["id"].as_str().unwrap().to_owned();

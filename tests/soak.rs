@@ -41,10 +41,10 @@ fn kill_9_soak_loses_nothing_and_duplicates_nothing_inbound() {
     // lands mid-send.
     let sim = Sim::start(2, &["--seed", &seed.to_string(), "--latency", "40ms"]);
     let mut gate = Gate::new();
-    gate.write_config(&format!(
-        "[discovery]\ndir = \"{}\"\nrescan_secs = 1\n[retry]\nbackoff_min_secs = 1\nbackoff_max_secs = 2\n",
-        sim.dir().display()
-    ));
+    gate.write_watching(
+        &sim,
+        "[retry]\nbackoff_min_secs = 1\nbackoff_max_secs = 2\n",
+    );
 
     // Outbound texts the bus acknowledged, by message id.
     let accepted: Arc<Mutex<BTreeMap<i64, String>>> = Arc::default();

@@ -1,4 +1,5 @@
-//! Helpers shared by the load generators (`pipeline`, `scale`): process
+//! Helpers shared by the load generators (`pipeline`, `scale`, `restore`,
+//! `modem`): process
 //! CPU and memory figures, the simulator's control socket, the engine's
 //! readiness and drain waits.
 
@@ -8,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::sys::resource::{getrusage, UsageWho};
-use smsgate::daemon::engine::Engine;
+use smsgate::daemon::engine::{Engine, EngineConfig};
 use smsgate::modem::ModemConfig;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -183,4 +184,53 @@ pub async fn enqueue(engine: &Engine, m: usize, clients: usize) {
     for t in tasks {
         t.await.expect("client");
     }
+}
+
+/// Writes finished history straight into a store's tables inside `tx`:
+/// `out` outbound messages (sent or delivered, one part each, 5000
+/// recipients) and `inb` acknowledged inbound messages (5000 senders),
+/// one per millisecond up to `now`, from modem `m0`. Direct SQL: a million
+/// rows through the store's API would take an hour.
+pub fn fill_history(tx: &rusqlite::Transaction<'_>, out: i64, inb: i64, now: i64) {
+    tx.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+         INSERT INTO out_messages (id, recipient, text, client, modem, state, parts_total,
+                                   created_ms, updated_ms, send_at_ms)
+         SELECT i, '+49151' || (1000000 + i % 5000), 'old message ' || i, 'bench', 'm0',
+                CASE WHEN i % 3 = 0 THEN 'delivered' ELSE 'sent' END, 1,
+                ?2 - (?1 - i), ?2 - (?1 - i), ?2 - (?1 - i) FROM n",
+        rusqlite::params![out, now],
+    )
+    .expect("out_messages");
+    tx.execute(
+        "INSERT INTO out_parts (id, message_id, seq, payload, recipient_digits, state, attempts,
+                                next_attempt_ms, modem, mr, sent_ms)
+         SELECT id, id, 1, x'0001000b911905111532f40000', '4915111532', state, 1,
+                created_ms, modem, id % 256, created_ms FROM out_messages",
+        [],
+    )
+    .expect("out_parts");
+    tx.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+         INSERT INTO in_messages (id, modem, sender, scts_ms, received_ms, completed_ms, text,
+                                  parts_total, parts_received, bus_state)
+         SELECT i, 'm0', '+49160' || (1000000 + i % 5000), ?2 - (?1 - i), ?2 - (?1 - i),
+                ?2 - (?1 - i), 'old inbound ' || i, 1, 1, 2 FROM n",
+        rusqlite::params![inb, now],
+    )
+    .expect("in_messages");
+}
+
+/// The engine as the load generators run it: no queue limit (the bench
+/// measures the pipeline, not admission), dispatch rounds of 64. Inside
+/// the runtime: it spawns its tasks.
+pub fn start_engine(store: smsgate::store::Store) -> Engine {
+    Engine::start(
+        store,
+        EngineConfig {
+            queue_limit: u64::MAX,
+            dispatch_batch: 64,
+            ..EngineConfig::default()
+        },
+    )
 }

@@ -135,6 +135,15 @@ impl Gate {
         std::fs::write(self.config_path(), text).unwrap();
     }
 
+    /// [`write_config`](Self::write_config) with `[discovery]` watching
+    /// `sim`'s directory (rescanned every second), then `extra`.
+    pub fn write_watching(&self, sim: &Sim, extra: &str) {
+        self.write_config(&format!(
+            "[discovery]\ndir = \"{}\"\nrescan_secs = 1\n{extra}",
+            sim.dir().display()
+        ));
+    }
+
     pub fn log(&self) -> String {
         (0..self.runs)
             .map(|i| {
