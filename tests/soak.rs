@@ -137,11 +137,23 @@ fn kill_9_soak_loses_nothing_and_duplicates_nothing_inbound() {
     let outbox = sim.outbox();
     let mut once = 0;
     let mut twice = 0;
-    for text in accepted.values() {
-        match outbox.iter().filter(|m| m["text"] == text.as_str()).count() {
+    let mut more = 0;
+    for (id, text) in &accepted {
+        let n = outbox.iter().filter(|m| m["text"] == text.as_str()).count();
+        assert!(n >= 1, "{text} lost");
+        // A copy leaves only on an attempt, and a part is attempted again
+        // only when a kill caught it in flight (maybe-sent): a part caught
+        // by k kills may leave up to k + 1 times, never more.
+        let status = c.request(json!({"op": "status", "message": id}));
+        let attempts = status["parts"][0]["attempts"].as_u64().unwrap_or(0) as usize;
+        assert!(
+            n <= attempts,
+            "{text} left {n} times in {attempts} attempts: {status}"
+        );
+        match n {
             1 => once += 1,
             2 => twice += 1,
-            n => panic!("{text} left {n} times"),
+            _ => more += 1,
         }
     }
     for text in &injected {
@@ -151,7 +163,7 @@ fn kill_9_soak_loses_nothing_and_duplicates_nothing_inbound() {
     let stats = c.request(json!({"op": "stats"}));
     println!(
         "soak seed {seed}: {rounds} kill -9 rounds; outbound accepted {}, left once {once}, \
-         twice {twice} (maybe-sent window); inbound injected {}, stored once each {}; \
+         twice {twice}, more {more} (each copy an attempt after a kill in flight); inbound injected {}, stored once each {}; \
          outbox total {}; store stats {}",
         accepted.len(),
         injected.len(),
