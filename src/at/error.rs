@@ -297,7 +297,8 @@ fn opt<T: fmt::Display>(v: &Option<T>) -> String {
 
 impl AtError {
     /// Whether a retry can help. Plain `ERROR` is classed permanent: the
-    /// command itself was refused.
+    /// command itself was refused (a send is judged by
+    /// [`send_retry`](Self::send_retry) instead).
     pub fn retry(&self) -> Retry {
         match self {
             AtError::Cme(Some(e)) => e.retry(),
@@ -307,6 +308,20 @@ impl AtError {
                 Retry::Temporary
             }
             AtError::Error | AtError::NotSupported => Retry::Permanent,
+        }
+    }
+
+    /// Whether a retry can help when this refused a send (`AT+CMGS`).
+    /// The network's refusals come as `+CMS ERROR: <err>` (TS 27.005
+    /// §3.2.5) and keep their class. A plain `ERROR` (or Huawei's `COMMAND
+    /// NOT SUPPORT`) carries no reason: a modem that ignores `+CMEE`
+    /// answers every refusal so, including the passing ones (no service,
+    /// SIM busy, a network timeout), so it is temporary here; the caller's
+    /// cap on attempts bounds the retries.
+    pub fn send_retry(&self) -> Retry {
+        match self {
+            AtError::Error | AtError::NotSupported => Retry::Temporary,
+            other => other.retry(),
         }
     }
 }
@@ -357,5 +372,26 @@ mod tests {
             CmsError::SmscAddressUnknown.to_string(),
             "SMSC address unknown (330, permanent)"
         );
+    }
+
+    #[test]
+    fn send_refusals_without_a_reason_are_temporary() {
+        #[rustfmt::skip]
+        let cases = [
+            (AtError::Error, Retry::Temporary),
+            (AtError::NotSupported, Retry::Temporary),
+            (AtError::Cms(None), Retry::Temporary),
+            (AtError::Cme(None), Retry::Temporary),
+            (AtError::Cms(Some(CmsError::ScBusy)), Retry::Temporary),
+            (AtError::Cms(Some(CmsError::UnassignedNumber)), Retry::Permanent),
+            (AtError::Cms(Some(CmsError::InvalidPduParameter)), Retry::Permanent),
+            (AtError::Cme(Some(CmeError::SimPinRequired)), Retry::Permanent),
+            (AtError::Modem(3), Retry::Temporary),
+        ];
+        for (error, want) in cases {
+            assert_eq!(error.send_retry(), want, "{error}");
+        }
+        // Outside a send a plain ERROR still means the command was refused.
+        assert_eq!(AtError::Error.retry(), Retry::Permanent);
     }
 }

@@ -19,6 +19,7 @@
 //! [`LinkError::Closed`], later calls get it immediately, and URC
 //! subscribers see the channel closed.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -107,6 +108,23 @@ struct Request {
     timeout: Duration,
     ok_optional: bool,
     reply: oneshot::Sender<Result<Vec<String>, LinkError>>,
+    /// Set once the payload after the `> ` prompt was written (or its
+    /// write timed out, so it may have reached the modem).
+    written: Arc<AtomicBool>,
+}
+
+/// A command with a payload that did not end in a readable answer
+/// ([`Link::send_payload`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct PayloadError {
+    /// What went wrong.
+    pub error: LinkError,
+    /// Whether the payload (the PDU after the `> ` prompt, TS 27.005
+    /// §3.5.1) had been written in full before it went wrong: then the
+    /// modem may have acted on it (an SMS may have left) although no final
+    /// result code said so.
+    pub written: bool,
 }
 
 /// A cheap-to-clone handle to one modem's AT port.
@@ -167,18 +185,34 @@ impl Link {
 
     /// Sends a typed command and parses its answer.
     pub async fn send<C: AtCommand>(&self, cmd: &C) -> Result<C::Response, LinkError> {
+        self.send_payload(cmd).await.map_err(|e| e.error)
+    }
+
+    /// [`send`](Self::send) for a command with a payload after the `> `
+    /// prompt (`+CMGS`): an error also says whether the payload had been
+    /// written, which decides between "not sent" and "outcome unknown".
+    /// The request runs to its own timeout even when this future is
+    /// dropped.
+    pub async fn send_payload<C: AtCommand>(&self, cmd: &C) -> Result<C::Response, PayloadError> {
         let text = cmd.text();
+        let written = Arc::new(AtomicBool::new(false));
         let lines = self
             .request(
                 text.clone(),
                 cmd.in_flight(),
                 cmd.timeout(),
                 cmd.ok_optional(),
+                written.clone(),
             )
-            .await?;
-        cmd.parse(&lines).map_err(|source| LinkError::Parse {
-            command: text,
-            source,
+            .await;
+        let written = written.load(Ordering::Acquire);
+        let lines = lines.map_err(|error| PayloadError { error, written })?;
+        cmd.parse(&lines).map_err(|source| PayloadError {
+            error: LinkError::Parse {
+                command: text,
+                source,
+            },
+            written,
         })
     }
 
@@ -188,6 +222,7 @@ impl Link {
         in_flight: InFlight,
         timeout: Duration,
         ok_optional: bool,
+        written: Arc<AtomicBool>,
     ) -> Result<Vec<String>, LinkError> {
         let (reply, rx) = oneshot::channel();
         let req = Request {
@@ -196,6 +231,7 @@ impl Link {
             timeout,
             ok_optional,
             reply,
+            written,
         };
         self.tx.send(req).await.map_err(|_| LinkError::Closed)?;
         rx.await.unwrap_or(Err(LinkError::Closed))
@@ -383,19 +419,23 @@ impl Task {
                     let _ = a.req.reply.send(reply);
                 }
                 Event::Prompt => {
-                    let payload = self
-                        .active
-                        .as_ref()
-                        .and_then(|a| a.req.in_flight.payload.clone());
-                    let Some(payload) = payload else { continue };
+                    let Some((payload, written)) = self.active.as_ref().and_then(|a| {
+                        let p = a.req.in_flight.payload.clone()?;
+                        Some((p, a.req.written.clone()))
+                    }) else {
+                        continue;
+                    };
                     debug!(modem = %modem, "prompt, writing PDU");
                     if !self.config.prompt_delay.is_zero() {
                         tokio::time::sleep(self.config.prompt_delay).await;
                     }
                     let mut bytes = payload.into_bytes();
                     bytes.push(0x1A);
-                    if let Err(WriteFail::Closed) = self.write(wr, &bytes).await {
-                        return Err(Stop);
+                    match self.write(wr, &bytes).await {
+                        // A write that timed out may have reached the
+                        // modem all the same: counted as written.
+                        Ok(()) | Err(WriteFail::Timeout) => written.store(true, Ordering::Release),
+                        Err(WriteFail::Closed) => return Err(Stop),
                     }
                 }
                 Event::Urc(urc) => {

@@ -23,5 +23,5 @@ pub mod urc;
 pub use commands::{AtCommand, ParseError};
 pub use digest::{Digester, Event, InFlight};
 pub use error::{AtError, CmeError, CmsError, Retry};
-pub use link::{Link, LinkConfig, LinkError};
+pub use link::{Link, LinkConfig, LinkError, PayloadError};
 pub use urc::Urc;

@@ -38,7 +38,7 @@ use tokio::time::timeout;
 
 use crate::modem::{
     self, Committed, ModemConfig, ModemError, ModemEvent, ModemHandle, ModemView, Origin, Received,
-    RejectedPins, SendError, Snapshot,
+    RejectedPins, SendError, SentPart, Snapshot,
 };
 use crate::pdu::{
     encode_submit, Address, EncodedPdu, MessageClass, Pdu, PduError, SubmitOptions, Timestamp,
@@ -876,29 +876,44 @@ impl Inner {
 
     // ------------------------------------------------------------ sending
 
-    /// Records a send that did not (fully) go: the parts not accepted are
-    /// marked failed (requeued with backoff, or failed for good), and on a
-    /// temporary failure the message is freed for another modem. The parts
-    /// of the same send that the modem accepted are recorded by the
-    /// sender's next step.
+    /// Records a send that did not (fully) go: `fates` has, per part,
+    /// `None` for a part the modem accepted (recorded by the sender's next
+    /// step) or how it failed. A temporary failure requeues the part with
+    /// backoff and frees the message for another modem; a part that may
+    /// have left ([`SendFailure::MaybeSent`]) is requeued counted
+    /// maybe-sent and keeps the whole message on this modem (another SIM
+    /// would resend it from another number); a permanent one fails it.
     async fn record_failure(
         &self,
         modem: &str,
         message: MessageId,
         parts: &[ClaimedPart],
-        done: &[bool],
-        failure: SendFailure,
+        fates: &[Option<SendFailure>],
     ) {
         let now = now_ms();
-        match &failure {
-            SendFailure::Temporary(r) => {
-                tracing::warn!(modem, message_id = %message, reason = %r, "temporary send failure")
+        let mut kept = false;
+        let mut temporary = false;
+        for (p, failure) in parts
+            .iter()
+            .zip(fates)
+            .filter_map(|(p, f)| Some((p, f.as_ref()?)))
+        {
+            match failure {
+                SendFailure::Temporary(r) => {
+                    temporary = true;
+                    tracing::warn!(modem, message_id = %message, part = p.seq, reason = %r,
+                        "temporary send failure")
+                }
+                SendFailure::Permanent(r) => {
+                    tracing::warn!(modem, message_id = %message, part = p.seq, reason = %r,
+                        "permanent send failure")
+                }
+                SendFailure::MaybeSent(r) => {
+                    kept = true;
+                    tracing::warn!(modem, message_id = %message, part = p.seq, reason = %r,
+                        "send outcome unknown: retried on this modem only")
+                }
             }
-            SendFailure::Permanent(r) => {
-                tracing::warn!(modem, message_id = %message, reason = %r, "permanent send failure")
-            }
-        }
-        for (p, _) in parts.iter().zip(done).filter(|(_, d)| !**d) {
             match self
                 .store
                 .mark_failed(p.attempt, failure.clone(), now)
@@ -912,30 +927,33 @@ impl Inner {
                     error = %e, "cannot record a failed part"),
             }
         }
-        match failure {
+        if kept {
+            // The retry comes due on this modem's own queue (the store
+            // keeps the binding), so nothing is excluded or unbound.
+            self.wake(Some(modem));
+        } else if temporary {
             // Fail over: another modem may take the message (the store
             // refuses while a part of it is sent: parts stay together).
-            SendFailure::Temporary(_) => {
-                {
-                    let mut ex = lock(&self.exclude);
-                    if ex.len() >= MAX_TRACKED {
-                        ex.clear();
-                    }
-                    let list = ex.entry(message).or_default();
-                    if !list.iter().any(|m| m == modem) {
-                        list.push(modem.to_owned());
-                    }
+            {
+                let mut ex = lock(&self.exclude);
+                if ex.len() >= MAX_TRACKED {
+                    ex.clear();
                 }
-                match self.store.unbind(message).await {
-                    Ok(_) => {
-                        lock(&self.bound).remove(&message);
-                        self.dispatch.notify_one();
-                    }
-                    Err(e) => tracing::warn!(modem, message_id = %message, error = %e,
-                        "cannot unbind for failover"),
+                let list = ex.entry(message).or_default();
+                if !list.iter().any(|m| m == modem) {
+                    list.push(modem.to_owned());
                 }
             }
-            SendFailure::Permanent(_) => self.forget(message),
+            match self.store.unbind(message).await {
+                Ok(_) => {
+                    lock(&self.bound).remove(&message);
+                    self.dispatch.notify_one();
+                }
+                Err(e) => tracing::warn!(modem, message_id = %message, error = %e,
+                    "cannot unbind for failover"),
+            }
+        } else {
+            self.forget(message);
         }
     }
 
@@ -1436,38 +1454,18 @@ impl Pipeline {
         };
         let modem = t.modem.as_str();
         let pdus: Vec<EncodedPdu> = parts.iter().map(|p| encoded(&p.payload)).collect();
-        let limit = t.slot.send_timeout.saturating_mul(
-            u32::try_from(pdus.len())
-                .unwrap_or(u32::MAX)
-                .saturating_add(1),
-        );
         let (n, started) = (pdus.len(), tokio::time::Instant::now());
-        let result = match timeout(limit, t.slot.handle.send(pdus)).await {
-            Ok(r) => r,
-            Err(_) => Err(SendError::Temporary {
-                reason: "the modem did not answer the send in time".into(),
-                sent: vec![],
-            }),
-        };
+        let result = call(t.slot, message, pdus).await;
         if result.is_ok() {
             let per_part = started.elapsed() / u32::try_from(n).unwrap_or(u32::MAX).max(1);
             self.part_time = Some(per_part);
         }
         let now = now_ms();
-        let (sent, failure) = match result {
-            Ok(sent) => (sent, None),
-            Err(SendError::Temporary { reason, sent }) => {
-                (sent, Some(SendFailure::Temporary(reason)))
-            }
-            Err(SendError::Permanent { reason, sent }) => {
-                (sent, Some(SendFailure::Permanent(reason)))
-            }
-        };
-        let mut done = vec![false; parts.len()];
+        let (sent, mut fates) = fates(result, n);
         for s in &sent {
             let Some(p) = parts.get(s.part) else { continue };
-            if let Some(flag) = done.get_mut(s.part) {
-                *flag = true;
+            if let Some(fate) = fates.get_mut(s.part) {
+                *fate = None;
             }
             // A modem that said OK without `+CMGS: <mr>` (27.005 §3.5.1
             // makes it mandatory: a broken modem) leaves nothing to match
@@ -1484,20 +1482,16 @@ impl Pipeline {
                 mr: s.mr,
             });
         }
-        let failure = failure.or_else(|| {
-            done.iter()
-                .any(|d| !d)
-                .then(|| SendFailure::Temporary("the modem did not confirm every part".into()))
-        });
-        let Some(failure) = failure else {
+        if fates.iter().all(Option::is_none) {
             self.finished.push((message, parts.len()));
             return true;
-        };
-        let temporary = matches!(failure, SendFailure::Temporary(_));
-        t.inner
-            .record_failure(modem, message, &parts, &done, failure)
-            .await;
-        !temporary
+        }
+        let permanent = fates
+            .iter()
+            .flatten()
+            .all(|f| matches!(f, SendFailure::Permanent(_)));
+        t.inner.record_failure(modem, message, &parts, &fates).await;
+        permanent
     }
 
     /// Commits what is pending and gives back what was claimed but not
@@ -1517,6 +1511,94 @@ impl Pipeline {
             self.more = false;
             self.start_step(t, false);
             self.finish_step(t).await;
+        }
+    }
+}
+
+/// How a message handed to the actor ended, when not all of it left.
+enum CallError {
+    /// The actor's answer.
+    Modem(SendError),
+    /// The actor started the send and did not answer within the send's
+    /// own limit: any part not confirmed may have left.
+    Overran(String),
+}
+
+/// Hands one message to its modem's actor and waits for the outcome. The
+/// wait in the actor's queue (behind a storage sweep, say) and the send
+/// have a limit each: a request still queued at its limit is withdrawn,
+/// so the actor drops it unsent and it is a plain temporary failure that
+/// never leaves later; once started, a send that overruns its limit is
+/// unconfirmed (its PDUs may have been written), never "not sent".
+async fn call(
+    slot: &Slot,
+    message: MessageId,
+    pdus: Vec<EncodedPdu>,
+) -> Result<Vec<SentPart>, CallError> {
+    let limit = slot.send_timeout.saturating_mul(
+        u32::try_from(pdus.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(1),
+    );
+    let mut call = slot
+        .handle
+        .submit_tracked(pdus, message.to_string())
+        .map_err(CallError::Modem)?;
+    if timeout(limit, &mut call.started).await.is_err() {
+        // Close first, then look: a start that raced the limit is seen.
+        call.started.close();
+        if call.started.try_recv().is_err() {
+            return Err(CallError::Modem(SendError::Temporary {
+                reason: format!(
+                    "the modem did not take the send up within {limit:?} (withdrawn unsent)"
+                ),
+                sent: vec![],
+            }));
+        }
+    }
+    match timeout(limit, call.outcome).await {
+        Ok(Ok(r)) => r.map_err(CallError::Modem),
+        Ok(Err(_)) => Err(CallError::Modem(SendError::Temporary {
+            reason: "modem actor stopped".into(),
+            sent: vec![],
+        })),
+        Err(_) => Err(CallError::Overran(format!(
+            "the modem did not answer the send within {limit:?}: it may have left"
+        ))),
+    }
+}
+
+/// The parts that left and, per part, how it failed (`None`: it left, or
+/// nothing is known against it): only the part the actor reports
+/// unconfirmed (or, after an overrun, every part) is maybe-sent.
+fn fates(
+    result: Result<Vec<SentPart>, CallError>,
+    n: usize,
+) -> (Vec<SentPart>, Vec<Option<SendFailure>>) {
+    let every = |f: SendFailure| vec![Some(f); n];
+    match result {
+        Ok(sent) => {
+            let fates = every(SendFailure::Temporary(
+                "the modem did not confirm every part".into(),
+            ));
+            (sent, fates)
+        }
+        Err(CallError::Overran(reason)) => (vec![], every(SendFailure::MaybeSent(reason))),
+        Err(CallError::Modem(SendError::Temporary { reason, sent })) => {
+            (sent, every(SendFailure::Temporary(reason)))
+        }
+        Err(CallError::Modem(SendError::Permanent { reason, sent })) => {
+            (sent, every(SendFailure::Permanent(reason)))
+        }
+        Err(CallError::Modem(SendError::Unconfirmed { reason, sent, part })) => {
+            let mut fates = every(SendFailure::Temporary(format!(
+                "not written: part {} of the same send is unconfirmed",
+                part.saturating_add(1)
+            )));
+            if let Some(f) = fates.get_mut(part) {
+                *f = Some(SendFailure::MaybeSent(reason));
+            }
+            (sent, fates)
         }
     }
 }

@@ -32,7 +32,7 @@ use crate::at::commands::{
     SmscQuery, Storage, StorageSupportQuery,
 };
 use crate::at::urc::{PinState, RegKind, RegStatus};
-use crate::at::{AtError, CmeError, Link, LinkConfig, LinkError, Retry, Urc};
+use crate::at::{AtError, CmeError, Link, LinkConfig, LinkError, PayloadError, Retry, Urc};
 use crate::hardware::Profile;
 use crate::pdu::{decode_hex, DecodeOptions, Tpdu};
 
@@ -1287,65 +1287,121 @@ impl Actor {
         }
     }
 
-    async fn do_send(&mut self, req: SendRequest) -> Result<(), Input> {
+    /// Writes the parts of one message. A part's `AT+CMGS` is never
+    /// abandoned halfway, not even for a shutdown: once its PDU is written
+    /// only the modem's answer (or the link's timeout) says whether it
+    /// left, and a part whose PDU was written without an answer is
+    /// reported [`SendError::Unconfirmed`], never as not sent.
+    async fn do_send(&mut self, mut req: SendRequest) -> Result<(), Input> {
+        let label = req.label.take().unwrap_or_default();
         if self.state != State::Ready {
             let why = format!("modem {} is {}", self.cfg.name, self.state);
             let _ = req.reply.send(Err(temporary(why)));
             return Ok(());
         }
+        // The caller may have given up while the request waited behind
+        // other work (a long sweep): it has recorded the parts as not
+        // sent, so they must not leave now.
+        let withdrawn = req.reply.is_closed()
+            || req
+                .started
+                .take()
+                .is_some_and(|started| started.send(()).is_err());
+        if withdrawn {
+            info!(modem = %self.cfg.name, message_id = %label, "send withdrawn by the engine before AT+CMGS; dropped unsent");
+            return Ok(());
+        }
         let mut sent: Vec<SentPart> = Vec::with_capacity(req.parts.len());
         let total = req.parts.len();
         for (i, part) in req.parts.iter().enumerate() {
+            let what = format!("part {}/{total}", i + 1);
+            if i > 0 && req.reply.is_closed() {
+                info!(modem = %self.cfg.name, message_id = %label, part = i + 1, "the engine gave up on this send; the rest is not written");
+                return Ok(());
+            }
+            if i > 0 && *self.shutdown.borrow() {
+                let reason = format!("{what}: modem shutting down (not written)");
+                let _ = req.reply.send(Err(SendError::Temporary { reason, sent }));
+                return Err(Input::Shutdown);
+            }
             let cmd = match SendMessage::new(&part.hex(), part.tpdu_len) {
                 Ok(c) => c.with_timeout(self.cfg.send_timeout),
                 Err(e) => {
                     let _ = req.reply.send(Err(SendError::Permanent {
-                        reason: format!("part {}/{total}: {e}", i + 1),
+                        reason: format!("{what}: {e}"),
                         sent,
                     }));
                     return Ok(());
                 }
             };
-            match self.at(&cmd).await {
-                Ok(mr) => sent.push(SentPart {
-                    part: i,
-                    mr: Some(mr),
-                }),
-                // OK without a readable +CMGS: it left; the MR is unknown.
-                Err(Fail::Link(LinkError::Parse { .. })) => {
-                    sent.push(SentPart { part: i, mr: None })
+            let Some(link) = self.link.clone() else {
+                let reason = format!("{what}: modem port closed (not written)");
+                let _ = req.reply.send(Err(SendError::Temporary { reason, sent }));
+                return Err(self.closed_input());
+            };
+            let (error, written) = match link.send_payload(&cmd).await {
+                Ok(mr) => {
+                    sent.push(SentPart {
+                        part: i,
+                        mr: Some(mr),
+                    });
+                    continue;
                 }
-                Err(Fail::Link(LinkError::At { error, .. })) => {
-                    let reason = format!("part {}/{total}: {error}", i + 1);
-                    info!(modem = %self.cfg.name, %reason, "send refused");
-                    let e = match error.retry() {
+                Err(PayloadError { error, written }) => (error, written),
+            };
+            let (outcome, next) = match error {
+                // OK without a readable +CMGS: it left; the MR is unknown.
+                LinkError::Parse { .. } => {
+                    sent.push(SentPart { part: i, mr: None });
+                    continue;
+                }
+                // A final result code: the modem (or the network through
+                // it) refused the part, whether before the prompt or
+                // after the PDU. It did not leave.
+                LinkError::At { error, .. } => {
+                    let reason = match error {
+                        AtError::Error | AtError::NotSupported => format!(
+                            "{what}: the modem refused AT+CMGS with a plain {error} \
+                             (no +CMS ERROR reason)"
+                        ),
+                        _ => format!("{what}: {error}"),
+                    };
+                    info!(modem = %self.cfg.name, message_id = %label, %reason, "send refused");
+                    let e = match error.send_retry() {
                         Retry::Temporary => SendError::Temporary { reason, sent },
                         Retry::Permanent => SendError::Permanent { reason, sent },
                     };
-                    let _ = req.reply.send(Err(e));
-                    return Ok(());
+                    (e, Ok(()))
                 }
-                Err(Fail::Link(e @ LinkError::Timeout { .. })) => {
-                    let reason = format!("part {}/{total}: {e} (it may have left)", i + 1);
-                    let _ = req.reply.send(Err(SendError::Temporary { reason, sent }));
-                    self.failures = self.failures.saturating_add(1);
-                    return Ok(());
+                LinkError::Timeout { .. } | LinkError::Closed => {
+                    let closed = matches!(error, LinkError::Closed);
+                    if !closed {
+                        self.failures = self.failures.saturating_add(1);
+                    }
+                    let next = if closed {
+                        Err(self.closed_input())
+                    } else {
+                        Ok(())
+                    };
+                    let e = if written {
+                        let reason = format!("{what}: PDU written, then {error}: it may have left");
+                        warn!(modem = %self.cfg.name, message_id = %label, part = i + 1, %reason, "send outcome unknown");
+                        SendError::Unconfirmed {
+                            reason,
+                            sent,
+                            part: i,
+                        }
+                    } else {
+                        let reason = format!("{what}: {error} before the PDU was written");
+                        SendError::Temporary { reason, sent }
+                    };
+                    (e, next)
                 }
-                Err(Fail::Link(LinkError::Closed)) => {
-                    let reason = format!("part {}/{total}: modem port closed", i + 1);
-                    let _ = req.reply.send(Err(SendError::Temporary { reason, sent }));
-                    return Err(self.closed_input());
-                }
-                Err(Fail::Stop) => {
-                    let _ = req.reply.send(Err(SendError::Temporary {
-                        reason: "modem shutting down".into(),
-                        sent,
-                    }));
-                    return Err(Input::Shutdown);
-                }
-            }
+            };
+            let _ = req.reply.send(Err(outcome));
+            return next;
         }
-        debug!(modem = %self.cfg.name, parts = total, mrs = ?sent.iter().map(|p| p.mr).collect::<Vec<_>>(), "sent");
+        debug!(modem = %self.cfg.name, message_id = %label, parts = total, mrs = ?sent.iter().map(|p| p.mr).collect::<Vec<_>>(), "sent");
         let _ = req.reply.send(Ok(sent));
         Ok(())
     }

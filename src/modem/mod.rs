@@ -74,12 +74,30 @@ pub enum SendError {
         /// Parts that did leave before the failure, in order.
         sent: Vec<SentPart>,
     },
+    /// Part `part` was written after the `> ` prompt (TS 27.005 §3.5.1)
+    /// and no `+CMGS: <mr>`/`OK` nor error came back (timeout, port gone):
+    /// it may have left. Retry it only through the same modem (the
+    /// recipient sees the sender's number) and count it as maybe-sent.
+    /// Parts after it were not written.
+    #[error("outcome unknown: {reason}")]
+    Unconfirmed {
+        /// What happened.
+        reason: String,
+        /// Parts that did leave before it, in order.
+        sent: Vec<SentPart>,
+        /// Position of the part whose outcome is unknown, from 0.
+        part: usize,
+    },
 }
 
 impl SendError {
-    /// Whether the router may retry.
+    /// Whether the router may retry (an unconfirmed part only through the
+    /// same modem).
     pub fn is_temporary(&self) -> bool {
-        matches!(self, SendError::Temporary { .. })
+        matches!(
+            self,
+            SendError::Temporary { .. } | SendError::Unconfirmed { .. }
+        )
     }
 }
 
@@ -288,6 +306,25 @@ impl ModemConfig {
 pub(crate) struct SendRequest {
     pub(crate) parts: Vec<EncodedPdu>,
     pub(crate) reply: oneshot::Sender<Result<Vec<SentPart>, SendError>>,
+    /// What the request is for (the message id), for the log.
+    pub(crate) label: Option<String>,
+    /// Told when the actor takes the request up, right before its first
+    /// `AT+CMGS`; a dropped receiver withdraws the request.
+    pub(crate) started: Option<oneshot::Sender<()>>,
+}
+
+/// The outcome channels of a request queued with
+/// [`ModemHandle::submit_tracked`].
+#[derive(Debug)]
+pub struct Submitted {
+    /// Resolves when the actor takes the request up (right before its
+    /// first `AT+CMGS`). Dropping it before then withdraws the request:
+    /// the actor drops it unsent. Closed without a value: answered
+    /// without starting (modem not ready) or the actor is gone; the
+    /// answer is on `outcome`.
+    pub started: oneshot::Receiver<()>,
+    /// The outcome of the send.
+    pub outcome: oneshot::Receiver<Result<Vec<SentPart>, SendError>>,
 }
 
 /// A cheap-to-clone handle to one modem actor.
@@ -316,16 +353,45 @@ impl ModemHandle {
         parts: Vec<EncodedPdu>,
     ) -> Result<oneshot::Receiver<Result<Vec<SentPart>, SendError>>, SendError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .try_send(SendRequest { parts, reply })
-            .map_err(|e| SendError::Temporary {
-                reason: match e {
-                    mpsc::error::TrySendError::Full(_) => "modem send queue full".into(),
-                    mpsc::error::TrySendError::Closed(_) => "modem actor stopped".into(),
-                },
-                sent: vec![],
-            })?;
+        self.queue(SendRequest {
+            parts,
+            reply,
+            label: None,
+            started: None,
+        })?;
         Ok(rx)
+    }
+
+    /// [`submit`](Self::submit) for a caller that limits how long it
+    /// waits: the time a request spends queued behind other work (a long
+    /// storage sweep) is told apart from the send itself, and a caller
+    /// that gives up while it is queued withdraws it (drops `started`)
+    /// instead of leaving a send nobody waits for. `label` (the message
+    /// id) goes into the actor's log lines.
+    pub fn submit_tracked(
+        &self,
+        parts: Vec<EncodedPdu>,
+        label: impl Into<String>,
+    ) -> Result<Submitted, SendError> {
+        let (reply, outcome) = oneshot::channel();
+        let (started_tx, started) = oneshot::channel();
+        self.queue(SendRequest {
+            parts,
+            reply,
+            label: Some(label.into()),
+            started: Some(started_tx),
+        })?;
+        Ok(Submitted { started, outcome })
+    }
+
+    fn queue(&self, req: SendRequest) -> Result<(), SendError> {
+        self.tx.try_send(req).map_err(|e| SendError::Temporary {
+            reason: match e {
+                mpsc::error::TrySendError::Full(_) => "modem send queue full".into(),
+                mpsc::error::TrySendError::Closed(_) => "modem actor stopped".into(),
+            },
+            sent: vec![],
+        })
     }
 
     /// [`submit`](Self::submit) and wait for the outcome.

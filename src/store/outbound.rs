@@ -525,15 +525,24 @@ pub(crate) fn mark_failed(
     let (kind, reason) = match failure {
         SendFailure::Temporary(r) => ("temporary", r),
         SendFailure::Permanent(r) => ("permanent", r),
+        SendFailure::MaybeSent(r) => (UNCONFIRMED, r),
     };
     let reason: String = reason.chars().take(500).collect();
     close_attempt(conn, attempt, kind, None, Some(&reason), now_ms)?;
+    let maybe_sent = matches!(failure, SendFailure::MaybeSent(_));
+    if maybe_sent {
+        conn.prepare_cached("UPDATE out_parts SET maybe_sent = maybe_sent + 1 WHERE id = ?1")
+            .and_then(|mut st| st.execute([part.0]))
+            .map_err(StoreError::sql(op))?;
+        registry::bump(conn, registry::MAYBE_SENT, 1)?;
+        tracing::warn!(modem, message_id = %message, part = %part,
+            "outcome unknown: counted maybe-sent, kept on this modem");
+    }
     let next = now_ms.saturating_add(retry.delay_ms(attempts));
+    let retryable = !matches!(failure, SendFailure::Permanent(_));
     let outcome = match failure {
-        SendFailure::Temporary(_) if valid_until.is_some_and(|v| v <= next) => {
-            FailureOutcome::Expired
-        }
-        SendFailure::Temporary(_) if attempts < retry.max_attempts => FailureOutcome::Retry {
+        _ if retryable && valid_until.is_some_and(|v| v <= next) => FailureOutcome::Expired,
+        _ if retryable && attempts < retry.max_attempts => FailureOutcome::Retry {
             next_attempt_ms: next,
         },
         _ => FailureOutcome::Failed,
@@ -544,7 +553,7 @@ pub(crate) fn mark_failed(
             PartState::Expired,
             format!("expired while retrying: {reason}"),
         ),
-        FailureOutcome::Failed if matches!(failure, SendFailure::Temporary(_)) => (
+        FailureOutcome::Failed if retryable => (
             PartState::Failed,
             format!("gave up after {attempts} attempts: {reason}"),
         ),
@@ -637,16 +646,25 @@ fn requeue_chunk(
     Ok(rows.len() as u64)
 }
 
-/// Drops the message's modem binding while no part is in flight or sent,
-/// so another modem may take it. A pinned message keeps the binding the
-/// router gave it (its pin, resolved to a modem id).
+/// The outcome of an attempt whose PDU the modem took without answering
+/// ([`SendFailure::MaybeSent`]): the part may have left through that
+/// attempt's modem.
+pub(crate) const UNCONFIRMED: &str = "unconfirmed";
+
+/// Drops the message's modem binding while no part is in flight or sent
+/// and none may have left unconfirmed through its modem (an attempt
+/// [`UNCONFIRMED`]), so another modem may take it. A pinned message keeps
+/// the binding the router gave it (its pin, resolved to a modem id).
 pub(crate) fn unbind_if_unsent(conn: &Connection, message: MessageId) -> Result<bool> {
     let changed = conn
         .prepare_cached(
             "UPDATE out_messages SET modem = NULL
              WHERE id = ?1 AND modem IS NOT NULL AND pin_modem IS NULL AND NOT EXISTS (
                  SELECT 1 FROM out_parts WHERE message_id = ?1
-                 AND state IN ('sending', 'sent', 'delivered'))",
+                 AND state IN ('sending', 'sent', 'delivered'))
+             AND NOT EXISTS (
+                 SELECT 1 FROM out_parts p JOIN out_attempts a ON a.part_id = p.id
+                 WHERE p.message_id = ?1 AND a.outcome = 'unconfirmed')",
         )
         .and_then(|mut st| st.execute([message.0]))
         .map_err(StoreError::sql("unbind message"))?;

@@ -247,7 +247,8 @@ pub(crate) fn unbind_modem(conn: &Connection, modem: &str) -> Result<u64> {
 }
 
 /// Fails the remaining parts of unpinned messages that are partly sent
-/// through `modem`: they cannot go through another SIM, because the
+/// through `modem`, or of which a part may have left through it (an
+/// unconfirmed attempt): they cannot go through another SIM, because the
 /// recipient's phone joins the parts of a concatenated message by the
 /// sender's number (TS 23.040 §9.2.3.24.1), which differs per SIM. The
 /// engine calls this once the modem has been absent longer than it is
@@ -256,16 +257,20 @@ pub(crate) fn fail_stranded(conn: &Connection, modem: &str, now_ms: i64) -> Resu
     check_id("modem", modem)?;
     let op = "fail stranded parts";
     let reason = format!(
-        "partly sent through modem {modem}, which did not come back: the remaining parts \
-         cannot go through another SIM (the phone joins parts by sender number)"
+        "partly sent (or maybe sent) through modem {modem}, which did not come back: the \
+         remaining parts cannot go through another SIM (the phone joins parts by sender \
+         number, and a resend would be a duplicate from another number)"
     );
     let mut failed = 0u64;
     for m in bound_messages(conn, modem)? {
         let stranded = conn
             .prepare_cached(
                 "SELECT 1 FROM out_messages m WHERE m.id = ?1 AND m.pin_modem IS NULL
-                 AND EXISTS (SELECT 1 FROM out_parts p WHERE p.message_id = m.id
-                             AND p.state IN ('sent', 'delivered'))",
+                 AND (EXISTS (SELECT 1 FROM out_parts p WHERE p.message_id = m.id
+                              AND p.state IN ('sent', 'delivered'))
+                      OR EXISTS (SELECT 1 FROM out_parts p
+                                 JOIN out_attempts a ON a.part_id = p.id
+                                 WHERE p.message_id = m.id AND a.outcome = 'unconfirmed'))",
             )
             .and_then(|mut st| st.exists([m.0]))
             .map_err(StoreError::sql(op))?;

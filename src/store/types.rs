@@ -250,6 +250,12 @@ pub enum SendFailure {
     Temporary(String),
     /// Retrying cannot help (invalid number, barred): the part fails.
     Permanent(String),
+    /// The modem took the part's PDU and never answered (timeout, port
+    /// gone): it may have left. Retried like a temporary failure, but the
+    /// part is counted maybe-sent and its message stays bound to the
+    /// modem of this attempt (a resend through another SIM would come from
+    /// another number).
+    MaybeSent(String),
 }
 
 /// Where a part stands after a failure was recorded.
