@@ -129,6 +129,26 @@ pub enum Request {
         #[serde(default)]
         off: bool,
     },
+    /// Answer AT+CMGS with a plain ERROR, as a modem that ignores +CMEE (--off: stop).
+    SendError {
+        /// Modem index K.
+        #[arg(long)]
+        modem: usize,
+        /// Clear this fault instead of setting it.
+        #[arg(long)]
+        #[serde(default)]
+        off: bool,
+    },
+    /// The next AT+CMGS is sent, then the modem hangs before answering (hang --off resumes; --off: disarm).
+    HangAfterSend {
+        /// Modem index K.
+        #[arg(long)]
+        modem: usize,
+        /// Clear this fault instead of setting it.
+        #[arg(long)]
+        #[serde(default)]
+        off: bool,
+    },
     /// Storage full: +CMS ERROR: 322, inbound held by the network (--off: stop).
     Full {
         /// Modem index K.
@@ -264,6 +284,8 @@ pub async fn handle(network: &Network, req: Request) -> Result<Value, String> {
             fault(modem, FaultOp::CmsError(Some((code, rate)))).await
         }
         Request::Full { modem, off } => fault(modem, FaultOp::Full(!off)).await,
+        Request::SendError { modem, off } => fault(modem, FaultOp::SendError(!off)).await,
+        Request::HangAfterSend { modem, off } => fault(modem, FaultOp::HangAfterSend(!off)).await,
         Request::Reboot { modem } => fault(modem, FaultOp::Reboot).await,
         Request::Clear { modem } => fault(modem, FaultOp::Clear).await,
     }

@@ -49,6 +49,10 @@ pub enum FaultOp {
     Garbage(bool),
     /// Answer `+CMGS` with `+CMS ERROR: code` at this rate, or stop.
     CmsError(Option<(u16, f64)>),
+    /// Answer `+CMGS` with a plain `ERROR`, or stop.
+    SendError(bool),
+    /// Send the next `+CMGS`, then hang before answering; or disarm.
+    HangAfterSend(bool),
     /// Report storage full, or stop.
     Full(bool),
     /// Reboot as `AT+CFUN=1,1` does.
@@ -68,6 +72,10 @@ pub struct FaultState {
     pub garbage: bool,
     /// `+CMS ERROR` code and rate for `+CMGS`.
     pub cms_error: Option<CmsErrorFault>,
+    /// `+CMGS` answered with a plain `ERROR`.
+    pub send_error: bool,
+    /// The next `+CMGS` is sent, then the modem hangs without answering.
+    pub hang_after_send: bool,
     /// Storage reports full.
     pub full: bool,
 }
@@ -400,7 +408,7 @@ impl ModemTask {
             tty: self.pty.as_ref().map(|p| p.tty().to_path_buf()),
             state: if self.pty.is_none() {
                 "unplugged"
-            } else if self.faults.hang {
+            } else if self.faults.hang || self.modem.faults().hang {
                 "hung"
             } else if self.modem.is_rebooting(Instant::now()) {
                 "rebooting"
@@ -409,7 +417,11 @@ impl ModemTask {
             },
             storage: self.modem.storage_usage().into(),
             profile: self.profile_id.clone(),
-            faults: self.faults.clone(),
+            faults: FaultState {
+                hang: self.faults.hang || self.modem.faults().hang,
+                hang_after_send: self.modem.faults().hang_after_send,
+                ..self.faults.clone()
+            },
         }
     }
 
@@ -557,6 +569,7 @@ impl ModemTask {
 
     fn apply(&mut self, op: FaultOp, now: Instant) -> Result<(), String> {
         tracing::info!(fault = ?op, "fault");
+        self.sync_faults();
         match op {
             FaultOp::Unplug => self.unplug(),
             FaultOp::Replug => self.replug(now)?,
@@ -571,6 +584,8 @@ impl ModemTask {
                 self.faults.cms_error = c.map(|(code, rate)| CmsErrorFault { code, rate })
             }
             FaultOp::Full(on) => self.faults.full = on,
+            FaultOp::SendError(on) => self.faults.send_error = on,
+            FaultOp::HangAfterSend(on) => self.faults.hang_after_send = on,
             FaultOp::Reboot => self.modem.reboot(now),
             FaultOp::Clear => {
                 let unplugged = self.faults.unplugged;
@@ -585,8 +600,18 @@ impl ModemTask {
             hang: self.faults.hang,
             cms_error: self.faults.cms_error.map(|c| (c.code, c.rate)),
             full: self.faults.full,
+            send_error: self.faults.send_error,
+            hang_after_send: self.faults.hang_after_send,
         });
         Ok(())
+    }
+
+    /// Takes in what the modem changed itself (`hang-after-send` fired:
+    /// it is hung now).
+    fn sync_faults(&mut self) {
+        let m = self.modem.faults();
+        self.faults.hang = m.hang;
+        self.faults.hang_after_send = m.hang_after_send;
     }
 
     fn unplug(&mut self) {

@@ -1032,6 +1032,10 @@ impl SimModem {
         if !has_smsc && self.smsc.is_empty() {
             return Err(Fail::Cms(330));
         }
+        if self.faults.send_error {
+            tracing::info!(modem = %self.id.number, "fault: plain ERROR on send");
+            return Err(Fail::Error);
+        }
         if let Some((code, rate)) = self.faults.cms_error {
             if self.random() < rate {
                 tracing::info!(modem = %self.id.number, code, "fault: +CMS ERROR on send");

@@ -85,6 +85,13 @@ pub struct Faults {
     pub hang: bool,
     /// Answer `+CMGS` with `+CMS ERROR: code` with this probability (0..=1).
     pub cms_error: Option<(u16, f64)>,
+    /// Answer `+CMGS` with a plain `ERROR`, whatever `+CMEE` says (a
+    /// modem that ignores `+CMEE`).
+    pub send_error: bool,
+    /// The next `+CMGS` is sent to the network, then the modem hangs
+    /// before answering it (its answer is lost: the DTE cannot know the
+    /// message left). Cleared once it fired; `hang` is then on.
+    pub hang_after_send: bool,
     /// Report every storage as full (`+CMS ERROR: 322` on write, and
     /// inbound messages are refused by the network until space is freed).
     pub full: bool,
@@ -1143,12 +1150,21 @@ impl SimModem {
         } else {
             self.exec_prompt(&p.kind, &p.buf, &mut info)
         };
-        let mut answer = self.frame_info(&info);
-        answer.extend(self.frame_final(result));
         let sending = matches!(
             p.kind,
             PromptKind::SendPdu { .. } | PromptKind::SendText { .. }
         );
+        if sending && result.is_ok() && self.faults.hang_after_send {
+            tracing::info!(modem = %self.id.number, "fault: message sent, then hung before answering");
+            self.faults.hang_after_send = false;
+            self.faults.hang = true;
+            self.out.clear();
+            self.line.clear();
+            self.held.clear();
+            return;
+        }
+        let mut answer = self.frame_info(&info);
+        answer.extend(self.frame_final(result));
         let due = self.reply_due(now)
             + if sending {
                 self.send_time

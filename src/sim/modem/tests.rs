@@ -642,6 +642,31 @@ fn faults_hang_and_cms_error() {
 }
 
 #[test]
+fn faults_send_error_and_hang_after_send() {
+    let mut d = Dte::new("generic").quiet_echo();
+    d.at("AT+CMEE=1");
+    d.m.set_faults(Faults {
+        send_error: true,
+        ..Faults::default()
+    });
+    d.at("AT+CMGS=31");
+    assert_eq!(d.send(format!("{SUBMIT}\x1a").as_bytes()), "\r\nERROR\r\n");
+    assert!(d.m.take_events().is_empty());
+    d.m.set_faults(Faults {
+        hang_after_send: true,
+        ..Faults::default()
+    });
+    d.at("AT+CMGS=31");
+    // It left, and no answer comes.
+    assert_eq!(d.send(format!("{SUBMIT}\x1a").as_bytes()), "");
+    assert_eq!(d.m.take_events().len(), 1);
+    assert!(d.m.faults().hang && !d.m.faults().hang_after_send);
+    assert_eq!(d.at("AT"), "");
+    d.m.set_faults(Faults::default());
+    assert_eq!(d.at("AT"), OK);
+}
+
+#[test]
 fn cfun_reset_reboots_with_profile_urcs() {
     // (profile, URCs at the end of the boot, URCs once SMS is ready)
     let table = [
