@@ -464,6 +464,86 @@ async fn temporary_errors_fail_over_to_another_modem() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_whose_answer_is_lost_is_maybe_sent_and_stays_on_its_modem() {
+    // Work bound to a modem that is not ready is freed after a second, so
+    // only the store's maybe-sent binding keeps the message on its modem.
+    let config = EngineConfig {
+        unbind_after: Duration::from_secs(1),
+        ..EngineConfig::default()
+    };
+    let rig = Rig::start(&["--modems", "2"], 2, config).await;
+    // Whichever modem takes it sends it and hangs before answering; the
+    // other would do the same, so a resend through it would show.
+    for k in ["0", "1"] {
+        rig.sim.ctl(&["hang-after-send", "--modem", k]).await;
+    }
+    let id = rig.send(OUTSIDE, "did it leave?").await;
+    let first = rig.left_once("did it leave?").await;
+    let k = first["modem"].as_u64().unwrap() as usize;
+    let imei = rig.sim.imei(k).await;
+    eventually("the part requeued as maybe-sent", || async {
+        let st = rig.status(id).await;
+        st.parts[0].maybe_sent >= 1 && st.parts[0].state.as_str() == "queued"
+    })
+    .await;
+    let st = rig.status(id).await;
+    assert_eq!(st.modem.as_ref(), Some(&imei), "kept on its modem: {st:?}");
+    let reason = st.parts[0].reason.clone().unwrap_or_default();
+    assert!(reason.contains("may have left"), "{reason}");
+    assert!(rig.engine.store().stats().await.unwrap().maybe_sent_total >= 1);
+    // Long past `unbind_after`, with the other modem ready: not resent.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let sent = rig.sim.sent("did it leave?").await;
+    assert_eq!(sent.len(), 1, "resent through another SIM: {sent:?}");
+    assert_eq!(rig.status(id).await.modem.as_ref(), Some(&imei));
+    // Back on its feet, the same modem sends it again (a counted
+    // duplicate, from the same number).
+    let ks = k.to_string();
+    rig.sim.ctl(&["hang", "--modem", &ks, "--off"]).await;
+    let st = rig.reaches(id, MessageState::Sent).await;
+    assert_eq!(st.parts[0].modem.as_ref(), Some(&imei), "{st:?}");
+    assert!(st.parts[0].maybe_sent >= 1, "{st:?}");
+    let sent = rig.sim.sent("did it leave?").await;
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent.iter().all(|m| m["modem"] == k as u64), "{sent:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_error_to_a_send_is_retried_then_given_up_with_a_reason() {
+    let rig = Rig::start(&["--modems", "1"], 1, EngineConfig::default()).await;
+    rig.sim.ctl(&["send-error", "--modem", "0"]).await;
+    let id = rig.send(OUTSIDE, "no reason given").await;
+    eventually("a failed attempt", || async {
+        rig.status(id).await.parts[0].attempts >= 1
+    })
+    .await;
+    eventually("the attempt recorded", || async {
+        rig.status(id).await.parts[0].state.as_str() != "sending"
+    })
+    .await;
+    let st = rig.status(id).await;
+    assert_eq!(st.parts[0].state.as_str(), "queued", "retried: {st:?}");
+    let reason = st.parts[0].reason.clone().unwrap_or_default();
+    assert!(reason.contains("plain ERROR"), "{reason}");
+    assert_eq!(st.parts[0].maybe_sent, 0, "refused, so not maybe-sent");
+    rig.sim.ctl(&["send-error", "--modem", "0", "--off"]).await;
+    rig.reaches(id, MessageState::Sent).await;
+    rig.left_once("no reason given").await;
+
+    // A modem that keeps refusing: up to the attempt cap, then failed.
+    rig.sim.ctl(&["send-error", "--modem", "0"]).await;
+    let id = rig.send(OUTSIDE, "refused for good").await;
+    let st = rig.reaches(id, MessageState::Failed).await;
+    assert_eq!(st.parts[0].attempts, 8, "{st:?}");
+    let reason = st.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("gave up after 8 attempts") && reason.contains("plain ERROR"),
+        "{reason}"
+    );
+    assert!(rig.sim.sent("refused for good").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_and_full_storage_lose_nothing() {
     let rig = Rig::start(&["--modems", "2"], 2, EngineConfig::default()).await;
     rig.sim.ctl(&["garbage", "--modem", "0"]).await;
