@@ -404,6 +404,77 @@ async fn cms_errors_are_classified() {
 // --------------------------------------------------------------- faults
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pdu_written_without_an_answer_is_unconfirmed_not_failed() {
+    let sim = Sim::start(&["--modems", "1"]);
+    let mut c = config(&sim, 0);
+    c.send_timeout = Duration::from_secs(2);
+    // No probe: the actor stays ready through the short hangs.
+    c.probe_interval = Duration::from_secs(600);
+    let (h, _ev) = start(c);
+    wait_state(&h, "ready").await;
+    // A hang before the prompt: the PDU never left, an ordinary failure.
+    sim.ctl(&["hang", "--modem", "0"]).await;
+    match h.send(submit("+4915112345678", "never written")).await {
+        Err(SendError::Temporary { reason, sent }) => {
+            assert!(reason.contains("before the PDU was written"), "{reason}");
+            assert!(sent.is_empty());
+        }
+        other => panic!("want temporary, got {other:?}"),
+    }
+    sim.ctl(&["hang", "--modem", "0", "--off"]).await;
+    wait_state(&h, "ready").await;
+    // The PDU taken, then silence: it left, and the actor must not say
+    // it did not.
+    sim.ctl(&["hang-after-send", "--modem", "0"]).await;
+    match h.send(submit("+4915112345678", "lost answer")).await {
+        Err(e @ SendError::Unconfirmed { .. }) => {
+            assert!(e.is_temporary());
+            let SendError::Unconfirmed { reason, sent, part } = e else {
+                unreachable!()
+            };
+            assert_eq!((part, sent.len()), (0, 0));
+            assert!(reason.contains("may have left"), "{reason}");
+        }
+        other => panic!("want unconfirmed, got {other:?}"),
+    }
+    assert_eq!(sim.sent("lost answer").await.len(), 1);
+    assert!(sim.sent("never written").await.is_empty());
+    sim.ctl(&["hang", "--modem", "0", "--off"]).await;
+    wait_state(&h, "ready").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_withdrawn_while_queued_never_leaves() {
+    let sim = Sim::start(&["--modems", "1"]);
+    let mut c = config(&sim, 0);
+    c.send_timeout = Duration::from_secs(3);
+    c.probe_interval = Duration::from_secs(600);
+    let (h, _ev) = start(c);
+    wait_state(&h, "ready").await;
+    // The actor is busy with a send the hung modem does not answer ...
+    sim.ctl(&["hang", "--modem", "0"]).await;
+    let blocker = h.submit(submit("+4915112345678", "blocker")).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ... while this one waits behind it, and its caller gives up.
+    let queued = h
+        .submit_tracked(submit("+4915112345678", "withdrawn"), "42")
+        .unwrap();
+    drop(queued.started);
+    sim.ctl(&["hang", "--modem", "0", "--off"]).await;
+    let r = timeout(WAIT, blocker).await.unwrap().unwrap();
+    assert!(r.unwrap_err().is_temporary());
+    // Dropped unanswered: nobody waits for it.
+    assert!(timeout(WAIT, queued.outcome).await.unwrap().is_err());
+    let after = h
+        .submit_tracked(submit("+4915112345678", "after"), "43")
+        .unwrap();
+    timeout(WAIT, after.started).await.unwrap().unwrap();
+    timeout(WAIT, after.outcome).await.unwrap().unwrap().unwrap();
+    assert!(sim.sent("withdrawn").await.is_empty());
+}
+
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hang_escalates_and_recovers() {
     let sim = Sim::start(&["--modems", "1"]);
     let (h, _ev) = start(config(&sim, 0));
