@@ -469,10 +469,13 @@ async fn a_send_withdrawn_while_queued_never_leaves() {
         .submit_tracked(submit("+4915112345678", "after"), "43")
         .unwrap();
     timeout(WAIT, after.started).await.unwrap().unwrap();
-    timeout(WAIT, after.outcome).await.unwrap().unwrap().unwrap();
+    timeout(WAIT, after.outcome)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(sim.sent("withdrawn").await.is_empty());
 }
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hang_escalates_and_recovers() {
