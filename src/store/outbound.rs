@@ -1006,4 +1006,49 @@ mod tests {
             .iter()
             .all(|p| p.attempt_no == 1 && !p.maybe_sent));
     }
+
+    #[tokio::test]
+    async fn an_unconfirmed_part_is_maybe_sent_and_keeps_its_modem() {
+        let (_dir, store) = store();
+        let ids = bound(&store, &[2]).await;
+        let step = store.send_step(MODEM, vec![], 8, T0 + 10).await.unwrap();
+        let (a, b) = (step.claimed[0].attempt, step.claimed[1].attempt);
+        let out = store
+            .mark_failed(
+                a,
+                SendFailure::MaybeSent("PDU written, no answer".into()),
+                T0 + 20,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(out, FailureOutcome::Retry { .. }), "{out:?}");
+        let out = store
+            .mark_failed(b, SendFailure::Temporary("not written".into()), T0 + 20)
+            .await
+            .unwrap();
+        assert!(matches!(out, FailureOutcome::Retry { .. }), "{out:?}");
+        let st = store.outbound_status(ids[0]).await.unwrap();
+        assert_eq!(st.state, MessageState::Queued);
+        let counts: Vec<u32> = st.parts.iter().map(|p| p.maybe_sent).collect();
+        assert_eq!(counts, vec![1, 0], "only the unconfirmed part");
+        assert_eq!(store.stats().await.unwrap().maybe_sent_total, 1);
+        // Never freed for another modem, whoever asks.
+        assert!(!store.unbind(ids[0]).await.unwrap());
+        assert_eq!(store.unbind_modem(MODEM).await.unwrap(), 0);
+        assert_eq!(st.modem.as_deref(), Some(MODEM));
+        // Retried on the same modem, the claim says it may have left.
+        let again = store
+            .send_step(MODEM, vec![], 8, T0 + 60_000)
+            .await
+            .unwrap();
+        assert_eq!(again.claimed.len(), 2);
+        assert!(again.claimed[0].maybe_sent && !again.claimed[1].maybe_sent);
+        let gone: Vec<AttemptId> = again.claimed.iter().map(|p| p.attempt).collect();
+        store.unclaim(gone, T0 + 60_010).await.unwrap();
+        // Its modem never back: its parts fail rather than go elsewhere.
+        assert_eq!(store.fail_stranded(MODEM, T0 + 70_000).await.unwrap(), 2);
+        let st = store.outbound_status(ids[0]).await.unwrap();
+        assert_eq!(st.state, MessageState::Failed);
+        assert!(st.reason.unwrap_or_default().contains("maybe sent"));
+    }
 }
