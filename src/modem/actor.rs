@@ -25,7 +25,7 @@ use super::{
     SentPart, Snapshot,
 };
 use crate::at::commands::{
-    AckMessage, AtCommand, EchoOff, EnterPin, Iccid, Identify, Imei, Imsi, ListMessages,
+    AckMessage, AtCommand, EchoOff, EnterPin, Iccid, Identify, Imei, Imsi, ListMessagesAs,
     MessageFormat, MessageStat, OperatorQuery, OwnNumbers, PinAttempts, PinQuery, Ping, Raw,
     ReadMessage, RegistrationQuery, ReportErrors, SelectMessageService, SendMessage,
     SetFunctionality, SetOperatorFormat, SetRegistrationReports, SetSmsc, SetStorage, SignalQuery,
@@ -1157,7 +1157,7 @@ impl Actor {
             }
             let r = self
                 .at(&Timed(
-                    ListMessages(MessageStat::All),
+                    ListMessagesAs(self.settings.cmgl_all.clone()),
                     self.cfg.sweep_timeout,
                 ))
                 .await;
