@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn run_with(config: &str) -> (Option<i32>, String, PathBuf, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -373,5 +373,48 @@ fn no_notify_socket_means_no_notifications_and_still_runs() {
     gate.start(&[]);
     let r = gate.client().request(json!({"op": "stats"}));
     assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(gate.stop(Signal::SIGTERM).code(), Some(0));
+}
+
+/// DESIGN invariant 5 across restarts: a PIN the SIM rejected is never
+/// entered again, also not by the next run of the daemon (systemd restarts
+/// it on failure; each run would otherwise burn one of the three tries).
+/// A corrected PIN in the config is tried, since the modem says two
+/// attempts are left.
+#[test]
+fn a_rejected_pin_is_not_entered_again_after_restarts() {
+    let sim = Sim::start(1, &["--pin", "1234"]);
+    let sim_log = || std::fs::read_to_string(sim.dir().join("sim.log")).unwrap_or_default();
+    let mut gate = Gate::new();
+    let config = |pin: &str| {
+        format!(
+            "[[modem]]\nport = \"{}/modem0\"\nname = \"m0\"\npin = \"{pin}\"\n",
+            sim.dir().display()
+        )
+    };
+    gate.write_config(&config("9999"));
+    let locked = |gate: &Gate| {
+        wait_for("the modem reported SIM-locked", || {
+            let m = gate.modems();
+            (m.len() == 1 && m[0]["state"] == "sim-locked").then_some(())
+        })
+    };
+    for _ in 0..3 {
+        gate.start(&[]);
+        locked(&gate);
+        gate.stop(Signal::SIGKILL);
+    }
+    assert_eq!(sim_log().matches("wrong PIN").count(), 1, "{}", sim_log());
+    let memory = std::fs::read_to_string(gate.dir.path().join("db/rejected-pins.json")).unwrap();
+    assert!(!memory.contains("9999"), "the memory holds digests only");
+
+    gate.write_config(&config("1234"));
+    gate.start(&[]);
+    gate.wait_modems_ready(1);
+    assert_eq!(sim_log().matches("wrong PIN").count(), 1);
+    // Unlocked: the SIM's counter is reset, so is the memory.
+    let memory = std::fs::read_to_string(gate.dir.path().join("db/rejected-pins.json")).unwrap();
+    let memory: Value = serde_json::from_str(&memory).unwrap();
+    assert_eq!(memory["rejected"], json!({}), "{memory}");
     assert_eq!(gate.stop(Signal::SIGTERM).code(), Some(0));
 }

@@ -105,6 +105,10 @@ pub struct EngineConfig {
     /// modem to come back before it fails (it may not go out through
     /// another SIM: the phone joins parts by sender number).
     pub stranded_after: Duration,
+    /// Where rejected PINs are remembered across restarts (the state
+    /// directory's `rejected-pins.json`); `None` remembers them for this
+    /// process only.
+    pub rejected_pins: Option<PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -119,6 +123,7 @@ impl Default for EngineConfig {
             maintenance_interval: Duration::from_secs(30),
             unbind_after: Duration::from_secs(60),
             stranded_after: Duration::from_secs(600),
+            rejected_pins: None,
         }
     }
 }
@@ -309,11 +314,15 @@ impl Engine {
     /// Starts the engine's background tasks (maintenance) on the current
     /// tokio runtime. Modems are added with [`Engine::add_modem`].
     pub fn start(store: Store, config: EngineConfig) -> Engine {
+        let rejected = config
+            .rejected_pins
+            .as_deref()
+            .map_or_else(RejectedPins::new, RejectedPins::open);
         let inner = Arc::new(Inner {
             store,
             router: Mutex::new(Router::new(config.routing.clone(), config.limits.clone())),
             config: Mutex::new(config),
-            rejected: RejectedPins::new(),
+            rejected,
             dispatch: Notify::new(),
             bound: Mutex::new(HashMap::new()),
             exclude: Mutex::new(HashMap::new()),
