@@ -418,3 +418,65 @@ fn a_rejected_pin_is_not_entered_again_after_restarts() {
     assert_eq!(memory["rejected"], json!({}), "{memory}");
     assert_eq!(gate.stop(Signal::SIGTERM).code(), Some(0));
 }
+
+/// A full store (`[store] max_size_bytes` below the file's size stands in
+/// for a full disk): the daemon keeps running, logs the cause, commits
+/// nothing half-way, and the modem keeps what could not be committed; with
+/// room again every message arrives exactly once.
+#[test]
+fn a_full_store_leaves_messages_on_the_modem_until_there_is_room() {
+    let sim = Sim::start(1, &[]);
+    let mut gate = Gate::new();
+    gate.write_watching(&sim, "");
+    gate.start(&[]);
+    gate.wait_modems_ready(1);
+    assert_eq!(gate.stop(Signal::SIGTERM).code(), Some(0));
+
+    // The cap is below the size: the database cannot grow any more.
+    let roomy = std::fs::read_to_string(gate.config_path()).unwrap();
+    let capped = roomy.replacen("[store]\n", "[store]\nmax_size_bytes = 1\n", 1);
+    std::fs::write(gate.config_path(), &capped).unwrap();
+    gate.start(&[]);
+    gate.wait_modems_ready(1);
+    let texts: Vec<String> = (0..20)
+        .map(|i| format!("kept safe {i:02} {}", "x".repeat(120)))
+        .collect();
+    for t in &texts {
+        sim.ctl(&["inject", "--modem", "0", "--from", OUTSIDE, "--text", t]);
+    }
+    let stored_on_modem = || {
+        sim.ctl(&["modems"])[0]["storage"]["me"][0]
+            .as_u64()
+            .unwrap()
+    };
+    wait_for("the store to fill and the modem to keep the rest", || {
+        (gate.log().contains("the store is full") && stored_on_modem() > 0).then_some(())
+    });
+    // Still serving: a status query answers.
+    let st = gate.client().request(json!({"op": "stats"}));
+    assert_eq!(st["ok"], true, "{st}");
+    assert_eq!(gate.stop(Signal::SIGTERM).code(), Some(0));
+
+    std::fs::write(gate.config_path(), &roomy).unwrap();
+    gate.start(&[]);
+    let mut events = gate.client();
+    let sub = events.request(json!({"op": "subscribe", "events": ["inbound"], "since": 0}));
+    assert_eq!(sub["ok"], true, "{sub}");
+    let mut got: std::collections::BTreeMap<String, std::collections::BTreeSet<i64>> =
+        Default::default();
+    while !texts.iter().all(|t| got.contains_key(t)) {
+        let ev = events.read().expect("every message arrives");
+        if ev["event"] == "inbound" {
+            got.entry(ev["text"].as_str().unwrap().to_string())
+                .or_default()
+                .insert(ev["id"].as_i64().unwrap());
+        }
+    }
+    for (text, ids) in &got {
+        assert_eq!(ids.len(), 1, "{text} stored as {ids:?}");
+    }
+    wait_for("the modem's storage to be emptied", || {
+        (stored_on_modem() == 0).then_some(())
+    });
+    assert_eq!(gate.stop(Signal::SIGTERM).code(), Some(0));
+}
