@@ -480,3 +480,31 @@ fn a_full_store_leaves_messages_on_the_modem_until_there_is_room() {
     });
     assert_eq!(gate.stop(Signal::SIGTERM).code(), Some(0));
 }
+
+/// Under journald (`JOURNAL_STREAM` set by systemd) log lines carry no
+/// timestamp of their own: journald stamps each line. Elsewhere they do.
+#[test]
+fn log_lines_carry_no_timestamp_under_journald() {
+    let sim = Sim::start(1, &[]);
+    let mut gate = Gate::new();
+    gate.write_watching(&sim, "");
+    gate.start(&[("JOURNAL_STREAM", "8:12345")]);
+    gate.wait_modems_ready(1);
+    assert_eq!(gate.stop(Signal::SIGTERM).code(), Some(0));
+    gate.start(&[]);
+    gate.wait_modems_ready(1);
+    assert_eq!(gate.stop(Signal::SIGTERM).code(), Some(0));
+    let log = gate.log();
+    let (journald, plain) = log.split_once("---- restart ----").unwrap();
+    let stamped = |l: &str| l.len() > 20 && l.as_bytes()[4] == b'-' && l.contains('T');
+    let lines = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let (j, p) = (lines(journald), lines(plain));
+    assert!(!j.is_empty() && !p.is_empty());
+    assert!(j.iter().all(|l| !stamped(l)), "{journald}");
+    assert!(p.iter().all(|l| stamped(l)), "{plain}");
+}
