@@ -407,6 +407,7 @@ fn chaos_soak_loses_nothing_and_duplicates_no_inbound() {
     }
     let (mut once, mut twice, mut more, mut lost, mut split) = (0, 0, 0, Vec::new(), Vec::new());
     let mut twice_reasons: BTreeMap<String, usize> = BTreeMap::new();
+    let mut over_attempts = Vec::new();
     for text in accepted.keys() {
         let times = left.get(text.as_str()).cloned().unwrap_or_default();
         match times.len() {
@@ -450,6 +451,20 @@ fn chaos_soak_loses_nothing_and_duplicates_no_inbound() {
                     why.push("no fault nearby".into());
                 }
                 *twice_reasons.entry(why.join("+")).or_default() += 1;
+                // A copy leaves only on an attempt: more copies than
+                // attempts would be a resend the store never recorded.
+                let id = accepted[text];
+                let st = c.request(json!({"op": "status", "message": id}));
+                let attempts = st["parts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p["attempts"].as_u64())
+                    .max()
+                    .unwrap_or(0) as usize;
+                if n > attempts {
+                    over_attempts.push((id, n, st));
+                }
             }
         }
     }
@@ -520,6 +535,15 @@ fn chaos_soak_loses_nothing_and_duplicates_no_inbound() {
         inbound_lost.len(),
     );
     assert!(lost.is_empty(), "lost outbound: {lost:?}");
+    assert!(split.is_empty(), "parts split across modems: {split:?}");
+    assert!(
+        over_attempts.is_empty(),
+        "left more often than attempted: {over_attempts:?}"
+    );
+    assert!(
+        !twice_reasons.contains_key("no fault nearby"),
+        "a message left again with no fault that could explain it: {twice_reasons:?}"
+    );
     assert!(garbled.is_empty(), "garbled outbox entries: {garbled:?}");
     assert_eq!(
         states.get("sent").copied().unwrap_or(0),

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn run_with(config: &str) -> (Option<i32>, String, PathBuf, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -374,4 +374,137 @@ fn no_notify_socket_means_no_notifications_and_still_runs() {
     let r = gate.client().request(json!({"op": "stats"}));
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(gate.stop(Signal::SIGTERM).code(), Some(0));
+}
+
+/// DESIGN invariant 5 across restarts: a PIN the SIM rejected is never
+/// entered again, also not by the next run of the daemon (systemd restarts
+/// it on failure; each run would otherwise burn one of the three tries).
+/// A corrected PIN in the config is tried, since the modem says two
+/// attempts are left.
+#[test]
+fn a_rejected_pin_is_not_entered_again_after_restarts() {
+    let sim = Sim::start(1, &["--pin", "1234"]);
+    let sim_log = || std::fs::read_to_string(sim.dir().join("sim.log")).unwrap_or_default();
+    let mut gate = Gate::new();
+    let config = |pin: &str| {
+        format!(
+            "[[modem]]\nport = \"{}/modem0\"\nname = \"m0\"\npin = \"{pin}\"\n",
+            sim.dir().display()
+        )
+    };
+    gate.write_config(&config("9999"));
+    let locked = |gate: &Gate| {
+        wait_for("the modem reported SIM-locked", || {
+            let m = gate.modems();
+            (m.len() == 1 && m[0]["state"] == "sim-locked").then_some(())
+        })
+    };
+    for _ in 0..3 {
+        gate.start(&[]);
+        locked(&gate);
+        gate.stop(Signal::SIGKILL);
+    }
+    assert_eq!(sim_log().matches("wrong PIN").count(), 1, "{}", sim_log());
+    let memory = std::fs::read_to_string(gate.dir.path().join("db/rejected-pins.json")).unwrap();
+    assert!(!memory.contains("9999"), "the memory holds digests only");
+
+    gate.write_config(&config("1234"));
+    gate.start(&[]);
+    gate.wait_modems_ready(1);
+    assert_eq!(sim_log().matches("wrong PIN").count(), 1);
+    // Unlocked: the SIM's counter is reset, so is the memory.
+    let memory = std::fs::read_to_string(gate.dir.path().join("db/rejected-pins.json")).unwrap();
+    let memory: Value = serde_json::from_str(&memory).unwrap();
+    assert_eq!(memory["rejected"], json!({}), "{memory}");
+    assert_eq!(gate.stop(Signal::SIGTERM).code(), Some(0));
+}
+
+/// A full store (`[store] max_size_bytes` below the file's size stands in
+/// for a full disk): the daemon keeps running, logs the cause, commits
+/// nothing half-way, and the modem keeps what could not be committed; with
+/// room again every message arrives exactly once.
+#[test]
+fn a_full_store_leaves_messages_on_the_modem_until_there_is_room() {
+    let sim = Sim::start(1, &[]);
+    let mut gate = Gate::new();
+    gate.write_watching(&sim, "");
+    gate.start(&[]);
+    gate.wait_modems_ready(1);
+    assert_eq!(gate.stop(Signal::SIGTERM).code(), Some(0));
+
+    // The cap is below the size: the database cannot grow any more.
+    let roomy = std::fs::read_to_string(gate.config_path()).unwrap();
+    let capped = roomy.replacen("[store]\n", "[store]\nmax_size_bytes = 1\n", 1);
+    std::fs::write(gate.config_path(), &capped).unwrap();
+    gate.start(&[]);
+    gate.wait_modems_ready(1);
+    let texts: Vec<String> = (0..20)
+        .map(|i| format!("kept safe {i:02} {}", "x".repeat(120)))
+        .collect();
+    for t in &texts {
+        sim.ctl(&["inject", "--modem", "0", "--from", OUTSIDE, "--text", t]);
+    }
+    let stored_on_modem = || {
+        sim.ctl(&["modems"])[0]["storage"]["me"][0]
+            .as_u64()
+            .unwrap()
+    };
+    wait_for("the store to fill and the modem to keep the rest", || {
+        (gate.log().contains("the store is full") && stored_on_modem() > 0).then_some(())
+    });
+    // Still serving: a status query answers.
+    let st = gate.client().request(json!({"op": "stats"}));
+    assert_eq!(st["ok"], true, "{st}");
+    assert_eq!(gate.stop(Signal::SIGTERM).code(), Some(0));
+
+    std::fs::write(gate.config_path(), &roomy).unwrap();
+    gate.start(&[]);
+    let mut events = gate.client();
+    let sub = events.request(json!({"op": "subscribe", "events": ["inbound"], "since": 0}));
+    assert_eq!(sub["ok"], true, "{sub}");
+    let mut got: std::collections::BTreeMap<String, std::collections::BTreeSet<i64>> =
+        Default::default();
+    while !texts.iter().all(|t| got.contains_key(t)) {
+        let ev = events.read().expect("every message arrives");
+        if ev["event"] == "inbound" {
+            got.entry(ev["text"].as_str().unwrap().to_string())
+                .or_default()
+                .insert(ev["id"].as_i64().unwrap());
+        }
+    }
+    for (text, ids) in &got {
+        assert_eq!(ids.len(), 1, "{text} stored as {ids:?}");
+    }
+    wait_for("the modem's storage to be emptied", || {
+        (stored_on_modem() == 0).then_some(())
+    });
+    assert_eq!(gate.stop(Signal::SIGTERM).code(), Some(0));
+}
+
+/// Under journald (`JOURNAL_STREAM` set by systemd) log lines carry no
+/// timestamp of their own: journald stamps each line. Elsewhere they do.
+#[test]
+fn log_lines_carry_no_timestamp_under_journald() {
+    let sim = Sim::start(1, &[]);
+    let mut gate = Gate::new();
+    gate.write_watching(&sim, "");
+    gate.start(&[("JOURNAL_STREAM", "8:12345")]);
+    gate.wait_modems_ready(1);
+    assert_eq!(gate.stop(Signal::SIGTERM).code(), Some(0));
+    gate.start(&[]);
+    gate.wait_modems_ready(1);
+    assert_eq!(gate.stop(Signal::SIGTERM).code(), Some(0));
+    let log = gate.log();
+    let (journald, plain) = log.split_once("---- restart ----").unwrap();
+    let stamped = |l: &str| l.len() > 20 && l.as_bytes()[4] == b'-' && l.contains('T');
+    let lines = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let (j, p) = (lines(journald), lines(plain));
+    assert!(!j.is_empty() && !p.is_empty());
+    assert!(j.iter().all(|l| !stamped(l)), "{journald}");
+    assert!(p.iter().all(|l| stamped(l)), "{plain}");
 }

@@ -977,3 +977,47 @@ async fn a_resent_part_keeps_its_concatenation_reference() {
     rig.reaches(third, MessageState::Sent).await;
     assert_eq!(rig.left_once(&long("third")).await["reference"], 2);
 }
+
+// ------------------------------------------------------- one device, two ports
+
+/// A stick with two AT ports (Huawei, u-blox: the udev rules link both)
+/// must be driven by one actor: two would sweep and delete the same SMS
+/// storage, and one going away would requeue the other's work. Two
+/// simulators with the same seed give modems with the same IMEI, standing
+/// in for the second port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_port_of_a_served_modem_is_left_alone() {
+    let rig = Rig::start(
+        &["--modems", "1", "--seed", "42"],
+        0,
+        EngineConfig::default(),
+    )
+    .await;
+    let twin = Sim::start(&["--modems", "1", "--seed", "42"]);
+    assert_eq!(rig.sim.imei(0).await, twin.imei(0).await);
+    rig.add(0).await;
+    // Stored on the "device" before its second port is opened: a second
+    // actor would sweep it.
+    twin.inject(0, "for the second port", &[]).await;
+    assert_eq!(twin.stored(0).await, 1);
+    let mut c = modem_config(&twin, 0);
+    c.name = "m0-second-port".into();
+    rig.engine.add_modem(c).unwrap();
+    eventually("the second port stepped back", || async {
+        rig.engine.ports().len() == 2 && rig.engine.modems().len() == 1
+    })
+    .await;
+    // Give it time to misbehave if it were still running.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let views = rig.engine.modems();
+    assert_eq!(views.len(), 1, "{views:?}");
+    assert_eq!(views[0].snapshot.name, "m0");
+    assert_eq!(views[0].snapshot.state, "ready");
+    assert_eq!(twin.stored(0).await, 1, "the second port read the storage");
+    let id = rig.send(OUTSIDE, "through the one actor").await;
+    rig.reaches(id, MessageState::Sent).await;
+    assert!(rig.sim.sent("through the one actor").await.len() == 1);
+    // Removing the second port does not touch the first one's work.
+    rig.engine.remove_modem(&twin.port(0)).await;
+    assert_eq!(rig.engine.modems()[0].snapshot.state, "ready");
+}

@@ -138,6 +138,7 @@ fn kill_9_soak_loses_nothing_and_duplicates_nothing_inbound() {
     let mut once = 0;
     let mut twice = 0;
     let mut more = 0;
+    let mut extra = 0;
     for (id, text) in &accepted {
         let n = outbox.iter().filter(|m| m["text"] == text.as_str()).count();
         assert!(n >= 1, "{text} lost");
@@ -150,6 +151,7 @@ fn kill_9_soak_loses_nothing_and_duplicates_nothing_inbound() {
             n <= attempts,
             "{text} left {n} times in {attempts} attempts: {status}"
         );
+        extra += n - 1;
         match n {
             1 => once += 1,
             2 => twice += 1,
@@ -161,6 +163,13 @@ fn kill_9_soak_loses_nothing_and_duplicates_nothing_inbound() {
         assert_eq!(ids.len(), 1, "{text} stored as {ids:?}");
     }
     let stats = c.request(json!({"op": "stats"}));
+    // Every extra copy is a part the store requeued as maybe-sent (a kill
+    // caught it in flight): never more extra copies than such requeues.
+    let maybe = stats["stats"]["maybe_sent_total"].as_u64().unwrap_or(0) as usize;
+    assert!(
+        extra <= maybe,
+        "{extra} extra copies but only {maybe} maybe-sent requeues: {stats}"
+    );
     println!(
         "soak seed {seed}: {rounds} kill -9 rounds; outbound accepted {}, left once {once}, \
          twice {twice}, more {more} (each copy an attempt after a kill in flight); inbound injected {}, stored once each {}; \

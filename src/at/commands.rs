@@ -1264,6 +1264,24 @@ impl AtCommand for ListMessages {
     }
 }
 
+/// `AT+CMGL=<arg>` with the argument a hardware profile asks for
+/// (`cmgl_all`): 27.005 §4.1 wants a number in PDU mode, but some firmware
+/// only takes the text-mode string (`"ALL"`). Answers as [`ListMessages`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListMessagesAs(pub String);
+impl AtCommand for ListMessagesAs {
+    type Response = Vec<StoredMessage>;
+    fn text(&self) -> String {
+        format!("AT+CMGL={}", self.0)
+    }
+    fn timeout(&self) -> Duration {
+        LONG_TIMEOUT
+    }
+    fn parse(&self, lines: &[String]) -> Result<Vec<StoredMessage>, ParseError> {
+        messages(lines, "+CMGL:", true, false)
+    }
+}
+
 /// `AT+CMGD=<index>[,<delflag>]`: delete (27.005 §3.5.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeleteMessage {

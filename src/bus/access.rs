@@ -3,8 +3,9 @@
 //! of user and group names from the config.
 //!
 //! Root and the daemon's own user are always allowed; so are members of
-//! the socket's group, since the file mode already grants them the socket.
-//! Names are resolved when the config is (re)loaded; a name that does not
+//! the socket's group (`[bus] group`, else the daemon's primary group, which
+//! the socket file gets when no group is configured), since the file mode
+//! 0660 already grants them the socket. Names are resolved when the config is (re)loaded; a name that does not
 //! resolve is logged and ignored.
 
 use std::collections::HashSet;
@@ -47,6 +48,15 @@ impl Access {
     /// Resolves the names in `config`. Unknown names are logged, not fatal:
     /// a typo must not lock everybody out.
     pub fn from_config(config: &BusConfig) -> Access {
+        let mut access = Access::resolve(config);
+        if config.group.is_none() {
+            // The socket file is created with the daemon's group.
+            access.gids.insert(Gid::effective().as_raw());
+        }
+        access
+    }
+
+    fn resolve(config: &BusConfig) -> Access {
         let mut access = Access {
             own_uid: Uid::effective().as_raw(),
             ..Access::default()
@@ -82,7 +92,7 @@ impl Access {
     /// user and the `see_numbers_*` lists (the socket's group gives no
     /// such right).
     pub fn see_numbers(config: &BusConfig) -> Access {
-        Access::from_config(&BusConfig {
+        Access::resolve(&BusConfig {
             group: None,
             allow_users: config.see_numbers_users.clone(),
             allow_groups: config.see_numbers_groups.clone(),
@@ -140,6 +150,20 @@ mod tests {
         assert!(a.allows(&peer(0, 0)));
         let me = Uid::effective().as_raw();
         assert!(a.allows(&peer(me, 12345)));
+    }
+
+    #[test]
+    fn members_of_the_daemons_group_are_allowed_without_a_configured_group() {
+        let own_gid = Gid::effective().as_raw();
+        let stranger = 4_000_001;
+        let unset = BusConfig {
+            group: None,
+            ..BusConfig::default()
+        };
+        assert!(Access::from_config(&unset).allows(&peer(stranger, own_gid)));
+        assert!(!Access::from_config(&unset).allows(&peer(stranger, 4_000_002)));
+        // Being in the socket's group is no right to see numbers.
+        assert!(!Access::see_numbers(&unset).allows(&peer(stranger, own_gid)));
     }
 
     #[test]

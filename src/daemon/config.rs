@@ -154,6 +154,10 @@ pub struct StoreSection {
     pub synchronous: Synchronous,
     /// How long an incomplete multipart message waits for its other parts.
     pub reassembly_timeout_secs: u64,
+    /// Cap on the database's size; writes beyond it fail as on a full disk
+    /// (nothing is acknowledged, modems keep their messages). `None`: only
+    /// the disk limits it.
+    pub max_size_bytes: Option<u64>,
 }
 
 impl Default for StoreSection {
@@ -164,6 +168,7 @@ impl Default for StoreSection {
             synchronous: store.synchronous,
             reassembly_timeout_secs: u64::try_from(store.reassembly_timeout_ms / 1000)
                 .unwrap_or(3600),
+            max_size_bytes: store.max_size_bytes,
         }
     }
 }
@@ -496,6 +501,7 @@ impl Config {
             path: self.store.path.clone(),
             synchronous: self.store.synchronous,
             reassembly_timeout_ms: secs_ms(self.store.reassembly_timeout_secs),
+            max_size_bytes: self.store.max_size_bytes,
             retry: RetryPolicy {
                 base_ms: secs_ms(self.retry.backoff_min_secs),
                 max_ms: secs_ms(self.retry.backoff_max_secs),

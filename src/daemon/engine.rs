@@ -28,7 +28,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -105,6 +105,10 @@ pub struct EngineConfig {
     /// modem to come back before it fails (it may not go out through
     /// another SIM: the phone joins parts by sender number).
     pub stranded_after: Duration,
+    /// Where rejected PINs are remembered across restarts (the state
+    /// directory's `rejected-pins.json`); `None` remembers them for this
+    /// process only.
+    pub rejected_pins: Option<PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -119,6 +123,7 @@ impl Default for EngineConfig {
             maintenance_interval: Duration::from_secs(30),
             unbind_after: Duration::from_secs(60),
             stranded_after: Duration::from_secs(600),
+            rejected_pins: None,
         }
     }
 }
@@ -286,6 +291,10 @@ struct Slot {
     /// Stops this modem's sender.
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// This port answered with the IMEI of a modem another port already
+    /// serves (a second AT port of one device): it was stopped and does
+    /// nothing under that IMEI, so it never touches the other's work.
+    duplicate: AtomicBool,
 }
 
 impl Slot {
@@ -309,11 +318,15 @@ impl Engine {
     /// Starts the engine's background tasks (maintenance) on the current
     /// tokio runtime. Modems are added with [`Engine::add_modem`].
     pub fn start(store: Store, config: EngineConfig) -> Engine {
+        let rejected = config
+            .rejected_pins
+            .as_deref()
+            .map_or_else(RejectedPins::new, RejectedPins::open);
         let inner = Arc::new(Inner {
             store,
             router: Mutex::new(Router::new(config.routing.clone(), config.limits.clone())),
             config: Mutex::new(config),
-            rejected: RejectedPins::new(),
+            rejected,
             dispatch: Notify::new(),
             bound: Mutex::new(HashMap::new()),
             exclude: Mutex::new(HashMap::new()),
@@ -354,6 +367,7 @@ impl Engine {
             wake: Notify::new(),
             stop: watch::channel(false).0,
             tasks: Mutex::new(Vec::new()),
+            duplicate: AtomicBool::new(false),
         });
         let ev = tokio::spawn(serve_events(
             Arc::clone(&self.inner),
@@ -397,6 +411,7 @@ impl Engine {
         let loads = lock(&self.inner.loads);
         slots
             .iter()
+            .filter(|slot| !slot.duplicate.load(Ordering::Relaxed))
             .map(|slot| {
                 let snapshot = slot.handle.snapshot();
                 let id = modem_id(&snapshot);
@@ -647,8 +662,30 @@ impl Inner {
                 abort.abort();
             }
         }
+        if slot.duplicate.load(Ordering::Relaxed) {
+            // The IMEI's work belongs to the port that serves it.
+            return;
+        }
         self.release(&id).await;
         self.unbind_modem(&id).await;
+    }
+
+    /// The port that already serves `imei`, when `slot` is a second port of
+    /// the same device (a stick with two AT ports, both linked). Of two
+    /// ports that identify at once, the one with the smaller path stays,
+    /// so exactly one of them steps back.
+    fn served_elsewhere(&self, slot: &Slot, imei: &str) -> Option<PathBuf> {
+        let slots = lock(&self.slots);
+        slots
+            .values()
+            .filter(|o| o.port != slot.port && !o.duplicate.load(Ordering::Relaxed))
+            .find(|o| {
+                let snap = o.handle.snapshot();
+                snap.imei.as_deref() == Some(imei)
+                    && !matches!(snap.state.as_str(), "gone" | "stopped")
+                    && (o.port < slot.port || snap.state != "identifying")
+            })
+            .map(|o| o.port.clone())
     }
 
     /// Frees the messages the dispatcher bound to `modem` and that it has
@@ -1201,8 +1238,27 @@ fn status_report(r: &Received, now: i64) -> Option<StatusReport> {
 async fn serve_events(inner: Arc<Inner>, slot: Arc<Slot>, mut events: mpsc::Receiver<ModemEvent>) {
     let mut seen = Seen::default();
     while let Some(ev) = events.recv().await {
+        if slot.duplicate.load(Ordering::Relaxed) {
+            // Stopping: nothing of this port is recorded under the IMEI.
+            continue;
+        }
         match ev {
             ModemEvent::State(snap) => {
+                if let Some(imei) = snap.imei.as_deref() {
+                    if let Some(other) = inner.served_elsewhere(&slot, imei) {
+                        tracing::warn!(modem = %imei, port = %slot.port.display(),
+                            serving = %other.display(),
+                            "this port belongs to a modem another port already serves; \
+                             leaving it alone (two actors would share one SMS storage)");
+                        slot.duplicate.store(true, Ordering::Relaxed);
+                        slot.stop.send_replace(true);
+                        let handle = slot.handle.clone();
+                        tokio::spawn(async move {
+                            let _ = timeout(ACTOR_STOP, handle.shutdown()).await;
+                        });
+                        continue;
+                    }
+                }
                 inner.on_state(&snap, &mut seen).await;
                 if snap.state == "ready" {
                     slot.wake.notify_one();

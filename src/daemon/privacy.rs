@@ -80,9 +80,9 @@ impl std::fmt::Debug for Privacy {
     }
 }
 
-/// The state directory: the database's directory (the handle secret and
-/// the gated cursor live there).
-fn state_dir(config: &Config) -> PathBuf {
+/// The state directory: the database's directory (the handle secret, the
+/// gated cursor and the rejected-PIN memory live there).
+pub(crate) fn state_dir(config: &Config) -> PathBuf {
     config
         .store
         .path

@@ -154,6 +154,9 @@ impl Config {
             queue_limit: self.bus.queue_limit,
             unbind_after: Duration::from_secs(self.modems.unbind_after_secs),
             stranded_after: Duration::from_secs(self.modems.stranded_after_secs),
+            rejected_pins: Some(
+                super::privacy::state_dir(self).join(crate::modem::REJECTED_PINS_FILE),
+            ),
             ..EngineConfig::default()
         }
     }

@@ -25,7 +25,7 @@ use super::{
     SentPart, Snapshot,
 };
 use crate::at::commands::{
-    AckMessage, AtCommand, EchoOff, EnterPin, Iccid, Identify, Imei, Imsi, ListMessages,
+    AckMessage, AtCommand, EchoOff, EnterPin, Iccid, Identify, Imei, Imsi, ListMessagesAs,
     MessageFormat, MessageStat, OperatorQuery, OwnNumbers, PinAttempts, PinQuery, Ping, Raw,
     ReadMessage, RegistrationQuery, ReportErrors, SelectMessageService, SendMessage,
     SetFunctionality, SetOperatorFormat, SetRegistrationReports, SetSmsc, SetStorage, SignalQuery,
@@ -637,7 +637,12 @@ impl Actor {
             attempts.pin,
             &self.rejected,
         ) {
-            PinDecision::Ready => return Ok(None),
+            PinDecision::Ready => {
+                if let Some(i) = &iccid {
+                    self.rejected.clear(i);
+                }
+                return Ok(None);
+            }
             PinDecision::Locked(r) => {
                 warn!(modem = %self.cfg.name, iccid = %key, reason = %r, "SIM locked");
                 return Ok(Some(r));
@@ -647,7 +652,7 @@ impl Actor {
         let cmd = match EnterPin::new(&pin) {
             Ok(c) => c,
             Err(e) => {
-                self.rejected.insert(&key);
+                self.rejected.insert(&key, &pin);
                 return Ok(Some(format!("configured PIN for SIM {key}: {e}")));
             }
         };
@@ -658,7 +663,7 @@ impl Actor {
             Err(Fail::Stop) => return Err(Input::Shutdown),
             Err(Fail::Link(LinkError::Closed)) => {
                 // We cannot know whether it was taken: never send it again.
-                self.rejected.insert(&key);
+                self.rejected.insert(&key, &pin);
                 return Err(self.closed_input());
             }
             // Never the command text: it holds the PIN.
@@ -670,8 +675,8 @@ impl Actor {
         };
         if let Some(err) = refused {
             // Whatever the reason (wrong PIN, timeout), it is never sent
-            // again by this process (invariant 5).
-            self.rejected.insert(&key);
+            // again, also not after a restart (invariant 5).
+            self.rejected.insert(&key, &pin);
             let left = self.pin_attempts().await?.pin;
             let reason = format!(
                 "PIN for SIM {key} rejected ({err}); {} attempt(s) left; not retried",
@@ -683,7 +688,10 @@ impl Actor {
         // The SIM takes a moment after the PIN (27.007 §8.3).
         for _ in 0..20 {
             match self.pin_state().await? {
-                Ok(PinState::Ready) => return Ok(None),
+                Ok(PinState::Ready) => {
+                    self.rejected.clear(&key);
+                    return Ok(None);
+                }
                 Ok(PinState::SimPin) => {
                     if let Some(i) = self.wait(Duration::from_millis(500)).await {
                         return Err(i);
@@ -1157,7 +1165,7 @@ impl Actor {
             }
             let r = self
                 .at(&Timed(
-                    ListMessages(MessageStat::All),
+                    ListMessagesAs(self.settings.cmgl_all.clone()),
                     self.cfg.sweep_timeout,
                 ))
                 .await;

@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::hardware::Profile;
 use crate::pdu::{EncodedPdu, Pdu, PduError};
 
-pub use pin::RejectedPins;
+pub use pin::{RejectedPins, Rejection, REJECTED_PINS_FILE};
 pub use state::{State, Step};
 
 /// Errors of the modem layer that are not about one send.

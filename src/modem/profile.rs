@@ -121,6 +121,26 @@ pub struct Settings {
     pub pin_attempts: Vec<PinAttemptsQuery>,
     /// Longest time a reset may take before the port answers again.
     pub reset_settle: Duration,
+    /// The argument of `AT+CMGL` that lists every message (`4`, or `"ALL"`
+    /// for firmware that wants the text-mode form).
+    pub cmgl_all: String,
+}
+
+/// `cmgl_all` as written in a profile, when it is a `<stat>` 27.005 §3.4.2
+/// knows (a digit 0-4, or one of the quoted text-mode names). Anything else
+/// would send the modem a command it cannot parse, so it is refused and the
+/// 27.005 PDU-mode value is used.
+fn cmgl_arg(s: &str) -> Option<String> {
+    let s = s.trim();
+    let names = [
+        "\"REC UNREAD\"",
+        "\"REC READ\"",
+        "\"STO UNSENT\"",
+        "\"STO SENT\"",
+        "\"ALL\"",
+    ];
+    (matches!(s, "0" | "1" | "2" | "3" | "4") || names.iter().any(|n| n.eq_ignore_ascii_case(s)))
+        .then(|| s.to_ascii_uppercase())
 }
 
 /// The generic `+CNMI`: store and indicate (`+CMTI`), status reports
@@ -224,6 +244,9 @@ impl Settings {
                     .unwrap_or(20)
                     .min(600),
             ),
+            cmgl_all: pick(&p.cmgl_all, g.map(|g| &g.cmgl_all))
+                .and_then(|s| cmgl_arg(&s))
+                .unwrap_or_else(|| "4".into()),
         }
     }
 
@@ -257,6 +280,20 @@ mod tests {
         );
         assert_eq!(by_identity(&all, "smsgate", "SIM-GENERIC"), None);
         assert_eq!(by_identity(&all, "", ""), None);
+    }
+
+    #[test]
+    fn cmgl_all_comes_from_the_profile_and_a_bad_one_falls_back() {
+        let all = builtin().unwrap();
+        let generic = all.iter().find(|p| p.id == "generic");
+        let mut p = all.iter().find(|p| p.id == "huawei").unwrap().clone();
+        assert_eq!(Settings::resolve(&p, generic).cmgl_all, "4");
+        p.at.cmgl_all = Some("\"all\"".into());
+        assert_eq!(Settings::resolve(&p, generic).cmgl_all, "\"ALL\"");
+        for bad in ["5", "ALL", "4;+CFUN=0", "\"ALL", ""] {
+            p.at.cmgl_all = Some(bad.into());
+            assert_eq!(Settings::resolve(&p, generic).cmgl_all, "4", "{bad:?}");
+        }
     }
 
     #[test]
