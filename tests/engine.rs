@@ -508,6 +508,34 @@ async fn a_send_whose_answer_is_lost_is_maybe_sent_and_stays_on_its_modem() {
     assert!(sent.iter().all(|m| m["modem"] == k as u64), "{sent:?}");
 }
 
+/// The other side of the same window: when the modem that may have sent
+/// it vanishes (unplugged), the message goes back to the queue and another
+/// modem sends it (at-least-once, counted maybe-sent), rather than waiting
+/// for a modem that is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_maybe_sent_message_fails_over_when_its_modem_vanishes() {
+    let rig = Rig::start(&["--modems", "2"], 1, EngineConfig::default()).await;
+    rig.sim.ctl(&["hang-after-send", "--modem", "0"]).await;
+    let id = rig.send(OUTSIDE, "gone with the modem?").await;
+    let first = rig.left_once("gone with the modem?").await;
+    assert_eq!(first["modem"], 0);
+    eventually("the part requeued as maybe-sent", || async {
+        let st = rig.status(id).await;
+        st.parts[0].maybe_sent >= 1 && st.parts[0].state.as_str() == "queued"
+    })
+    .await;
+    rig.add(1).await;
+    rig.sim.ctl(&["unplug", "--modem", "0"]).await;
+    let st = rig.reaches(id, MessageState::Sent).await;
+    assert_eq!(
+        st.parts[0].modem.as_ref(),
+        Some(&rig.sim.imei(1).await),
+        "{st:?}"
+    );
+    let sent = rig.sim.sent("gone with the modem?").await;
+    assert_eq!(sent.len(), 2, "{sent:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_error_to_a_send_is_retried_then_given_up_with_a_reason() {
     let rig = Rig::start(&["--modems", "1"], 1, EngineConfig::default()).await;

@@ -378,7 +378,12 @@ impl Store {
     pub async fn release_modem(&self, modem: &str, now_ms: i64) -> Result<u64> {
         let modem = modem.to_owned();
         self.call(move |c| {
-            outbound::requeue_sending(c, Some(&modem), now_ms, "modem went away mid-send")
+            let n = outbound::requeue_sending(c, Some(&modem), now_ms, "modem went away mid-send")?;
+            // What may have left through the vanished modem goes back to
+            // the queue like a part caught in flight (the failover
+            // promise); only a confirmed part keeps a message on it.
+            routing::unbind_vanished(c, &modem)?;
+            Ok(n)
         })
         .await
     }

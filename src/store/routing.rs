@@ -228,6 +228,38 @@ fn bound_messages(conn: &Connection, modem: &str) -> Result<Vec<MessageId>> {
     .map_err(StoreError::sql("find messages bound to a modem"))
 }
 
+/// Unbinds every unpinned message bound to `modem` (which vanished) that
+/// has no part in flight or confirmed sent, also one whose part may have
+/// left unconfirmed through it: at-least-once, counted maybe-sent, rather
+/// than held for a modem that is gone. Returns how many were freed.
+pub(crate) fn unbind_vanished(conn: &Connection, modem: &str) -> Result<u64> {
+    check_id("modem", modem)?;
+    let mut freed = 0;
+    for m in bound_messages(conn, modem)? {
+        let changed = conn
+            .prepare_cached(
+                "UPDATE out_messages SET modem = NULL
+                 WHERE id = ?1 AND modem IS NOT NULL AND pin_modem IS NULL AND NOT EXISTS (
+                     SELECT 1 FROM out_parts WHERE message_id = ?1
+                     AND state IN ('sending', 'sent', 'delivered'))",
+            )
+            .and_then(|mut st| st.execute([m.0]))
+            .map_err(StoreError::sql("unbind a vanished modem's message"))?;
+        if changed > 0 {
+            sync_binding(conn, m)?;
+            freed += 1;
+        }
+    }
+    if freed > 0 {
+        tracing::info!(
+            modem,
+            messages = freed,
+            "a vanished modem's maybe-sent work unbound"
+        );
+    }
+    Ok(freed)
+}
+
 /// Unbinds every message bound to `modem` that it has not started (no
 /// part in flight or sent) and that is not pinned, so another modem takes
 /// it: for bindings left by an earlier run, or a modem gone for a while.
