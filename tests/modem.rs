@@ -173,6 +173,82 @@ async fn bring_up_simcom() {
     bring_up("simcom").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bring_up_sierra() {
+    bring_up("sierra").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bring_up_telit() {
+    bring_up("telit").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bring_up_ublox() {
+    bring_up("ublox").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bring_up_zte() {
+    bring_up("zte").await;
+}
+
+/// The answer of a fake modem's vendor command (`None`: not this one).
+type Answer = &'static (dyn Fn(&str) -> Option<&'static str> + Sync);
+
+/// A modem of `profile` that answers only its vendor ICCID command (as
+/// `answer` says); every other ICCID form is an `ERROR`. Returns the ICCID
+/// the actor read and the commands it sent.
+async fn iccid_read_by(profile: Option<&str>, answer: Answer) -> (Option<String>, Vec<String>) {
+    let fake = Fake::start(move |cmd| {
+        if let Some(info) = answer(cmd) {
+            return Some(format!("\r\n{info}\r\n\r\nOK\r\n"));
+        }
+        let iccid_form = ["AT+CCID", "AT^ICCID?", "AT+QCCID", "AT+ICCID", "AT+CRSM"]
+            .iter()
+            .any(|f| cmd.starts_with(f));
+        iccid_form.then(|| "\r\nERROR\r\n".to_string())
+    });
+    let mut c = ModemConfig::new("fake", &fake.path);
+    c.probe_interval = Duration::from_secs(30);
+    c.profile = profile.map(str::to_string);
+    let (h, _ev) = start(c);
+    let s = wait_state(&h, "ready").await;
+    h.shutdown().await;
+    (s.iccid, fake.commands())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vendor_iccid_answers_with_their_own_prefix() {
+    #[rustfmt::skip]
+    let cases: [(&str, &str, Answer); 3] = [
+        ("telit", "AT#CCID", &|c| (c == "AT#CCID").then_some("#CCID: 89390100001234567895")),
+        ("sierra", "AT!ICCID?", &|c| (c == "AT!ICCID?").then_some("ICCID: 89390100001234567895")),
+        ("zte", "AT+ZGETICCID", &|c| (c == "AT+ZGETICCID").then_some("+ZGETICCID: 89390100001234567895")),
+    ];
+    for (profile, command, answer) in cases {
+        let (iccid, cmds) = iccid_read_by(Some(profile), answer).await;
+        assert_eq!(
+            iccid.as_deref(),
+            Some("89390100001234567895"),
+            "{profile}: {cmds:?}"
+        );
+        assert!(cmds.iter().any(|c| c == command), "{profile}: {cmds:?}");
+        // Read from the first answer: no other form was tried.
+        assert!(!cmds.iter().any(|c| c == "AT+CCID"), "{profile}: {cmds:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iccid_falls_back_to_ef_iccid() {
+    // No vendor command answers; EF_ICCID in swapped BCD (27.007 §8.18).
+    let (iccid, cmds) = iccid_read_by(None, &|c| {
+        (c == "AT+CRSM=176,12258,0,0,10").then_some("+CRSM: 144,0,\"98931000002143658759\"")
+    })
+    .await;
+    assert_eq!(iccid.as_deref(), Some("89390100001234567895"), "{cmds:?}");
+}
+
 // ------------------------------------------------------------------ PIN
 
 async fn iccid(sim: &Sim) -> String {

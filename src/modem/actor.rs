@@ -25,9 +25,9 @@ use super::{
     SentPart, Snapshot,
 };
 use crate::at::commands::{
-    AckMessage, AtCommand, EchoOff, EnterPin, Iccid, Identify, Imei, Imsi, ListMessages,
+    iccid_in, AckMessage, AtCommand, EchoOff, EnterPin, Identify, Imei, Imsi, ListMessages,
     MessageFormat, MessageStat, OperatorQuery, OwnNumbers, PinAttempts, PinQuery, Ping, Raw,
-    ReadMessage, RegistrationQuery, ReportErrors, SelectMessageService, SendMessage,
+    ReadIccidFile, ReadMessage, RegistrationQuery, ReportErrors, SelectMessageService, SendMessage,
     SetFunctionality, SetOperatorFormat, SetRegistrationReports, SetSmsc, SetStorage, SignalQuery,
     SmscQuery, Storage, StorageSupportQuery,
 };
@@ -601,8 +601,13 @@ impl Actor {
         if let Some(raw) = self.profile.as_ref().and_then(Settings::raw_iccid) {
             let r = self.at(&Raw::new(&raw)).await;
             if let Some(lines) = self.soft(r, "ICCID")? {
-                if let Ok(id) = Iccid::Iccid.parse(&lines) {
-                    return Ok(Some(id));
+                // Vendors answer with their own prefix (`#CCID:`,
+                // `ICCID:`, `+ZGETICCID:`) or a bare line.
+                match iccid_in(&lines) {
+                    Some(id) => return Ok(Some(id)),
+                    None => {
+                        debug!(modem = %self.cfg.name, command = %raw, ?lines, "no ICCID in the answer")
+                    }
                 }
             }
         }
@@ -612,7 +617,10 @@ impl Actor {
                 return Ok(Some(id));
             }
         }
-        Ok(None)
+        // 27.007 §8.18: EF_ICCID through restricted SIM access, which
+        // every 27.007 modem has even when no vendor command answers.
+        let r = self.at(&ReadIccidFile).await;
+        self.soft(r, "AT+CRSM (EF_ICCID)")
     }
 
     async fn pin_attempts(&mut self) -> Result<PinAttempts, Input> {

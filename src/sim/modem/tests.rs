@@ -707,6 +707,16 @@ fn huawei_quirks() {
 }
 
 #[test]
+fn crsm_reads_ef_iccid_swapped() {
+    let mut s = Dte::new("generic").quiet_echo();
+    assert_eq!(
+        s.at("AT+CRSM=176,12258,0,0,10"),
+        ok("+CRSM: 144,0,\"980001000000000000F1\"")
+    );
+    assert_eq!(s.at("AT+CRSM=176,28423,0,0,9"), ok("+CRSM: 106,130,\"\""));
+}
+
+#[test]
 fn vendor_iccid_commands() {
     let mut q = Dte::new("quectel").quiet_echo();
     assert_eq!(q.at("AT+QCCID"), ok("+QCCID: 8900100000000000001"));
