@@ -249,6 +249,64 @@ async fn iccid_falls_back_to_ef_iccid() {
     assert_eq!(iccid.as_deref(), Some("89390100001234567895"), "{cmds:?}");
 }
 
+/// The first set-up fails (PDU mode refused once), so the modem is
+/// identified again; that time `lost` fails, the next time it works.
+/// Returns the first ready snapshot and every `state/value` published.
+async fn identity_lost_once(lost: &'static str) -> (Snapshot, Vec<String>) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let calls = AtomicU32::new(0);
+    let cmgf = AtomicU32::new(0);
+    let fake = Fake::start(move |cmd| {
+        let err = || Some("\r\nERROR\r\n".to_string());
+        match cmd {
+            c if c == lost && calls.fetch_add(1, Ordering::SeqCst) == 1 => err(),
+            "AT+CMGF=0" if cmgf.fetch_add(1, Ordering::SeqCst) == 0 => err(),
+            c if ["AT^ICCID?", "AT+QCCID", "AT+ICCID", "AT+CRSM"]
+                .iter()
+                .any(|f| c.starts_with(f)) =>
+            {
+                err()
+            }
+            _ => None,
+        }
+    });
+    let mut c = ModemConfig::new("fake", &fake.path);
+    c.probe_interval = Duration::from_secs(30);
+    c.backoff_min = Duration::from_millis(100);
+    let (h, _ev) = start(c);
+    let seen = record(&h, |s| format!("{}/{:?}/{:?}", s.state, s.imei, s.iccid));
+    let s = wait_state(&h, "ready").await;
+    let cmds = fake.commands();
+    assert!(cmds.iter().filter(|c| *c == lost).count() >= 3, "{cmds:?}");
+    h.shutdown().await;
+    let seen = seen.lock().unwrap().clone();
+    (s, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_iccid_or_imei_read_is_out_of_step_not_another_scope() {
+    for lost in ["AT+CCID", "AT+CGSN"] {
+        let (s, seen) = identity_lost_once(lost).await;
+        assert_eq!(
+            s.iccid.as_deref(),
+            Some("89490200001234567890"),
+            "{lost}: {s:?}"
+        );
+        assert_eq!(s.imei.as_deref(), Some("490154203237518"), "{lost}: {s:?}");
+        // Once identified, never without the identity it had.
+        let after = seen.iter().skip_while(|s| !s.starts_with("registering"));
+        assert!(after.clone().count() > 2, "{lost}: {seen:?}");
+        assert!(
+            after.clone().all(|s| !s.contains("None")),
+            "{lost}: {seen:?}"
+        );
+        assert!(
+            seen.iter().any(|s| s.starts_with("degraded")),
+            "{lost}: {seen:?}"
+        );
+    }
+}
+
 // ------------------------------------------------------------------ PIN
 
 async fn iccid(sim: &Sim) -> String {

@@ -6,7 +6,7 @@
 //! has a timeout and watches the shutdown signal; nothing here is shared
 //! with another modem's actor except the rejected-PIN memory.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -104,6 +104,14 @@ pub(crate) struct Actor {
     /// Consecutive failed commands while serving.
     /// Identifications in a row whose `AT+CGSN` answer did not parse.
     imei_misses: u32,
+    /// ICCIDs read in this process, by IMEI: a modem that had one and now
+    /// answers none is out of step, not without a SIM identity (the store
+    /// scopes de-duplication by ICCID).
+    known_iccids: HashMap<String, String>,
+    /// Whether "no ICCID" / "no IMEI" was already logged as a warning for
+    /// a modem that never had one.
+    warned_no_iccid: bool,
+    warned_no_imei: bool,
     failures: u32,
     /// Times degraded since the modem was last ready.
     strikes: u32,
@@ -149,6 +157,9 @@ impl Actor {
             phase2plus: false,
             failures: 0,
             imei_misses: 0,
+            known_iccids: HashMap::new(),
+            warned_no_iccid: false,
+            warned_no_imei: false,
             strikes: 0,
             resync: false,
             next: None,
@@ -471,7 +482,17 @@ impl Actor {
         self.snap.revision = revision;
         let r = self.at(&Imei).await;
         let garbled = matches!(r, Err(Fail::Link(LinkError::Parse { .. })));
-        self.snap.imei = self.soft(r, "AT+CGSN")?;
+        let imei = self.soft(r, "AT+CGSN")?;
+        if imei.is_none() && self.snap.imei.is_some() {
+            // This modem had an IMEI in this process: identified without
+            // one, its messages would be stored under its name (another
+            // de-duplication key). The snapshot keeps the IMEI it had.
+            warn!(modem = %self.cfg.name, imei = self.snap.imei.as_deref().unwrap_or(""), "AT+CGSN answered no IMEI from a modem that had one; replies out of step, identifying again");
+            return Ok(Input::Unhealthy(
+                "identification replies out of step: no IMEI from a modem that had one".into(),
+            ));
+        }
+        self.snap.imei = imei;
         if garbled && self.imei_misses < IMEI_RETRIES {
             // Every modem has an IMEI; an answer that is not one means the
             // replies are out of step with the commands (a stale reply
@@ -486,6 +507,10 @@ impl Actor {
             ));
         }
         self.imei_misses = 0;
+        if self.snap.imei.is_none() && !self.warned_no_imei {
+            self.warned_no_imei = true;
+            warn!(modem = %self.cfg.name, "no IMEI; the modem is known by its configured name");
+        }
         if self.settings.prompt_delay != self.link_prompt_delay {
             // The profile wants a prompt delay the link was not opened with.
             if let Err(e) = self.open_port().await {
@@ -496,6 +521,7 @@ impl Actor {
             Ok(p) => p,
             Err(reason) => return Ok(Input::SimLocked(reason)),
         };
+        let had_iccid = self.snap.iccid.clone();
         self.snap.iccid = self.read_iccid().await?;
         if pin != PinState::Ready {
             if let Some(locked) = self.unlock(&pin).await? {
@@ -504,6 +530,9 @@ impl Actor {
             if self.snap.iccid.is_none() {
                 self.snap.iccid = self.read_iccid().await?;
             }
+        }
+        if let Some(out) = self.check_iccid(had_iccid) {
+            return Ok(out);
         }
         let r = self.busy(&Imsi, "AT+CIMI").await?;
         self.snap.imsi = r;
@@ -520,6 +549,38 @@ impl Actor {
             "identified"
         );
         Ok(Input::SimReady)
+    }
+
+    /// After the ICCID read: a modem whose ICCID was read before in this
+    /// process (same IMEI) and now gives none is answering out of step
+    /// (its SIM answered a moment ago): going ready would change the
+    /// store's de-duplication scope from `sim:` to `modem:` and store a
+    /// committed-but-not-deleted message twice. Then the snapshot keeps
+    /// the ICCID it had and the answer is [`Input::Unhealthy`] (degraded,
+    /// identified again, reset after repeated strikes). A modem that never
+    /// had one goes on without (warned once).
+    fn check_iccid(&mut self, had: Option<String>) -> Option<Input> {
+        let imei = self.snap.imei.clone()?;
+        match (&self.snap.iccid, self.known_iccids.get(&imei)) {
+            (Some(iccid), _) => {
+                self.known_iccids.insert(imei, iccid.clone());
+                None
+            }
+            (None, Some(known)) => {
+                warn!(modem = %self.cfg.name, %imei, iccid = %known, "no ICCID from a modem whose SIM had one; replies out of step, identifying again");
+                self.snap.iccid = had;
+                Some(Input::Unhealthy(
+                    "identification replies out of step: no ICCID from a SIM that had one".into(),
+                ))
+            }
+            (None, None) => {
+                if !self.warned_no_iccid {
+                    self.warned_no_iccid = true;
+                    warn!(modem = %self.cfg.name, %imei, "no ICCID readable; inbound de-duplication is scoped by the modem, not the SIM");
+                }
+                None
+            }
+        }
     }
 
     fn choose_profile(&mut self, manufacturer: &str, model: &str) {
