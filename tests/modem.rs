@@ -307,6 +307,44 @@ async fn a_lost_iccid_or_imei_read_is_out_of_step_not_another_scope() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routed_message_the_daemon_cannot_take_brings_cnmi_back() {
+    // The daemon never reads events (queue of 1, filled by a state
+    // event); a +CMT arrives after a probe: it cannot be acknowledged, so
+    // +CNMI is set again and the storage swept (27.005 §3.4.4).
+    // The first +CSQ is the bring-up's (its URCs are dropped): the second.
+    let csq = std::sync::atomic::AtomicU32::new(0);
+    let fake = Fake::start(move |cmd| {
+        if cmd == "AT+CSQ" && csq.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            return Some(format!("{}\r\n+CMT: ,4\r\n00040B91\r\n", plain(cmd)));
+        }
+        None
+    });
+    let mut c = ModemConfig::new("fake", &fake.path);
+    c.probe_interval = Duration::from_millis(300);
+    c.queue = 1;
+    c.event_timeout = Duration::from_millis(100);
+    let (h, _ev) = start(c);
+    wait_state(&h, "ready").await;
+    eventually("+CNMI set again", || {
+        let cmds = fake.commands();
+        async move { cmds.iter().filter(|c| c.starts_with("AT+CNMI=")).count() >= 2 }
+    })
+    .await;
+    let cmds = fake.commands();
+    let again = cmds
+        .iter()
+        .rposition(|c| c.starts_with("AT+CNMI="))
+        .unwrap();
+    eventually("swept after", || {
+        let cmds = fake.commands();
+        async move { cmds.iter().skip(again).any(|c| c.starts_with("AT+CMGL")) }
+    })
+    .await;
+    assert!(!fake.commands().iter().any(|c| c == "AT+CNMA"));
+    h.shutdown().await;
+}
+
 // ------------------------------------------------------------------ PIN
 
 async fn iccid(sim: &Sim) -> String {

@@ -1152,7 +1152,14 @@ impl Actor {
             }
             // <mt>=2 / <ds>=1: routed to us, acknowledged after the commit.
             Urc::Message { pdu, .. } | Urc::StatusReport { pdu, .. } => {
-                self.offer(Origin::Routed, pdu).await;
+                if !self.offer(Origin::Routed, pdu).await {
+                    // Not offered, so never acknowledged: the modem falls
+                    // back to storing (27.005 §3.4.4: no +CNMA in time
+                    // resets +CNMI) and the network re-delivers. Set
+                    // +CNMI again and sweep so it is not left there.
+                    warn!(modem = %self.cfg.name, "routed message not taken by the daemon (event queue full); left unacknowledged for the network to deliver again");
+                    self.resync = self.phase2plus;
+                }
                 Ok(())
             }
             Urc::Registration {
@@ -1300,7 +1307,9 @@ impl Actor {
             .await
             .is_err()
         {
-            warn!(modem = %self.cfg.name, ?origin, "daemon not taking events; message left on the modem");
+            if let Origin::Stored { .. } = origin {
+                warn!(modem = %self.cfg.name, ?origin, "daemon not taking events; message left on the modem");
+            }
             return false;
         }
         debug!(modem = %self.cfg.name, ?origin, report, "offered");
