@@ -345,6 +345,68 @@ async fn a_routed_message_the_daemon_cannot_take_brings_cnmi_back() {
     h.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_registration_is_reported_and_stored_messages_are_read() {
+    // Registration denied for good (27.007 §7.2 <stat>=3); one message
+    // already on the SIM (a GSM 7-bit "hi" from +4912345, hand-made).
+    const PDU: &str = "0004068121436500006210110000000002E834";
+    let mem = std::sync::Mutex::new(String::new());
+    let fake = Fake::start(move |cmd| {
+        if let Some(m) = cmd.strip_prefix("AT+CPMS=\"") {
+            *mem.lock().unwrap() = m.chars().take(2).collect();
+            return None;
+        }
+        match cmd {
+            "AT+CREG?" => Some("\r\n+CREG: 1,3\r\n\r\nOK\r\n".into()),
+            "AT+CMGL=4" if *mem.lock().unwrap() == "ME" => {
+                Some(format!("\r\n+CMGL: 2,0,,19\r\n{PDU}\r\n\r\nOK\r\n"))
+            }
+            _ => None,
+        }
+    });
+    let mut c = ModemConfig::new("fake", &fake.path);
+    c.backoff_min = Duration::from_millis(100);
+    c.backoff_max = Duration::from_millis(500);
+    c.registration_report_after = Duration::from_secs(1);
+    let (h, mut ev) = start(c);
+    let (part, commit) = next_received(&mut ev).await;
+    assert_eq!(
+        part.origin,
+        modem::Origin::Stored {
+            mem: "ME".into(),
+            index: 2
+        }
+    );
+    assert_eq!(h.snapshot().state, "registering");
+    commit.send(Committed).unwrap();
+    eventually("deleted while registering", || {
+        let cmds = fake.commands();
+        async move { cmds.iter().any(|c| c == "AT+CMGD=2") }
+    })
+    .await;
+    let mut rx = h.watch();
+    let s = timeout(
+        WAIT,
+        rx.wait_for(|s| {
+            s.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("denied"))
+        }),
+    )
+    .await
+    .expect("reported")
+    .unwrap()
+    .clone();
+    assert_eq!(s.state, "registering", "{s:?}");
+    assert_eq!(s.registration.as_deref(), Some("denied"), "{s:?}");
+    // Still polled, but not in a busy loop: backoff_max 0.5 s.
+    let before = fake.commands().iter().filter(|c| *c == "AT+CREG?").count();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let polls = fake.commands().iter().filter(|c| *c == "AT+CREG?").count() - before;
+    assert!((1..=20).contains(&polls), "{polls} polls in 2 s");
+    h.shutdown().await;
+}
+
 // ------------------------------------------------------------------ PIN
 
 async fn iccid(sim: &Sim) -> String {

@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
@@ -811,6 +812,9 @@ impl Actor {
             .await;
         self.soft(r, "AT+CREG=1")?;
         let mut attempt = 0;
+        let since = Instant::now();
+        let mut swept = false;
+        let mut reported = false;
         loop {
             let r = self.at(&RegistrationQuery(RegKind::Cs)).await;
             if let Some((_, reg)) = self.soft(r, "AT+CREG?")? {
@@ -819,12 +823,41 @@ impl Actor {
                     break;
                 }
             }
+            if !swept {
+                // Messages already on the SIM can be read (and deleted
+                // once committed) without a network.
+                swept = true;
+                self.sweep().await?;
+            }
+            self.settle_commits().await?;
+            let waited = since.elapsed();
+            let overdue = waited >= self.cfg.registration_report_after;
+            if overdue {
+                let reg = self.snap.registration.as_deref().unwrap_or("unknown");
+                let why = format!("not registered after {} s ({reg})", waited.as_secs());
+                if !reported {
+                    reported = true;
+                    warn!(modem = %self.cfg.name, registration = reg, waited_s = waited.as_secs(), "not registered; still trying");
+                }
+                self.snap.last_error = Some(why);
+            }
             self.publish();
-            let pause = self.backoff(attempt).min(Duration::from_secs(5));
-            attempt += 1;
+            // Every few seconds at first; once overdue, backing off to
+            // `backoff_max` (an idle network need not be asked so often).
+            let cap = if overdue {
+                self.cfg.backoff_max
+            } else {
+                Duration::from_secs(5)
+            };
+            let pause = self.backoff(attempt).min(cap);
+            attempt = attempt.saturating_add(1);
             if let Some(i) = self.wait(pause).await {
                 return Err(i);
             }
+        }
+        if reported {
+            info!(modem = %self.cfg.name, waited_s = since.elapsed().as_secs(), "registered at last");
+            self.snap.last_error = None;
         }
         let r = self.at(&SetOperatorFormat(0)).await;
         self.soft(r, "AT+COPS=3,0")?;
@@ -843,6 +876,15 @@ impl Actor {
             debug!(modem = %self.cfg.name, stale, "URCs from the bring-up dropped");
         }
         Ok(Input::Registered)
+    }
+
+    /// Handles the commits that have arrived (deleting what was stored)
+    /// without waiting for the others: used while not serving yet.
+    async fn settle_commits(&mut self) -> Result<(), Input> {
+        while let Some(Some((origin, ok))) = self.pending.next().now_or_never() {
+            self.on_commit(origin, ok).await?;
+        }
+        Ok(())
     }
 
     /// Preferred storage (ME, falling back to SM, per profile) for all
