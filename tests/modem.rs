@@ -407,6 +407,36 @@ async fn denied_registration_is_reported_and_stored_messages_are_read() {
     h.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_fill_is_in_the_snapshot() {
+    let sim = Sim::start(&["--modems", "1"]);
+    let (h, _ev) = start(config(&sim, 0));
+    wait_state(&h, "ready").await;
+    // Read by the sweep that follows ready.
+    let mut rx = h.watch();
+    let s = timeout(WAIT, rx.wait_for(|s| s.storage_total.is_some()))
+        .await
+        .expect("storage read")
+        .unwrap()
+        .clone();
+    let me = &sim.modem(0).await["storage"]["me"];
+    assert_eq!(s.storage_used, me[0].as_u64().map(|n| n as u32), "{s:?}");
+    assert_eq!(s.storage_total, me[1].as_u64().map(|n| n as u32), "{s:?}");
+    assert!(s.storage_total.unwrap() > 0);
+    // Full (the simulator then reports a capacity equal to the use): seen
+    // at the next probe.
+    sim.ctl(&["full", "--modem", "0"]).await;
+    let mut rx = h.watch();
+    let s = timeout(WAIT, rx.wait_for(|s| s.storage_total == Some(0)))
+        .await
+        .expect("full seen")
+        .unwrap()
+        .clone();
+    assert_eq!(s.storage_used, Some(0), "{s:?}");
+    assert_eq!(s.state, "ready", "{s:?}");
+    h.shutdown().await;
+}
+
 // ------------------------------------------------------------------ PIN
 
 async fn iccid(sim: &Sim) -> String {

@@ -30,7 +30,7 @@ use crate::at::commands::{
     MessageFormat, MessageStat, OperatorQuery, OwnNumbers, PinAttempts, PinQuery, Ping, Raw,
     ReadIccidFile, ReadMessage, RegistrationQuery, ReportErrors, SelectMessageService, SendMessage,
     SetFunctionality, SetOperatorFormat, SetRegistrationReports, SetSmsc, SetStorage, SignalQuery,
-    SmscQuery, Storage, StorageSupportQuery,
+    SmscQuery, Storage, StorageQuery, StorageSupportQuery,
 };
 use crate::at::urc::{PinState, RegKind, RegStatus};
 use crate::at::{AtError, CmeError, Link, LinkConfig, LinkError, Retry, Urc};
@@ -119,6 +119,9 @@ pub(crate) struct Actor {
     /// A routed message went unacknowledged: the modem reset `+CNMI`
     /// (27.005 §3.4.4) and stored it; set up again and sweep.
     resync: bool,
+    /// The receive storage was last seen nearly full (warned once per
+    /// crossing).
+    nearly_full: bool,
     next: Option<Input>,
 }
 
@@ -163,6 +166,7 @@ impl Actor {
             warned_no_imei: false,
             strikes: 0,
             resync: false,
+            nearly_full: false,
             next: None,
         }
     }
@@ -1145,7 +1149,16 @@ impl Actor {
                 Wake::Commit(origin, ok) => self.on_commit(origin, ok).await,
                 Wake::Probe => {
                     if self.probe().await {
-                        self.update_signal().await
+                        match self.update_signal().await {
+                            // Nearly full: sweep now rather than at the
+                            // next interval (a full storage refuses
+                            // messages, 27.005 §3.2.5 322).
+                            Ok(()) => match self.update_storage().await {
+                                Ok(true) => self.sweep().await,
+                                other => other.map(drop),
+                            },
+                            Err(i) => Err(i),
+                        }
                     } else if *self.shutdown.borrow() {
                         Err(Input::Shutdown)
                     } else if link.is_closed() {
@@ -1219,6 +1232,10 @@ impl Actor {
             Urc::Rssi(r) => {
                 self.snap.signal = Some(r);
                 Ok(())
+            }
+            Urc::Unknown(line) if memory_full_indication(&line) => {
+                warn!(modem = %self.cfg.name, urc = %line, "the modem says its message storage is full; sweeping");
+                self.sweep().await
             }
             // Boot indications: the modem restarted and lost its settings.
             Urc::Ready | Urc::Pin(_) | Urc::SimState { .. } => {
@@ -1305,7 +1322,35 @@ impl Actor {
             }
         }
         debug!(modem = %self.cfg.name, offered, "sweep done");
+        self.update_storage().await?;
         Ok(())
+    }
+
+    /// Reads `+CPMS?` (27.005 §3.2.2) into the snapshot: the use of the
+    /// receive storage (`<mem3>`, else `<mem1>`). `true` when it is nearly
+    /// full (at most a tenth, or one message, free), warned once each time
+    /// it gets there.
+    async fn update_storage(&mut self) -> Result<bool, Input> {
+        let r = self.at(&StorageQuery).await;
+        let Some([mem1, _, mem3]) = self.soft(r, "AT+CPMS?")? else {
+            return Ok(false);
+        };
+        let Some(u) = mem3.or(mem1) else {
+            return Ok(false);
+        };
+        if (self.snap.storage_used, self.snap.storage_total) != (Some(u.used), Some(u.total)) {
+            self.snap.storage_used = Some(u.used);
+            self.snap.storage_total = Some(u.total);
+            self.publish();
+        }
+        let nearly = nearly_full(u.used, u.total);
+        if nearly && !self.nearly_full {
+            warn!(modem = %self.cfg.name, storage = u.storage.name(), used = u.used, total = u.total, "message storage nearly full; sweeping");
+        } else if !nearly && self.nearly_full {
+            info!(modem = %self.cfg.name, storage = u.storage.name(), used = u.used, total = u.total, "message storage no longer nearly full");
+        }
+        self.nearly_full = nearly;
+        Ok(nearly)
     }
 
     /// Hands a PDU to the daemon. `false` when the event channel stayed
@@ -1507,6 +1552,30 @@ fn backoff(min: Duration, max: Duration, attempt: u32) -> Duration {
     min.saturating_mul(factor).min(max.max(min))
 }
 
+/// At most a tenth (at least one message) of the storage free. A storage
+/// of no capacity (a full one, as some modems report it) is full.
+fn nearly_full(used: u32, total: u32) -> bool {
+    used >= total.saturating_sub((total / 10).max(1))
+}
+
+/// Vendor "SMS storage full" URCs: Huawei `^SMMEMFULL: <mem>`, and the
+/// `+CIND` indicators (27.007 §8.9) `smsfull` / `message` reported by
+/// name (`+CIEV: "SMSFULL",1`). A numbered `+CIEV` cannot be read without
+/// the modem's `+CIND=?` list and is left alone.
+fn memory_full_indication(line: &str) -> bool {
+    let upper = line.trim().to_ascii_uppercase();
+    if upper.starts_with("^SMMEMFULL") {
+        return true;
+    }
+    let Some(rest) = upper.strip_prefix("+CIEV:") else {
+        return false;
+    };
+    let mut f = rest.split(',').map(|x| x.trim().trim_matches('"'));
+    let name = f.next().unwrap_or("");
+    let on = f.next().is_some_and(|v| v != "0");
+    on && (name == "SMSFULL" || name == "MESSAGE")
+}
+
 fn reg_name(s: RegStatus) -> &'static str {
     match s {
         RegStatus::NotRegistered => "not-registered",
@@ -1560,6 +1629,40 @@ mod tests {
                 want,
                 "{min:?} {max:?} #{attempt}"
             );
+        }
+    }
+
+    #[test]
+    fn storage_nearly_full() {
+        #[rustfmt::skip]
+        let cases = [
+            (0, 0, true), (0, 30, false), (26, 30, false), (27, 30, true),
+            (30, 30, true), (31, 30, true), (0, 1, true), (8, 10, false),
+            (9, 10, true), (229, 255, false), (230, 255, true),
+        ];
+        for (used, total, want) in cases {
+            assert_eq!(nearly_full(used, total), want, "{used}/{total}");
+        }
+    }
+
+    #[test]
+    fn memory_full_urcs() {
+        for yes in [
+            "^SMMEMFULL: \"SM\"",
+            "^SMMEMFULL",
+            "+CIEV: \"SMSFULL\",1",
+            "+ciev: \"MESSAGE\",1",
+        ] {
+            assert!(memory_full_indication(yes), "{yes}");
+        }
+        for no in [
+            "+CIEV: \"SMSFULL\",0",
+            "+CIEV: 7,1",
+            "+CIEV: \"signal\",3",
+            "^RSSI:20",
+            "",
+        ] {
+            assert!(!memory_full_indication(no), "{no}");
         }
     }
 

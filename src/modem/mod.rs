@@ -190,6 +190,11 @@ pub struct Snapshot {
     pub profile: Option<String>,
     /// The last error worth showing an operator.
     pub last_error: Option<String>,
+    /// Messages in the storage new messages land in (`<mem3>` of
+    /// `+CPMS?`, 27.005 §3.2.2), read on every probe and sweep.
+    pub storage_used: Option<u32>,
+    /// That storage's capacity.
+    pub storage_total: Option<u32>,
 }
 
 /// A modem as the bus (`modems` op) and the CLI (`smsgate modems`) show it:
