@@ -72,6 +72,26 @@ async fn wait_state(h: &ModemHandle, state: &str) -> Snapshot {
     got
 }
 
+/// The first snapshot (now or later) for which `f` holds.
+async fn wait_snapshot(h: &ModemHandle, what: &str, f: impl Fn(&Snapshot) -> bool) -> Snapshot {
+    let mut rx = h.watch();
+    let got = match timeout(WAIT, rx.wait_for(|s| f(s))).await {
+        Ok(Ok(s)) => s.clone(),
+        _ => panic!("timed out: {what}; now {:?}", h.snapshot()),
+    };
+    got
+}
+
+/// The first snapshot whose `last_error` reports a denied registration.
+async fn denied_reported(h: &ModemHandle) -> Snapshot {
+    wait_snapshot(h, "denied reported", |s| {
+        s.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("denied"))
+    })
+    .await
+}
+
 /// The next inbound part or status report, skipping state events.
 async fn next_received(
     ev: &mut mpsc::Receiver<ModemEvent>,
@@ -384,19 +404,7 @@ async fn denied_registration_is_reported_and_stored_messages_are_read() {
         async move { cmds.iter().any(|c| c == "AT+CMGD=2") }
     })
     .await;
-    let mut rx = h.watch();
-    let s = timeout(
-        WAIT,
-        rx.wait_for(|s| {
-            s.last_error
-                .as_deref()
-                .is_some_and(|e| e.contains("denied"))
-        }),
-    )
-    .await
-    .expect("reported")
-    .unwrap()
-    .clone();
+    let s = denied_reported(&h).await;
     assert_eq!(s.state, "registering", "{s:?}");
     assert_eq!(s.registration.as_deref(), Some("denied"), "{s:?}");
     // Still polled, but not in a busy loop: backoff_max 0.5 s.
@@ -408,17 +416,28 @@ async fn denied_registration_is_reported_and_stored_messages_are_read() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_modem_is_reported_then_gets_ready_when_allowed() {
+    let sim = Sim::start(&["--modems", "1"]);
+    sim.ctl(&["deny", "--modem", "0"]).await;
+    let mut c = config(&sim, 0);
+    c.registration_report_after = Duration::from_secs(1);
+    let (h, _ev) = start(c);
+    let s = denied_reported(&h).await;
+    assert_eq!(s.state, "registering", "{s:?}");
+    sim.ctl(&["deny", "--modem", "0", "--off"]).await;
+    let s = wait_state(&h, "ready").await;
+    assert_eq!(s.registration.as_deref(), Some("home"), "{s:?}");
+    assert_eq!(s.last_error, None, "{s:?}");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_fill_is_in_the_snapshot() {
     let sim = Sim::start(&["--modems", "1"]);
     let (h, _ev) = start(config(&sim, 0));
     wait_state(&h, "ready").await;
     // Read by the sweep that follows ready.
-    let mut rx = h.watch();
-    let s = timeout(WAIT, rx.wait_for(|s| s.storage_total.is_some()))
-        .await
-        .expect("storage read")
-        .unwrap()
-        .clone();
+    let s = wait_snapshot(&h, "storage read", |s| s.storage_total.is_some()).await;
     let me = &sim.modem(0).await["storage"]["me"];
     assert_eq!(s.storage_used, me[0].as_u64().map(|n| n as u32), "{s:?}");
     assert_eq!(s.storage_total, me[1].as_u64().map(|n| n as u32), "{s:?}");
@@ -426,12 +445,7 @@ async fn storage_fill_is_in_the_snapshot() {
     // Full (the simulator then reports a capacity equal to the use): seen
     // at the next probe.
     sim.ctl(&["full", "--modem", "0"]).await;
-    let mut rx = h.watch();
-    let s = timeout(WAIT, rx.wait_for(|s| s.storage_total == Some(0)))
-        .await
-        .expect("full seen")
-        .unwrap()
-        .clone();
+    let s = wait_snapshot(&h, "full seen", |s| s.storage_total == Some(0)).await;
     assert_eq!(s.storage_used, Some(0), "{s:?}");
     assert_eq!(s.state, "ready", "{s:?}");
     h.shutdown().await;

@@ -51,6 +51,8 @@ pub enum FaultOp {
     CmsError(Option<(u16, f64)>),
     /// Report storage full, or stop.
     Full(bool),
+    /// Deny registration, or stop.
+    Deny(bool),
     /// Reboot as `AT+CFUN=1,1` does.
     Reboot,
     /// Clear every fault, replugging if unplugged.
@@ -70,6 +72,8 @@ pub struct FaultState {
     pub cms_error: Option<CmsErrorFault>,
     /// Storage reports full.
     pub full: bool,
+    /// Registration is denied.
+    pub deny: bool,
 }
 
 /// The `cms-error` fault's parameters.
@@ -571,6 +575,7 @@ impl ModemTask {
                 self.faults.cms_error = c.map(|(code, rate)| CmsErrorFault { code, rate })
             }
             FaultOp::Full(on) => self.faults.full = on,
+            FaultOp::Deny(on) => self.faults.deny = on,
             FaultOp::Reboot => self.modem.reboot(now),
             FaultOp::Clear => {
                 let unplugged = self.faults.unplugged;
@@ -585,7 +590,9 @@ impl ModemTask {
             hang: self.faults.hang,
             cms_error: self.faults.cms_error.map(|c| (c.code, c.rate)),
             full: self.faults.full,
+            deny: self.faults.deny,
         });
+        self.modem.network_changed(now);
         Ok(())
     }
 

@@ -258,6 +258,23 @@ fn registration_urcs_follow_cfun() {
     );
 }
 
+#[test]
+fn denied_registration_fault() {
+    let mut d = Dte::new("generic").quiet_echo();
+    assert_eq!(d.at("AT+CREG=1"), OK);
+    d.m.set_faults(Faults {
+        deny: true,
+        ..Faults::default()
+    });
+    d.m.network_changed(d.now);
+    assert_eq!(d.read(), "\r\n+CREG: 3\r\n");
+    assert_eq!(d.at("AT+CREG?"), ok("+CREG: 1,3"));
+    assert_eq!(d.m.receive(&deliver(), d.now), Err(ReceiveError::NotReady));
+    d.m.set_faults(Faults::default());
+    d.m.network_changed(d.now);
+    assert_eq!(d.read(), "\r\n+CREG: 1\r\n");
+}
+
 const SUBMIT: &str = "0011000B915155112122F20000FF13C8329BFD0699E5EF3668DE9ED3DF6FF61C";
 
 #[test]
