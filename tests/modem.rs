@@ -72,6 +72,26 @@ async fn wait_state(h: &ModemHandle, state: &str) -> Snapshot {
     got
 }
 
+/// The first snapshot (now or later) for which `f` holds.
+async fn wait_snapshot(h: &ModemHandle, what: &str, f: impl Fn(&Snapshot) -> bool) -> Snapshot {
+    let mut rx = h.watch();
+    let got = match timeout(WAIT, rx.wait_for(|s| f(s))).await {
+        Ok(Ok(s)) => s.clone(),
+        _ => panic!("timed out: {what}; now {:?}", h.snapshot()),
+    };
+    got
+}
+
+/// The first snapshot whose `last_error` reports a denied registration.
+async fn denied_reported(h: &ModemHandle) -> Snapshot {
+    wait_snapshot(h, "denied reported", |s| {
+        s.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("denied"))
+    })
+    .await
+}
+
 /// The next inbound part or status report, skipping state events.
 async fn next_received(
     ev: &mut mpsc::Receiver<ModemEvent>,
@@ -171,6 +191,264 @@ async fn bring_up_quectel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bring_up_simcom() {
     bring_up("simcom").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bring_up_sierra() {
+    bring_up("sierra").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bring_up_telit() {
+    bring_up("telit").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bring_up_ublox() {
+    bring_up("ublox").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bring_up_zte() {
+    bring_up("zte").await;
+}
+
+/// The answer of a fake modem's vendor command (`None`: not this one).
+type Answer = &'static (dyn Fn(&str) -> Option<&'static str> + Sync);
+
+/// A modem of `profile` that answers only its vendor ICCID command (as
+/// `answer` says); every other ICCID form is an `ERROR`. Returns the ICCID
+/// the actor read and the commands it sent.
+async fn iccid_read_by(profile: Option<&str>, answer: Answer) -> (Option<String>, Vec<String>) {
+    let fake = Fake::start(move |cmd| {
+        if let Some(info) = answer(cmd) {
+            return Some(format!("\r\n{info}\r\n\r\nOK\r\n"));
+        }
+        let iccid_form = ["AT+CCID", "AT^ICCID?", "AT+QCCID", "AT+ICCID", "AT+CRSM"]
+            .iter()
+            .any(|f| cmd.starts_with(f));
+        iccid_form.then(|| "\r\nERROR\r\n".to_string())
+    });
+    let mut c = ModemConfig::new("fake", &fake.path);
+    c.probe_interval = Duration::from_secs(30);
+    c.profile = profile.map(str::to_string);
+    let (h, _ev) = start(c);
+    let s = wait_state(&h, "ready").await;
+    h.shutdown().await;
+    (s.iccid, fake.commands())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vendor_iccid_answers_with_their_own_prefix() {
+    #[rustfmt::skip]
+    let cases: [(&str, &str, Answer); 3] = [
+        ("telit", "AT#CCID", &|c| (c == "AT#CCID").then_some("#CCID: 89390100001234567895")),
+        ("sierra", "AT!ICCID?", &|c| (c == "AT!ICCID?").then_some("ICCID: 89390100001234567895")),
+        ("zte", "AT+ZGETICCID", &|c| (c == "AT+ZGETICCID").then_some("+ZGETICCID: 89390100001234567895")),
+    ];
+    for (profile, command, answer) in cases {
+        let (iccid, cmds) = iccid_read_by(Some(profile), answer).await;
+        assert_eq!(
+            iccid.as_deref(),
+            Some("89390100001234567895"),
+            "{profile}: {cmds:?}"
+        );
+        assert!(cmds.iter().any(|c| c == command), "{profile}: {cmds:?}");
+        // Read from the first answer: no other form was tried.
+        assert!(!cmds.iter().any(|c| c == "AT+CCID"), "{profile}: {cmds:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iccid_falls_back_to_ef_iccid() {
+    // No vendor command answers; EF_ICCID in swapped BCD (27.007 §8.18).
+    let (iccid, cmds) = iccid_read_by(None, &|c| {
+        (c == "AT+CRSM=176,12258,0,0,10").then_some("+CRSM: 144,0,\"98931000002143658759\"")
+    })
+    .await;
+    assert_eq!(iccid.as_deref(), Some("89390100001234567895"), "{cmds:?}");
+}
+
+/// The first set-up fails (PDU mode refused once), so the modem is
+/// identified again; that time `lost` fails, the next time it works.
+/// Returns the first ready snapshot and every `state/value` published.
+async fn identity_lost_once(lost: &'static str) -> (Snapshot, Vec<String>) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let calls = AtomicU32::new(0);
+    let cmgf = AtomicU32::new(0);
+    let fake = Fake::start(move |cmd| {
+        let err = || Some("\r\nERROR\r\n".to_string());
+        match cmd {
+            c if c == lost && calls.fetch_add(1, Ordering::SeqCst) == 1 => err(),
+            "AT+CMGF=0" if cmgf.fetch_add(1, Ordering::SeqCst) == 0 => err(),
+            c if ["AT^ICCID?", "AT+QCCID", "AT+ICCID", "AT+CRSM"]
+                .iter()
+                .any(|f| c.starts_with(f)) =>
+            {
+                err()
+            }
+            _ => None,
+        }
+    });
+    let mut c = ModemConfig::new("fake", &fake.path);
+    c.probe_interval = Duration::from_secs(30);
+    c.backoff_min = Duration::from_millis(100);
+    let (h, _ev) = start(c);
+    let seen = record(&h, |s| format!("{}/{:?}/{:?}", s.state, s.imei, s.iccid));
+    let s = wait_state(&h, "ready").await;
+    let cmds = fake.commands();
+    assert!(cmds.iter().filter(|c| *c == lost).count() >= 3, "{cmds:?}");
+    h.shutdown().await;
+    let seen = seen.lock().unwrap().clone();
+    (s, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_iccid_or_imei_read_is_out_of_step_not_another_scope() {
+    for lost in ["AT+CCID", "AT+CGSN"] {
+        let (s, seen) = identity_lost_once(lost).await;
+        assert_eq!(
+            s.iccid.as_deref(),
+            Some("89490200001234567890"),
+            "{lost}: {s:?}"
+        );
+        assert_eq!(s.imei.as_deref(), Some("490154203237518"), "{lost}: {s:?}");
+        // Once identified, never without the identity it had.
+        let after = seen.iter().skip_while(|s| !s.starts_with("registering"));
+        assert!(after.clone().count() > 2, "{lost}: {seen:?}");
+        assert!(
+            after.clone().all(|s| !s.contains("None")),
+            "{lost}: {seen:?}"
+        );
+        assert!(
+            seen.iter().any(|s| s.starts_with("degraded")),
+            "{lost}: {seen:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routed_message_the_daemon_cannot_take_brings_cnmi_back() {
+    // The daemon never reads events (queue of 1, filled by a state
+    // event); a +CMT arrives after a probe: it cannot be acknowledged, so
+    // +CNMI is set again and the storage swept (27.005 §3.4.4).
+    // The first +CSQ is the bring-up's (its URCs are dropped): the second.
+    let csq = std::sync::atomic::AtomicU32::new(0);
+    let fake = Fake::start(move |cmd| {
+        if cmd == "AT+CSQ" && csq.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            return Some(format!("{}\r\n+CMT: ,4\r\n00040B91\r\n", plain(cmd)));
+        }
+        None
+    });
+    let mut c = ModemConfig::new("fake", &fake.path);
+    c.probe_interval = Duration::from_millis(300);
+    c.queue = 1;
+    c.event_timeout = Duration::from_millis(100);
+    let (h, _ev) = start(c);
+    wait_state(&h, "ready").await;
+    eventually("+CNMI set again", || {
+        let cmds = fake.commands();
+        async move { cmds.iter().filter(|c| c.starts_with("AT+CNMI=")).count() >= 2 }
+    })
+    .await;
+    let cmds = fake.commands();
+    let again = cmds
+        .iter()
+        .rposition(|c| c.starts_with("AT+CNMI="))
+        .unwrap();
+    eventually("swept after", || {
+        let cmds = fake.commands();
+        async move { cmds.iter().skip(again).any(|c| c.starts_with("AT+CMGL")) }
+    })
+    .await;
+    assert!(!fake.commands().iter().any(|c| c == "AT+CNMA"));
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_registration_is_reported_and_stored_messages_are_read() {
+    // Registration denied for good (27.007 §7.2 <stat>=3); one message
+    // already on the SIM (a GSM 7-bit "hi" from +4912345, hand-made).
+    const PDU: &str = "0004068121436500006210110000000002E834";
+    let mem = std::sync::Mutex::new(String::new());
+    let fake = Fake::start(move |cmd| {
+        if let Some(m) = cmd.strip_prefix("AT+CPMS=\"") {
+            *mem.lock().unwrap() = m.chars().take(2).collect();
+            return None;
+        }
+        match cmd {
+            "AT+CREG?" => Some("\r\n+CREG: 1,3\r\n\r\nOK\r\n".into()),
+            "AT+CMGL=4" if *mem.lock().unwrap() == "ME" => {
+                Some(format!("\r\n+CMGL: 2,0,,19\r\n{PDU}\r\n\r\nOK\r\n"))
+            }
+            _ => None,
+        }
+    });
+    let mut c = ModemConfig::new("fake", &fake.path);
+    c.backoff_min = Duration::from_millis(100);
+    c.backoff_max = Duration::from_millis(500);
+    c.registration_report_after = Duration::from_secs(1);
+    let (h, mut ev) = start(c);
+    let (part, commit) = next_received(&mut ev).await;
+    assert_eq!(
+        part.origin,
+        modem::Origin::Stored {
+            mem: "ME".into(),
+            index: 2
+        }
+    );
+    assert_eq!(h.snapshot().state, "registering");
+    commit.send(Committed).unwrap();
+    eventually("deleted while registering", || {
+        let cmds = fake.commands();
+        async move { cmds.iter().any(|c| c == "AT+CMGD=2") }
+    })
+    .await;
+    let s = denied_reported(&h).await;
+    assert_eq!(s.state, "registering", "{s:?}");
+    assert_eq!(s.registration.as_deref(), Some("denied"), "{s:?}");
+    // Still polled, but not in a busy loop: backoff_max 0.5 s.
+    let before = fake.commands().iter().filter(|c| *c == "AT+CREG?").count();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let polls = fake.commands().iter().filter(|c| *c == "AT+CREG?").count() - before;
+    assert!((1..=20).contains(&polls), "{polls} polls in 2 s");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_modem_is_reported_then_gets_ready_when_allowed() {
+    let sim = Sim::start(&["--modems", "1"]);
+    sim.ctl(&["deny", "--modem", "0"]).await;
+    let mut c = config(&sim, 0);
+    c.registration_report_after = Duration::from_secs(1);
+    let (h, _ev) = start(c);
+    let s = denied_reported(&h).await;
+    assert_eq!(s.state, "registering", "{s:?}");
+    sim.ctl(&["deny", "--modem", "0", "--off"]).await;
+    let s = wait_state(&h, "ready").await;
+    assert_eq!(s.registration.as_deref(), Some("home"), "{s:?}");
+    assert_eq!(s.last_error, None, "{s:?}");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_fill_is_in_the_snapshot() {
+    let sim = Sim::start(&["--modems", "1"]);
+    let (h, _ev) = start(config(&sim, 0));
+    wait_state(&h, "ready").await;
+    // Read by the sweep that follows ready.
+    let s = wait_snapshot(&h, "storage read", |s| s.storage_total.is_some()).await;
+    let me = &sim.modem(0).await["storage"]["me"];
+    assert_eq!(s.storage_used, me[0].as_u64().map(|n| n as u32), "{s:?}");
+    assert_eq!(s.storage_total, me[1].as_u64().map(|n| n as u32), "{s:?}");
+    assert!(s.storage_total.unwrap() > 0);
+    // Full (the simulator then reports a capacity equal to the use): seen
+    // at the next probe.
+    sim.ctl(&["full", "--modem", "0"]).await;
+    let s = wait_snapshot(&h, "full seen", |s| s.storage_total == Some(0)).await;
+    assert_eq!(s.storage_used, Some(0), "{s:?}");
+    assert_eq!(s.state, "ready", "{s:?}");
+    h.shutdown().await;
 }
 
 // ------------------------------------------------------------------ PIN

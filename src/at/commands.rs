@@ -291,8 +291,105 @@ impl AtCommand for Iccid {
             Iccid::Quectel => "+QCCID:",
             Iccid::Iccid => "+ICCID:",
         };
-        // ICCIDs may end in the filler `F`, hence hex.
-        digits(lines, prefix, "ICCID", true)
+        // The vendor's own prefix first, then any `<prefix>: <iccid>` or
+        // bare line: firmware differs on what it echoes (`ICCID:` for
+        // `AT!ICCID?`, `+ICCID:` for `AT+CICCID`, `#CCID:`...).
+        prefixed(lines, prefix)
+            .find_map(parse_iccid)
+            .or_else(|| iccid_in(lines))
+            .ok_or_else(|| match lines.first() {
+                Some(l) => ParseError::invalid("ICCID", l),
+                None => ParseError::Missing("ICCID"),
+            })
+    }
+}
+
+/// The ICCID in a vendor's answer lines, whatever the prefix: the first
+/// line that reads as `<prefix>: <iccid>` or as a bare ICCID. Used for
+/// the raw vendor commands (`AT#CCID`, `AT!ICCID?`, `AT+ZGETICCID`...).
+pub fn iccid_in(lines: &[String]) -> Option<String> {
+    lines
+        .iter()
+        .find_map(|l| parse_iccid(l.split_once(':').map_or(l.as_str(), |(_, rest)| rest)))
+}
+
+/// Validates and normalises one ICCID value (ITU-T E.118: 19 or 20
+/// digits, starting with the telecom industry identifier `89`).
+///
+/// * Quotes and spaces around it are dropped.
+/// * The filler `F` that pads an odd-length ICCID to whole bytes is
+///   allowed and kept as printed: the ICCID keys PINs in the config and
+///   the store's de-duplication scope, which must not change.
+/// * An ICCID that starts with `98` is nibble-swapped: EF_ICCID holds it
+///   as swapped BCD (TS 31.102 §4.1.1 / TS 11.11 §10.1.1) and Huawei's
+///   `^ICCID` and some firmware print the bytes as stored. It is swapped
+///   back pairwise.
+///
+/// `None` for anything else (too short or long, other characters).
+pub fn parse_iccid(text: &str) -> Option<String> {
+    let t = text.trim().trim_matches('"').trim();
+    if t.len() > 24 || !t.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let t = if t.starts_with("98") {
+        swap_nibbles(t)?
+    } else {
+        t.to_string()
+    };
+    let digits = t.trim_end_matches(['F', 'f']);
+    ((19..=20).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit())).then_some(t)
+}
+
+/// `"9868"` -> `"8986"`: the BCD digit order of SIM files. `None` for an
+/// odd length (not whole bytes).
+fn swap_nibbles(hex: &str) -> Option<String> {
+    let b = hex.as_bytes();
+    if b.len() % 2 != 0 {
+        return None;
+    }
+    let mut out = String::with_capacity(b.len());
+    for pair in b.chunks_exact(2) {
+        if let [hi, lo] = pair {
+            out.push(char::from(*lo));
+            out.push(char::from(*hi));
+        }
+    }
+    Some(out)
+}
+
+/// `AT+CRSM=176,12258,0,0,10`: READ BINARY (176) of EF_ICCID (file id
+/// 0x2FE2 = 12258, 10 bytes) through restricted SIM access (27.007
+/// §8.18). The standard way when no vendor command answers. The answer
+/// `+CRSM: <sw1>,<sw2>,"<hex>"` carries the file in swapped BCD;
+/// `<sw1>` 144 (0x90) or 145 (0x91) means success (TS 51.011 §9.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReadIccidFile;
+impl AtCommand for ReadIccidFile {
+    type Response = String;
+    fn text(&self) -> String {
+        "AT+CRSM=176,12258,0,0,10".into()
+    }
+    fn parse(&self, lines: &[String]) -> Result<String, ParseError> {
+        let line = first_prefixed(lines, "+CRSM:")?;
+        let f = fields(line);
+        let sw1: u32 = f
+            .first()
+            .and_then(Field::num)
+            .ok_or(ParseError::Missing("+CRSM <sw1>"))?;
+        if sw1 != 0x90 && sw1 != 0x91 {
+            return Err(ParseError::invalid("+CRSM status", line));
+        }
+        let data = f
+            .get(2)
+            .and_then(Field::opt_text)
+            .ok_or(ParseError::Missing("+CRSM <response>"))?
+            .trim();
+        // Stored swapped: swap unconditionally (an ICCID file never starts
+        // with 0x89 once read in its stored order, it starts 0x98).
+        swap_nibbles(data)
+            .as_deref()
+            .and_then(parse_iccid)
+            .ok_or_else(|| ParseError::invalid("ICCID", line))
     }
 }
 
@@ -1603,11 +1700,11 @@ mod tests {
         );
         assert_eq!(
             Iccid::Huawei
-                .parse(&l(&["^ICCID: 89860012345678901F"]))
+                .parse(&l(&["^ICCID: 8986001234567890123F"]))
                 .unwrap(),
-            "89860012345678901F"
+            "8986001234567890123F"
         );
-        assert_eq!(Iccid::Quectel.parse(&l(&["+QCCID: 8944"])).unwrap(), "8944");
+        assert!(Iccid::Quectel.parse(&l(&["+QCCID: 8944"])).is_err());
         assert_eq!(
             Imei.parse(&l(&["352099001761481"])).unwrap(),
             "352099001761481"
@@ -1684,5 +1781,57 @@ mod tests {
             (Some(17), Some(MessageStat::StoSent), "0791AB")
         );
         assert_eq!(v[1].alpha.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn iccid_any_prefix_swapped_and_filler() {
+        // Hand-made from E.118 / TS 31.102 §4.1.1 (EF_ICCID swapped BCD).
+        #[rustfmt::skip]
+        let cases: &[(&[&str], Option<&str>)] = &[
+            (&["#CCID: 89014103211118510720"], Some("89014103211118510720")),
+            (&["ICCID: 89014103211118510720"], Some("89014103211118510720")),
+            (&["+ZGETICCID: 8986011234567890123F"], Some("8986011234567890123F")),
+            (&["+ICCID: \"89014103211118510720\""], Some("89014103211118510720")),
+            (&["89014103211118510720"], Some("89014103211118510720")),
+            // Huawei ^ICCID as stored: nibble pairs swapped.
+            (&["^ICCID: 98101430121181157002"], Some("89014103211118510720")),
+            (&["^ICCID: 986810214365870921F3"], Some("8986011234567890123F")),
+            (&["", "#CCID: 8901"], None),
+            (&["+CME ERROR-ish: 8901410321111851072X"], None),
+            (&["898601123456789012345678"], None),
+            (&[], None),
+        ];
+        for (lines, want) in cases {
+            assert_eq!(iccid_in(&l(lines)).as_deref(), *want, "{lines:?}");
+        }
+        assert_eq!(
+            Iccid::Ccid
+                .parse(&l(&["#CCID: 89014103211118510720"]))
+                .unwrap(),
+            "89014103211118510720"
+        );
+    }
+
+    #[test]
+    fn iccid_from_ef_iccid() {
+        let r = ReadIccidFile;
+        assert_eq!(r.text(), "AT+CRSM=176,12258,0,0,10");
+        assert_eq!(
+            r.parse(&l(&["+CRSM: 144,0,\"98101430121181157002\""]))
+                .unwrap(),
+            "89014103211118510720"
+        );
+        assert_eq!(
+            r.parse(&l(&["+CRSM: 144,0,986810214365870921F3"])).unwrap(),
+            "8986011234567890123F"
+        );
+        // 0x6A82: file not found; 0x94: no EF selected.
+        assert!(r.parse(&l(&["+CRSM: 106,130,\"\""])).is_err());
+        assert!(r.parse(&l(&["+CRSM: 148,4"])).is_err());
+        assert!(r.parse(&l(&["+CRSM: 144,0,\"981041\""])).is_err());
+        assert!(r
+            .parse(&l(&["+CRSM: 144,0,\"9810413012111158070\""]))
+            .is_err());
+        assert!(r.parse(&l(&[])).is_err());
     }
 }

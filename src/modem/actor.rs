@@ -6,12 +6,13 @@
 //! has a timeout and watches the shutdown signal; nothing here is shared
 //! with another modem's actor except the rejected-PIN memory.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
@@ -25,11 +26,11 @@ use super::{
     SentPart, Snapshot,
 };
 use crate::at::commands::{
-    AckMessage, AtCommand, EchoOff, EnterPin, Iccid, Identify, Imei, Imsi, ListMessagesAs,
+    iccid_in, AckMessage, AtCommand, EchoOff, EnterPin, Identify, Imei, Imsi, ListMessagesAs,
     MessageFormat, MessageStat, OperatorQuery, OwnNumbers, PinAttempts, PinQuery, Ping, Raw,
-    ReadMessage, RegistrationQuery, ReportErrors, SelectMessageService, SendMessage,
+    ReadIccidFile, ReadMessage, RegistrationQuery, ReportErrors, SelectMessageService, SendMessage,
     SetFunctionality, SetOperatorFormat, SetRegistrationReports, SetSmsc, SetStorage, SignalQuery,
-    SmscQuery, Storage, StorageSupportQuery,
+    SmscQuery, Storage, StorageQuery, StorageSupportQuery,
 };
 use crate::at::urc::{PinState, RegKind, RegStatus};
 use crate::at::{AtError, CmeError, Link, LinkConfig, LinkError, PayloadError, Retry, Urc};
@@ -104,12 +105,23 @@ pub(crate) struct Actor {
     /// Consecutive failed commands while serving.
     /// Identifications in a row whose `AT+CGSN` answer did not parse.
     imei_misses: u32,
+    /// ICCIDs read in this process, by IMEI: a modem that had one and now
+    /// answers none is out of step, not without a SIM identity (the store
+    /// scopes de-duplication by ICCID).
+    known_iccids: HashMap<String, String>,
+    /// Whether "no ICCID" / "no IMEI" was already logged as a warning for
+    /// a modem that never had one.
+    warned_no_iccid: bool,
+    warned_no_imei: bool,
     failures: u32,
     /// Times degraded since the modem was last ready.
     strikes: u32,
     /// A routed message went unacknowledged: the modem reset `+CNMI`
     /// (27.005 §3.4.4) and stored it; set up again and sweep.
     resync: bool,
+    /// The receive storage was last seen nearly full (warned once per
+    /// crossing).
+    nearly_full: bool,
     next: Option<Input>,
 }
 
@@ -149,8 +161,12 @@ impl Actor {
             phase2plus: false,
             failures: 0,
             imei_misses: 0,
+            known_iccids: HashMap::new(),
+            warned_no_iccid: false,
+            warned_no_imei: false,
             strikes: 0,
             resync: false,
+            nearly_full: false,
             next: None,
         }
     }
@@ -471,7 +487,17 @@ impl Actor {
         self.snap.revision = revision;
         let r = self.at(&Imei).await;
         let garbled = matches!(r, Err(Fail::Link(LinkError::Parse { .. })));
-        self.snap.imei = self.soft(r, "AT+CGSN")?;
+        let imei = self.soft(r, "AT+CGSN")?;
+        if imei.is_none() && self.snap.imei.is_some() {
+            // This modem had an IMEI in this process: identified without
+            // one, its messages would be stored under its name (another
+            // de-duplication key). The snapshot keeps the IMEI it had.
+            warn!(modem = %self.cfg.name, imei = self.snap.imei.as_deref().unwrap_or(""), "AT+CGSN answered no IMEI from a modem that had one; replies out of step, identifying again");
+            return Ok(Input::Unhealthy(
+                "identification replies out of step: no IMEI from a modem that had one".into(),
+            ));
+        }
+        self.snap.imei = imei;
         if garbled && self.imei_misses < IMEI_RETRIES {
             // Every modem has an IMEI; an answer that is not one means the
             // replies are out of step with the commands (a stale reply
@@ -486,6 +512,10 @@ impl Actor {
             ));
         }
         self.imei_misses = 0;
+        if self.snap.imei.is_none() && !self.warned_no_imei {
+            self.warned_no_imei = true;
+            warn!(modem = %self.cfg.name, "no IMEI; the modem is known by its configured name");
+        }
         if self.settings.prompt_delay != self.link_prompt_delay {
             // The profile wants a prompt delay the link was not opened with.
             if let Err(e) = self.open_port().await {
@@ -496,6 +526,7 @@ impl Actor {
             Ok(p) => p,
             Err(reason) => return Ok(Input::SimLocked(reason)),
         };
+        let had_iccid = self.snap.iccid.clone();
         self.snap.iccid = self.read_iccid().await?;
         if pin != PinState::Ready {
             if let Some(locked) = self.unlock(&pin).await? {
@@ -504,6 +535,9 @@ impl Actor {
             if self.snap.iccid.is_none() {
                 self.snap.iccid = self.read_iccid().await?;
             }
+        }
+        if let Some(out) = self.check_iccid(had_iccid) {
+            return Ok(out);
         }
         let r = self.busy(&Imsi, "AT+CIMI").await?;
         self.snap.imsi = r;
@@ -520,6 +554,38 @@ impl Actor {
             "identified"
         );
         Ok(Input::SimReady)
+    }
+
+    /// After the ICCID read: a modem whose ICCID was read before in this
+    /// process (same IMEI) and now gives none is answering out of step
+    /// (its SIM answered a moment ago): going ready would change the
+    /// store's de-duplication scope from `sim:` to `modem:` and store a
+    /// committed-but-not-deleted message twice. Then the snapshot keeps
+    /// the ICCID it had and the answer is [`Input::Unhealthy`] (degraded,
+    /// identified again, reset after repeated strikes). A modem that never
+    /// had one goes on without (warned once).
+    fn check_iccid(&mut self, had: Option<String>) -> Option<Input> {
+        let imei = self.snap.imei.clone()?;
+        match (&self.snap.iccid, self.known_iccids.get(&imei)) {
+            (Some(iccid), _) => {
+                self.known_iccids.insert(imei, iccid.clone());
+                None
+            }
+            (None, Some(known)) => {
+                warn!(modem = %self.cfg.name, %imei, iccid = %known, "no ICCID from a modem whose SIM had one; replies out of step, identifying again");
+                self.snap.iccid = had;
+                Some(Input::Unhealthy(
+                    "identification replies out of step: no ICCID from a SIM that had one".into(),
+                ))
+            }
+            (None, None) => {
+                if !self.warned_no_iccid {
+                    self.warned_no_iccid = true;
+                    warn!(modem = %self.cfg.name, %imei, "no ICCID readable; inbound de-duplication is scoped by the modem, not the SIM");
+                }
+                None
+            }
+        }
     }
 
     fn choose_profile(&mut self, manufacturer: &str, model: &str) {
@@ -601,8 +667,13 @@ impl Actor {
         if let Some(raw) = self.profile.as_ref().and_then(Settings::raw_iccid) {
             let r = self.at(&Raw::new(&raw)).await;
             if let Some(lines) = self.soft(r, "ICCID")? {
-                if let Ok(id) = Iccid::Iccid.parse(&lines) {
-                    return Ok(Some(id));
+                // Vendors answer with their own prefix (`#CCID:`,
+                // `ICCID:`, `+ZGETICCID:`) or a bare line.
+                match iccid_in(&lines) {
+                    Some(id) => return Ok(Some(id)),
+                    None => {
+                        debug!(modem = %self.cfg.name, command = %raw, ?lines, "no ICCID in the answer")
+                    }
                 }
             }
         }
@@ -612,7 +683,10 @@ impl Actor {
                 return Ok(Some(id));
             }
         }
-        Ok(None)
+        // 27.007 §8.18: EF_ICCID through restricted SIM access, which
+        // every 27.007 modem has even when no vendor command answers.
+        let r = self.at(&ReadIccidFile).await;
+        self.soft(r, "AT+CRSM (EF_ICCID)")
     }
 
     async fn pin_attempts(&mut self) -> Result<PinAttempts, Input> {
@@ -750,6 +824,9 @@ impl Actor {
             .await;
         self.soft(r, "AT+CREG=1")?;
         let mut attempt = 0;
+        let since = Instant::now();
+        let mut swept = false;
+        let mut reported = false;
         loop {
             let r = self.at(&RegistrationQuery(RegKind::Cs)).await;
             if let Some((_, reg)) = self.soft(r, "AT+CREG?")? {
@@ -758,12 +835,41 @@ impl Actor {
                     break;
                 }
             }
+            if !swept {
+                // Messages already on the SIM can be read (and deleted
+                // once committed) without a network.
+                swept = true;
+                self.sweep().await?;
+            }
+            self.settle_commits().await?;
+            let waited = since.elapsed();
+            let overdue = waited >= self.cfg.registration_report_after;
+            if overdue {
+                let reg = self.snap.registration.as_deref().unwrap_or("unknown");
+                let why = format!("not registered after {} s ({reg})", waited.as_secs());
+                if !reported {
+                    reported = true;
+                    warn!(modem = %self.cfg.name, registration = reg, waited_s = waited.as_secs(), "not registered; still trying");
+                }
+                self.snap.last_error = Some(why);
+            }
             self.publish();
-            let pause = self.backoff(attempt).min(Duration::from_secs(5));
-            attempt += 1;
+            // Every few seconds at first; once overdue, backing off to
+            // `backoff_max` (an idle network need not be asked so often).
+            let cap = if overdue {
+                self.cfg.backoff_max
+            } else {
+                Duration::from_secs(5)
+            };
+            let pause = self.backoff(attempt).min(cap);
+            attempt = attempt.saturating_add(1);
             if let Some(i) = self.wait(pause).await {
                 return Err(i);
             }
+        }
+        if reported {
+            info!(modem = %self.cfg.name, waited_s = since.elapsed().as_secs(), "registered at last");
+            self.snap.last_error = None;
         }
         let r = self.at(&SetOperatorFormat(0)).await;
         self.soft(r, "AT+COPS=3,0")?;
@@ -782,6 +888,15 @@ impl Actor {
             debug!(modem = %self.cfg.name, stale, "URCs from the bring-up dropped");
         }
         Ok(Input::Registered)
+    }
+
+    /// Handles the commits that have arrived (deleting what was stored)
+    /// without waiting for the others: used while not serving yet.
+    async fn settle_commits(&mut self) -> Result<(), Input> {
+        while let Some(Some((origin, ok))) = self.pending.next().now_or_never() {
+            self.on_commit(origin, ok).await?;
+        }
+        Ok(())
     }
 
     /// Preferred storage (ME, falling back to SM, per profile) for all
@@ -1042,7 +1157,16 @@ impl Actor {
                 Wake::Commit(origin, ok) => self.on_commit(origin, ok).await,
                 Wake::Probe => {
                     if self.probe().await {
-                        self.update_signal().await
+                        match self.update_signal().await {
+                            // Nearly full: sweep now rather than at the
+                            // next interval (a full storage refuses
+                            // messages, 27.005 §3.2.5 322).
+                            Ok(()) => match self.update_storage().await {
+                                Ok(true) => self.sweep().await,
+                                other => other.map(drop),
+                            },
+                            Err(i) => Err(i),
+                        }
                     } else if *self.shutdown.borrow() {
                         Err(Input::Shutdown)
                     } else if link.is_closed() {
@@ -1091,7 +1215,14 @@ impl Actor {
             }
             // <mt>=2 / <ds>=1: routed to us, acknowledged after the commit.
             Urc::Message { pdu, .. } | Urc::StatusReport { pdu, .. } => {
-                self.offer(Origin::Routed, pdu).await;
+                if !self.offer(Origin::Routed, pdu).await {
+                    // Not offered, so never acknowledged: the modem falls
+                    // back to storing (27.005 §3.4.4: no +CNMA in time
+                    // resets +CNMI) and the network re-delivers. Set
+                    // +CNMI again and sweep so it is not left there.
+                    warn!(modem = %self.cfg.name, "routed message not taken by the daemon (event queue full); left unacknowledged for the network to deliver again");
+                    self.resync = self.phase2plus;
+                }
                 Ok(())
             }
             Urc::Registration {
@@ -1109,6 +1240,10 @@ impl Actor {
             Urc::Rssi(r) => {
                 self.snap.signal = Some(r);
                 Ok(())
+            }
+            Urc::Unknown(line) if memory_full_indication(&line) => {
+                warn!(modem = %self.cfg.name, urc = %line, "the modem says its message storage is full; sweeping");
+                self.sweep().await
             }
             // Boot indications: the modem restarted and lost its settings.
             Urc::Ready | Urc::Pin(_) | Urc::SimState { .. } => {
@@ -1195,7 +1330,35 @@ impl Actor {
             }
         }
         debug!(modem = %self.cfg.name, offered, "sweep done");
+        self.update_storage().await?;
         Ok(())
+    }
+
+    /// Reads `+CPMS?` (27.005 §3.2.2) into the snapshot: the use of the
+    /// receive storage (`<mem3>`, else `<mem1>`). `true` when it is nearly
+    /// full (at most a tenth, or one message, free), warned once each time
+    /// it gets there.
+    async fn update_storage(&mut self) -> Result<bool, Input> {
+        let r = self.at(&StorageQuery).await;
+        let Some([mem1, _, mem3]) = self.soft(r, "AT+CPMS?")? else {
+            return Ok(false);
+        };
+        let Some(u) = mem3.or(mem1) else {
+            return Ok(false);
+        };
+        if (self.snap.storage_used, self.snap.storage_total) != (Some(u.used), Some(u.total)) {
+            self.snap.storage_used = Some(u.used);
+            self.snap.storage_total = Some(u.total);
+            self.publish();
+        }
+        let nearly = nearly_full(u.used, u.total);
+        if nearly && !self.nearly_full {
+            warn!(modem = %self.cfg.name, storage = u.storage.name(), used = u.used, total = u.total, "message storage nearly full; sweeping");
+        } else if !nearly && self.nearly_full {
+            info!(modem = %self.cfg.name, storage = u.storage.name(), used = u.used, total = u.total, "message storage no longer nearly full");
+        }
+        self.nearly_full = nearly;
+        Ok(nearly)
     }
 
     /// Hands a PDU to the daemon. `false` when the event channel stayed
@@ -1239,7 +1402,9 @@ impl Actor {
             .await
             .is_err()
         {
-            warn!(modem = %self.cfg.name, ?origin, "daemon not taking events; message left on the modem");
+            if let Origin::Stored { .. } = origin {
+                warn!(modem = %self.cfg.name, ?origin, "daemon not taking events; message left on the modem");
+            }
             return false;
         }
         debug!(modem = %self.cfg.name, ?origin, report, "offered");
@@ -1451,6 +1616,30 @@ fn backoff(min: Duration, max: Duration, attempt: u32) -> Duration {
     min.saturating_mul(factor).min(max.max(min))
 }
 
+/// At most a tenth (at least one message) of the storage free. A storage
+/// of no capacity (a full one, as some modems report it) is full.
+fn nearly_full(used: u32, total: u32) -> bool {
+    used >= total.saturating_sub((total / 10).max(1))
+}
+
+/// Vendor "SMS storage full" URCs: Huawei `^SMMEMFULL: <mem>`, and the
+/// `+CIND` indicators (27.007 §8.9) `smsfull` / `message` reported by
+/// name (`+CIEV: "SMSFULL",1`). A numbered `+CIEV` cannot be read without
+/// the modem's `+CIND=?` list and is left alone.
+fn memory_full_indication(line: &str) -> bool {
+    let upper = line.trim().to_ascii_uppercase();
+    if upper.starts_with("^SMMEMFULL") {
+        return true;
+    }
+    let Some(rest) = upper.strip_prefix("+CIEV:") else {
+        return false;
+    };
+    let mut f = rest.split(',').map(|x| x.trim().trim_matches('"'));
+    let name = f.next().unwrap_or("");
+    let on = f.next().is_some_and(|v| v != "0");
+    on && (name == "SMSFULL" || name == "MESSAGE")
+}
+
 fn reg_name(s: RegStatus) -> &'static str {
     match s {
         RegStatus::NotRegistered => "not-registered",
@@ -1504,6 +1693,40 @@ mod tests {
                 want,
                 "{min:?} {max:?} #{attempt}"
             );
+        }
+    }
+
+    #[test]
+    fn storage_nearly_full() {
+        #[rustfmt::skip]
+        let cases = [
+            (0, 0, true), (0, 30, false), (26, 30, false), (27, 30, true),
+            (30, 30, true), (31, 30, true), (0, 1, true), (8, 10, false),
+            (9, 10, true), (229, 255, false), (230, 255, true),
+        ];
+        for (used, total, want) in cases {
+            assert_eq!(nearly_full(used, total), want, "{used}/{total}");
+        }
+    }
+
+    #[test]
+    fn memory_full_urcs() {
+        for yes in [
+            "^SMMEMFULL: \"SM\"",
+            "^SMMEMFULL",
+            "+CIEV: \"SMSFULL\",1",
+            "+ciev: \"MESSAGE\",1",
+        ] {
+            assert!(memory_full_indication(yes), "{yes}");
+        }
+        for no in [
+            "+CIEV: \"SMSFULL\",0",
+            "+CIEV: 7,1",
+            "+CIEV: \"signal\",3",
+            "^RSSI:20",
+            "",
+        ] {
+            assert!(!memory_full_indication(no), "{no}");
         }
     }
 

@@ -208,6 +208,11 @@ pub struct Snapshot {
     pub profile: Option<String>,
     /// The last error worth showing an operator.
     pub last_error: Option<String>,
+    /// Messages in the storage new messages land in (`<mem3>` of
+    /// `+CPMS?`, 27.005 §3.2.2), read on every probe and sweep.
+    pub storage_used: Option<u32>,
+    /// That storage's capacity.
+    pub storage_total: Option<u32>,
 }
 
 /// A modem as the bus (`modems` op) and the CLI (`smsgate modems`) show it:
@@ -262,6 +267,10 @@ pub struct ModemConfig {
     pub commit_timeout: Duration,
     /// How long to wait for room in the event channel.
     pub event_timeout: Duration,
+    /// How long a modem may stay unregistered (searching, denied...) in
+    /// `registering` before it is reported in the snapshot's `last_error`
+    /// and polled less often.
+    pub registration_report_after: Duration,
     /// Consecutive failed commands that count as an error storm.
     pub error_storm: u32,
     /// First backoff of the recovery ladder and of waiting for the port.
@@ -293,6 +302,7 @@ impl ModemConfig {
             send_timeout: Duration::from_secs(90),
             commit_timeout: Duration::from_secs(10),
             event_timeout: Duration::from_secs(5),
+            registration_report_after: Duration::from_secs(300),
             error_storm: 5,
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),

@@ -159,6 +159,16 @@ pub enum Request {
         #[serde(default)]
         off: bool,
     },
+    /// The network denies registration: +CREG stat 3 (--off: registers again).
+    Deny {
+        /// Modem index K.
+        #[arg(long)]
+        modem: usize,
+        /// Clear this fault instead of setting it.
+        #[arg(long)]
+        #[serde(default)]
+        off: bool,
+    },
     /// Reboot the modem (as AT+CFUN=1,1).
     Reboot {
         /// Modem index K.
@@ -286,6 +296,7 @@ pub async fn handle(network: &Network, req: Request) -> Result<Value, String> {
         Request::Full { modem, off } => fault(modem, FaultOp::Full(!off)).await,
         Request::SendError { modem, off } => fault(modem, FaultOp::SendError(!off)).await,
         Request::HangAfterSend { modem, off } => fault(modem, FaultOp::HangAfterSend(!off)).await,
+        Request::Deny { modem, off } => fault(modem, FaultOp::Deny(!off)).await,
         Request::Reboot { modem } => fault(modem, FaultOp::Reboot).await,
         Request::Clear { modem } => fault(modem, FaultOp::Clear).await,
     }

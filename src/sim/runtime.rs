@@ -55,6 +55,8 @@ pub enum FaultOp {
     HangAfterSend(bool),
     /// Report storage full, or stop.
     Full(bool),
+    /// Deny registration, or stop.
+    Deny(bool),
     /// Reboot as `AT+CFUN=1,1` does.
     Reboot,
     /// Clear every fault, replugging if unplugged.
@@ -78,6 +80,8 @@ pub struct FaultState {
     pub hang_after_send: bool,
     /// Storage reports full.
     pub full: bool,
+    /// Registration is denied.
+    pub deny: bool,
 }
 
 /// The `cms-error` fault's parameters.
@@ -586,6 +590,7 @@ impl ModemTask {
             FaultOp::Full(on) => self.faults.full = on,
             FaultOp::SendError(on) => self.faults.send_error = on,
             FaultOp::HangAfterSend(on) => self.faults.hang_after_send = on,
+            FaultOp::Deny(on) => self.faults.deny = on,
             FaultOp::Reboot => self.modem.reboot(now),
             FaultOp::Clear => {
                 let unplugged = self.faults.unplugged;
@@ -602,7 +607,9 @@ impl ModemTask {
             full: self.faults.full,
             send_error: self.faults.send_error,
             hang_after_send: self.faults.hang_after_send,
+            deny: self.faults.deny,
         });
+        self.modem.network_changed(now);
         Ok(())
     }
 

@@ -99,6 +99,16 @@ fn opt_num(a: &[Arg], i: usize, max: u8) -> Result<Option<u8>, Fail> {
 
 const CSCS_LIST: &str = "(\"GSM\",\"IRA\",\"8859-1\",\"UCS2\",\"HEX\")";
 
+/// Digits as a SIM file holds them: padded with `F` to whole bytes, the
+/// two digits of each byte swapped (TS 31.102 §4.1.1).
+fn swapped_bcd(digits: &str) -> String {
+    let mut padded: Vec<char> = digits.chars().collect();
+    if padded.len() % 2 == 1 {
+        padded.push('F');
+    }
+    padded.chunks(2).flat_map(|p| p.iter().rev()).collect()
+}
+
 impl SimModem {
     /// Runs one command.
     pub(super) fn exec(
@@ -159,6 +169,22 @@ impl SimModem {
                 Form::Exec | Form::Read => info.push(format!("+CCID: {}", self.id.iccid)),
                 Form::Test => {}
                 Form::Set(_) => return Err(Fail::Error),
+            },
+            // TS 27.007 §8.18: only READ BINARY (176) of EF_ICCID (0x2FE2)
+            // is answered, in the swapped BCD the SIM stores (TS 31.102
+            // §4.1.1); any other file is "not found" (SW 0x6A82).
+            "+CRSM" => match form {
+                Form::Set(raw) => {
+                    let a = set_args(raw)?;
+                    let n = |i: usize| a.get(i).and_then(|x| x.num::<u32>());
+                    if n(0) == Some(176) && n(1) == Some(0x2FE2) {
+                        info.push(format!("+CRSM: 144,0,\"{}\"", swapped_bcd(&self.id.iccid)));
+                    } else {
+                        info.push("+CRSM: 106,130,\"\"".into());
+                    }
+                }
+                Form::Test => {}
+                _ => return Err(Fail::Error),
             },
             "+CNUM" => {
                 self.need_sim(false)?;

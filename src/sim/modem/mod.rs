@@ -95,6 +95,9 @@ pub struct Faults {
     /// Report every storage as full (`+CMS ERROR: 322` on write, and
     /// inbound messages are refused by the network until space is freed).
     pub full: bool,
+    /// The network denies registration (`+CREG` `<stat>` 3, TS 27.007
+    /// §7.2): not registered, inbound held by the network.
+    pub deny: bool,
 }
 
 /// How full one message memory is, as `+CPMS?` would report it.
@@ -533,6 +536,11 @@ impl SimModem {
         self.faults = faults;
     }
 
+    /// Announces a registration change a fault caused (`+CREG` URCs).
+    pub fn network_changed(&mut self, now: Instant) {
+        self.registration_changed(now);
+    }
+
     /// The faults in force now.
     pub fn faults(&self) -> Faults {
         self.faults
@@ -620,6 +628,7 @@ impl SimModem {
             && self.cfun == 1
             && self.sim == SimState::Ready
             && self.set.cops_mode != 2
+            && !self.faults.deny
     }
 
     fn check_can_receive(&self, tpdu: &[u8]) -> Result<(), ReceiveError> {
@@ -832,7 +841,13 @@ impl SimModem {
 
     /// `<stat>[,<lac>,<ci>[,<AcT>]]`, preceded by `<n>,` in a read answer.
     fn reg_fields(&self, n: u8, read: bool) -> String {
-        let stat = if self.registered() { 1 } else { 0 };
+        let stat = if self.registered() {
+            1
+        } else if self.faults.deny {
+            3
+        } else {
+            0
+        };
         let mut s = if read {
             format!("{n},{stat}")
         } else {

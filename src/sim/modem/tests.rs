@@ -258,6 +258,23 @@ fn registration_urcs_follow_cfun() {
     );
 }
 
+#[test]
+fn denied_registration_fault() {
+    let mut d = Dte::new("generic").quiet_echo();
+    assert_eq!(d.at("AT+CREG=1"), OK);
+    d.m.set_faults(Faults {
+        deny: true,
+        ..Faults::default()
+    });
+    d.m.network_changed(d.now);
+    assert_eq!(d.read(), "\r\n+CREG: 3\r\n");
+    assert_eq!(d.at("AT+CREG?"), ok("+CREG: 1,3"));
+    assert_eq!(d.m.receive(&deliver(), d.now), Err(ReceiveError::NotReady));
+    d.m.set_faults(Faults::default());
+    d.m.network_changed(d.now);
+    assert_eq!(d.read(), "\r\n+CREG: 1\r\n");
+}
+
 const SUBMIT: &str = "0011000B915155112122F20000FF13C8329BFD0699E5EF3668DE9ED3DF6FF61C";
 
 #[test]
@@ -729,6 +746,16 @@ fn huawei_quirks() {
     d.m.receive(&deliver(), d.now).unwrap();
     assert_eq!(d.read(), "\r\n+CMTI: \"SM\",0\r\n");
     assert!(d.at("AT+CMGR=0").starts_with("\r\n+CMGR: 0,,35"));
+}
+
+#[test]
+fn crsm_reads_ef_iccid_swapped() {
+    let mut s = Dte::new("generic").quiet_echo();
+    assert_eq!(
+        s.at("AT+CRSM=176,12258,0,0,10"),
+        ok("+CRSM: 144,0,\"980001000000000000F1\"")
+    );
+    assert_eq!(s.at("AT+CRSM=176,28423,0,0,9"), ok("+CRSM: 106,130,\"\""));
 }
 
 #[test]
