@@ -323,10 +323,12 @@ async fn every_op_answers_and_echoes_its_id() {
     assert!(r["server"].as_str().unwrap().starts_with("smsgate "));
     assert!(r["user"].is_string());
 
+    // 30 days ahead, whole seconds: within the 366-day horizon.
+    let at_s = now_ms() / 1000 + 30 * 24 * 3600;
     let r = c
         .ok(
             json!({"op": "send", "id": "s1", "to": "+4930123456", "text": "hello world",
-                   "report": true, "validity": 3600, "send_at": "2030-01-01T00:00:00Z",
+                   "report": true, "validity": 3600, "send_at": at_s,
                    "some_future_field": [1, 2]}),
         )
         .await;
@@ -348,8 +350,8 @@ async fn every_op_answers_and_echoes_its_id() {
         .outbound_status(smsgate::store::MessageId(id))
         .await
         .unwrap();
-    assert_eq!(st.send_at_ms, 1_893_456_000_000);
-    assert_eq!(st.valid_until_ms, Some(1_893_456_000_000 + 3_600_000));
+    assert_eq!(st.send_at_ms, at_s * 1000);
+    assert_eq!(st.valid_until_ms, Some(at_s * 1000 + 3_600_000));
 
     let r = c.ok(json!({"op": "cancel", "message": id})).await;
     assert_eq!(r["state"], "cancelled");
@@ -446,6 +448,21 @@ async fn every_error_has_its_code_and_the_connection_survives() {
             br#"{"op":"send","to":"+491","text":"x","send_at":"soon"}"#,
             "invalid_field",
             Some("send_at"),
+        ),
+        (
+            br#"{"op":"send","to":"+491","text":"x","send_at":"9999-01-01T00:00:00Z"}"#,
+            "invalid_field",
+            Some("send_at"),
+        ),
+        (
+            br#"{"op":"send","to":"+491","text":"x","validity":38102401}"#,
+            "invalid_field",
+            Some("validity"),
+        ),
+        (
+            br#"{"op":"subscribe","events":[]}"#,
+            "invalid_field",
+            Some("events"),
         ),
         (
             br#"{"op":"status","message":"seven"}"#,
