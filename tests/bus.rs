@@ -1132,3 +1132,50 @@ async fn a_since_subscriber_replays_across_the_live_and_lagged_switch() {
     assert!(c.maybe_next(Duration::from_millis(300)).await.is_none());
     bus.stop().await;
 }
+
+/// A client that writes its requests and closes its side (`echo … | socat`)
+/// keeps its subscription: replay and live events go on; without a
+/// subscription, the half-close ends the connection after the replies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_close_keeps_the_subscription_and_ends_a_plain_connection() {
+    let bus = Bus::start().await;
+    let mut other = bus.connect().await;
+    let first = other
+        .ok(json!({"op": "send", "to": "+4930123", "text": "before"}))
+        .await["message"]
+        .clone();
+
+    let mut c = bus.connect().await;
+    c.write_raw(b"{\"op\":\"subscribe\",\"events\":[\"status\"],\"since\":0}\n")
+        .await;
+    c.w.shutdown().await.unwrap();
+    let r = c.next().await;
+    assert_eq!(r["ok"], true, "{r}");
+    let replayed = c.event().await;
+    assert_eq!(replayed["message"], first);
+    // Live, after the half-close.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = other
+        .ok(json!({"op": "send", "to": "+4930123", "text": "after"}))
+        .await["message"]
+        .clone();
+    let live = c.event().await;
+    assert_eq!(live["message"], second, "{live}");
+    let stats = other.ok(json!({"op": "stats"})).await;
+    assert_eq!(stats["stats"]["bus_clients"], 2);
+
+    // No subscription: the pending replies, then the end.
+    let mut plain = bus.connect().await;
+    plain
+        .write_raw(b"{\"op\":\"hello\",\"id\":1}\n{\"op\":\"stats\",\"id\":2}\n")
+        .await;
+    plain.w.shutdown().await.unwrap();
+    assert_eq!(plain.next().await["id"], 1);
+    assert_eq!(plain.next().await["id"], 2);
+    assert!(plain.is_closed().await);
+
+    // The server's stop ends the half-closed subscriber too.
+    drop(other);
+    bus.stop().await;
+    assert!(c.is_closed().await);
+}

@@ -421,6 +421,7 @@ async fn connection<B: Backend>(
     };
     let mut line = Vec::new();
     let mut too_long = false;
+    let mut eof = false;
     loop {
         let max = shared.max_line.load(Ordering::Relaxed);
         let read = tokio::select! {
@@ -428,7 +429,10 @@ async fn connection<B: Backend>(
             r = read_line(&mut reader, &mut line, max) => r,
         };
         let reply = match read {
-            Ok(Read::Eof) => break,
+            Ok(Read::Eof) => {
+                eof = true;
+                break;
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "bus client read failed");
                 break;
@@ -446,7 +450,20 @@ async fn connection<B: Backend>(
         }
         conn.start_pending();
     }
-    if let Some(sub) = conn.subscription.take() {
+    if let Some(mut sub) = conn.subscription.take() {
+        if eof {
+            // A half-close (`echo '{"op":"subscribe"}' | socat - UNIX-CONNECT:…`)
+            // ends the requests, not the subscription: it is served until
+            // a write fails (the subscription then ends) or the server stops.
+            tracing::debug!(
+                uid = peer.uid,
+                "bus client closed its side; its subscription goes on"
+            );
+            tokio::select! {
+                _ = stop.changed() => {}
+                _ = &mut sub => {}
+            }
+        }
         sub.abort();
     }
     let client = conn.client.take();
