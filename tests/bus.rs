@@ -1174,6 +1174,30 @@ async fn half_close_keeps_the_subscription_and_ends_a_plain_connection() {
     assert_eq!(plain.next().await["id"], 2);
     assert!(plain.is_closed().await);
 
+    // A half-closed subscriber that goes away frees its slot without
+    // waiting for an event to fail.
+    let mut gone = bus.connect().await;
+    gone.write_raw(b"{\"op\":\"subscribe\",\"events\":[\"modem\"]}\n")
+        .await;
+    gone.w.shutdown().await.unwrap();
+    assert_eq!(gone.next().await["ok"], true);
+    assert_eq!(
+        other.ok(json!({"op": "stats"})).await["stats"]["bus_clients"],
+        3
+    );
+    drop(gone);
+    let mut clients = 3;
+    for _ in 0..100 {
+        clients = other.ok(json!({"op": "stats"})).await["stats"]["bus_clients"]
+            .as_u64()
+            .unwrap();
+        if clients == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(clients, 2, "the gone subscriber still counts");
+
     // The server's stop ends the half-closed subscriber too.
     drop(other);
     bus.stop().await;

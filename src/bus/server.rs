@@ -59,6 +59,9 @@ const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 /// How long a closing connection may take to flush its last lines.
 const FLUSH_GRACE: Duration = Duration::from_secs(2);
 
+/// How often a half-closed subscriber's socket is checked for a hang-up.
+const HANGUP_PROBE: Duration = Duration::from_secs(1);
+
 /// How long the whole server waits for its connections at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -476,6 +479,20 @@ async fn drain(r: &mut BufReader<OwnedReadHalf>) {
     .await;
 }
 
+/// Whether the peer closed its socket entirely (not only its writing
+/// side): POLLHUP. Without this a half-closed subscriber that went away
+/// would hold its slot until the next event fails to be written.
+fn hung_up(stream: &UnixStream) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLOUT)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+        && fds
+            .iter()
+            .filter_map(|f| f.revents())
+            .any(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR))
+}
+
 /// Answers one error line and closes.
 async fn refuse(stream: UnixStream, code: &str, message: &str) {
     let (rd, mut wr) = stream.into_split();
@@ -573,9 +590,17 @@ async fn connection<B: Backend>(
                 uid = peer.uid,
                 "bus client closed its side; its subscription goes on"
             );
-            tokio::select! {
-                _ = stop.changed() => {}
-                _ = &mut sub => {}
+            let mut probe = tokio::time::interval(HANGUP_PROBE);
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = &mut sub => break,
+                    _ = probe.tick() => {
+                        if hung_up(reader.get_ref().as_ref()) {
+                            break;
+                        }
+                    }
+                }
             }
         }
         sub.abort();
