@@ -343,6 +343,9 @@ fn unit_has_the_service_contract() {
         "DeviceAllow=char-ttyUSB rw",
         "DeviceAllow=char-ttyACM rw",
         "RestrictAddressFamilies=AF_UNIX",
+        // Soft and hard: the daemon cannot raise its own limit under
+        // SystemCallFilter=~@resources, and 1024 would cap the bus clients.
+        "LimitNOFILE=65536",
     ] {
         assert!(lines.contains(&required), "unit lacks {required}");
     }

@@ -323,10 +323,12 @@ async fn every_op_answers_and_echoes_its_id() {
     assert!(r["server"].as_str().unwrap().starts_with("smsgate "));
     assert!(r["user"].is_string());
 
+    // 30 days ahead, whole seconds: within the 366-day horizon.
+    let at_s = now_ms() / 1000 + 30 * 24 * 3600;
     let r = c
         .ok(
             json!({"op": "send", "id": "s1", "to": "+4930123456", "text": "hello world",
-                   "report": true, "validity": 3600, "send_at": "2030-01-01T00:00:00Z",
+                   "report": true, "validity": 3600, "send_at": at_s,
                    "some_future_field": [1, 2]}),
         )
         .await;
@@ -348,8 +350,8 @@ async fn every_op_answers_and_echoes_its_id() {
         .outbound_status(smsgate::store::MessageId(id))
         .await
         .unwrap();
-    assert_eq!(st.send_at_ms, 1_893_456_000_000);
-    assert_eq!(st.valid_until_ms, Some(1_893_456_000_000 + 3_600_000));
+    assert_eq!(st.send_at_ms, at_s * 1000);
+    assert_eq!(st.valid_until_ms, Some(at_s * 1000 + 3_600_000));
 
     let r = c.ok(json!({"op": "cancel", "message": id})).await;
     assert_eq!(r["state"], "cancelled");
@@ -446,6 +448,21 @@ async fn every_error_has_its_code_and_the_connection_survives() {
             br#"{"op":"send","to":"+491","text":"x","send_at":"soon"}"#,
             "invalid_field",
             Some("send_at"),
+        ),
+        (
+            br#"{"op":"send","to":"+491","text":"x","send_at":"9999-01-01T00:00:00Z"}"#,
+            "invalid_field",
+            Some("send_at"),
+        ),
+        (
+            br#"{"op":"send","to":"+491","text":"x","validity":38102401}"#,
+            "invalid_field",
+            Some("validity"),
+        ),
+        (
+            br#"{"op":"subscribe","events":[]}"#,
+            "invalid_field",
+            Some("events"),
         ),
         (
             br#"{"op":"status","message":"seven"}"#,
@@ -1114,4 +1131,75 @@ async fn a_since_subscriber_replays_across_the_live_and_lagged_switch() {
     assert_eq!(last[0].0, want.last().unwrap().0 + 1);
     assert!(c.maybe_next(Duration::from_millis(300)).await.is_none());
     bus.stop().await;
+}
+
+/// A client that writes its requests and closes its side (`echo … | socat`)
+/// keeps its subscription: replay and live events go on; without a
+/// subscription, the half-close ends the connection after the replies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_close_keeps_the_subscription_and_ends_a_plain_connection() {
+    let bus = Bus::start().await;
+    let mut other = bus.connect().await;
+    let first = other
+        .ok(json!({"op": "send", "to": "+4930123", "text": "before"}))
+        .await["message"]
+        .clone();
+
+    let mut c = bus.connect().await;
+    c.write_raw(b"{\"op\":\"subscribe\",\"events\":[\"status\"],\"since\":0}\n")
+        .await;
+    c.w.shutdown().await.unwrap();
+    let r = c.next().await;
+    assert_eq!(r["ok"], true, "{r}");
+    let replayed = c.event().await;
+    assert_eq!(replayed["message"], first);
+    // Live, after the half-close.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = other
+        .ok(json!({"op": "send", "to": "+4930123", "text": "after"}))
+        .await["message"]
+        .clone();
+    let live = c.event().await;
+    assert_eq!(live["message"], second, "{live}");
+    let stats = other.ok(json!({"op": "stats"})).await;
+    assert_eq!(stats["stats"]["bus_clients"], 2);
+
+    // No subscription: the pending replies, then the end.
+    let mut plain = bus.connect().await;
+    plain
+        .write_raw(b"{\"op\":\"hello\",\"id\":1}\n{\"op\":\"stats\",\"id\":2}\n")
+        .await;
+    plain.w.shutdown().await.unwrap();
+    assert_eq!(plain.next().await["id"], 1);
+    assert_eq!(plain.next().await["id"], 2);
+    assert!(plain.is_closed().await);
+
+    // A half-closed subscriber that goes away frees its slot without
+    // waiting for an event to fail.
+    let mut gone = bus.connect().await;
+    gone.write_raw(b"{\"op\":\"subscribe\",\"events\":[\"modem\"]}\n")
+        .await;
+    gone.w.shutdown().await.unwrap();
+    assert_eq!(gone.next().await["ok"], true);
+    assert_eq!(
+        other.ok(json!({"op": "stats"})).await["stats"]["bus_clients"],
+        3
+    );
+    drop(gone);
+    let mut clients = 3;
+    for _ in 0..100 {
+        clients = other.ok(json!({"op": "stats"})).await["stats"]["bus_clients"]
+            .as_u64()
+            .unwrap();
+        if clients == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(clients, 2, "the gone subscriber still counts");
+
+    // The server's stop ends the half-closed subscriber too.
+    drop(other);
+    bus.stop().await;
+    assert!(c.is_closed().await);
 }

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use super::{ConsentQuery, OutboundRequest};
 use crate::modem::ModemView;
-use crate::store::{InboundMessage, MessageState, OutboundStatus, StoreError};
+use crate::store::{now_ms, InboundMessage, MessageState, OutboundStatus, StoreError};
 
 /// The protocol version `hello` announces.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -26,6 +26,15 @@ pub const MAX_LINE: usize = 64 * 1024;
 /// Longest validity a client may ask for. TS 23.040 §9.2.3.12.1: the
 /// relative TP-VP reaches at most 63 weeks.
 pub const MAX_VALIDITY: Duration = Duration::from_secs(63 * 7 * 24 * 3600);
+
+/// How far ahead `send_at` may lie (366 days). A later time is almost
+/// always a mistake (a year typed wrong, milliseconds given as seconds)
+/// and would hold a queue slot for ever.
+pub const SEND_AT_HORIZON: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Longest `hello.client` name, in characters: the name is logged and
+/// stored with every message the connection sends.
+pub const MAX_CLIENT_NAME: usize = 64;
 
 /// A stable error code, the `error.code` of a failed reply.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -319,7 +328,7 @@ pub fn parse_line(line: &[u8], max_line: usize) -> Result<Envelope, RequestError
 fn parse_op(op: &str, f: &Fields<'_>) -> Result<Request, RequestError> {
     Ok(match op {
         "hello" => Request::Hello {
-            client: f.opt_str("client")?,
+            client: f.client_name("client")?,
         },
         "send" => Request::Send(OutboundRequest {
             to: f.req_str("to")?,
@@ -329,7 +338,7 @@ fn parse_op(op: &str, f: &Fields<'_>) -> Result<Request, RequestError> {
             report: f.opt_bool("report")?.unwrap_or(false),
             flash: f.opt_bool("flash")?.unwrap_or(false),
             validity: f.validity("validity")?,
-            send_at_ms: f.send_at("send_at")?,
+            send_at_ms: f.send_at("send_at", now_ms())?,
             client: None,
         }),
         "status" => Request::Status {
@@ -465,8 +474,24 @@ impl Fields<'_> {
         }
     }
 
-    fn send_at(&self, name: &str) -> Result<Option<i64>, RequestError> {
-        let what = "an RFC 3339 time or unix seconds";
+    /// `hello.client`: at most [`MAX_CLIENT_NAME`] characters and no
+    /// control characters (it goes into log lines as it is).
+    fn client_name(&self, name: &str) -> Result<Option<String>, RequestError> {
+        let client = self.opt_str(name)?;
+        if let Some(c) = &client {
+            if c.chars().count() > MAX_CLIENT_NAME || c.chars().any(char::is_control) {
+                return Err(invalid(
+                    name,
+                    "a name of at most 64 characters without control characters",
+                ));
+            }
+        }
+        Ok(client)
+    }
+
+    /// `send_at` as unix ms; no later than [`SEND_AT_HORIZON`] after `now_ms`.
+    fn send_at(&self, name: &str, now_ms: i64) -> Result<Option<i64>, RequestError> {
+        let what = "an RFC 3339 time or unix seconds, at most 366 days ahead";
         let Some(v) = self.get(name) else {
             return Ok(None);
         };
@@ -482,19 +507,24 @@ impl Fields<'_> {
                 .and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()),
             _ => None,
         };
-        ms.filter(|ms| *ms >= 0)
+        let horizon = now_ms.saturating_add(SEND_AT_HORIZON.as_millis() as i64);
+        ms.filter(|ms| (0..=horizon).contains(ms))
             .map(Some)
             .ok_or_else(|| invalid(name, what))
     }
 
     fn events(&self, name: &str) -> Result<EventMask, RequestError> {
-        let what = "a list of \"inbound\", \"status\", \"modem\"";
+        let what = "a non-empty list of \"inbound\", \"status\", \"modem\"";
         let Some(v) = self.get(name) else {
             return Ok(EventMask::default());
         };
+        // An empty list would subscribe to nothing and wait for ever.
         let Value::Array(items) = v else {
             return Err(invalid(name, what));
         };
+        if items.is_empty() {
+            return Err(invalid(name, what));
+        }
         let mut mask = EventMask {
             inbound: false,
             status: false,
@@ -747,6 +777,62 @@ mod tests {
         assert_eq!(e.id, Some(json!("a")));
         assert_eq!(e.op.as_deref(), Some("status"));
         assert!(e.message.contains("\"message\""), "{}", e.message);
+    }
+
+    #[test]
+    fn questionable_values_are_refused() {
+        // Subscribing to nothing would wait for ever.
+        assert_eq!(code(r#"{"op":"subscribe","events":[]}"#), "invalid_field");
+        // Year 9999, and milliseconds given as seconds, are far beyond the
+        // horizon; a year ahead minus a day is not.
+        assert_eq!(
+            code(r#"{"op":"send","to":"1","text":"x","send_at":"9999-12-31T00:00:00Z"}"#),
+            "invalid_field"
+        );
+        let ms = now_ms();
+        assert_eq!(
+            code(&format!(
+                r#"{{"op":"send","to":"1","text":"x","send_at":{ms}}}"#
+            )),
+            "invalid_field"
+        );
+        let soon = ms / 1000 + 365 * 24 * 3600;
+        let e = parse(&format!(
+            r#"{{"op":"send","to":"1","text":"x","send_at":{soon}}}"#
+        ));
+        assert!(e.is_ok(), "{e:?}");
+        // TS 23.040 §9.2.3.12.1: the relative TP-VP ends at 63 weeks.
+        let max = MAX_VALIDITY.as_secs();
+        assert!(parse(&format!(
+            r#"{{"op":"send","to":"1","text":"x","validity":{max}}}"#
+        ))
+        .is_ok());
+        for bad in [
+            format!("{}", max + 1),
+            "-1".into(),
+            "1.5".into(),
+            r#""60""#.into(),
+        ] {
+            assert_eq!(
+                code(&format!(
+                    r#"{{"op":"send","to":"1","text":"x","validity":{bad}}}"#
+                )),
+                "invalid_field",
+                "{bad}"
+            );
+        }
+        // The client name is logged and stored with every message.
+        let name = "n".repeat(MAX_CLIENT_NAME);
+        assert!(parse(&format!(r#"{{"op":"hello","client":"{name}"}}"#)).is_ok());
+        let long = "é".repeat(MAX_CLIENT_NAME + 1);
+        assert_eq!(
+            code(&format!(r#"{{"op":"hello","client":"{long}"}}"#)),
+            "invalid_field"
+        );
+        assert_eq!(
+            code(r#"{"op":"hello","client":"a\nforged log line"}"#),
+            "invalid_field"
+        );
     }
 
     #[test]

@@ -35,12 +35,32 @@ use crate::store::{now_ms, InboundId, MessageId, Store, StoreError};
 /// Lines queued for one client's socket before producers wait.
 pub const OUT_QUEUE: usize = 64;
 
-/// Connections served at once; more are answered `unavailable` and
-/// closed, so the daemon's memory stays bounded.
+/// Connections served at once at most; more are answered `unavailable`
+/// and closed, so the daemon's memory stays bounded. The file-descriptor
+/// limit may lower it ([`connection_cap`]).
 pub const MAX_CONNECTIONS: usize = 1024;
+
+/// File descriptors kept free of bus clients: modems' ttys, the SQLite
+/// database and its journal, inotify, signals, the log, refusals in flight.
+pub const FD_RESERVE: u64 = 64;
+
+/// Clients being answered `unavailable` at once; past that an excess
+/// client is closed without a word, so refusing cannot run out of file
+/// descriptors either.
+const MAX_REFUSING: usize = 16;
+
+/// How long accepting pauses after a failure (out of file descriptors),
+/// at first and at most: it doubles while failures go on.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
+
+/// At most one log line per this period about failing accepts.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// How long a closing connection may take to flush its last lines.
 const FLUSH_GRACE: Duration = Duration::from_secs(2);
+
+/// How often a half-closed subscriber's socket is checked for a hang-up.
+const HANGUP_PROBE: Duration = Duration::from_secs(1);
 
 /// How long the whole server waits for its connections at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -219,35 +239,132 @@ fn create_socket(config: &BusConfig) -> Result<UnixListener, BusError> {
     Ok(listener)
 }
 
+/// Raises the soft `RLIMIT_NOFILE` to the hard one (systemd starts
+/// services with a soft limit of 1024 whatever `LimitNOFILE=` allows as
+/// hard) and returns the soft limit in force. A failure (a seccomp filter
+/// without `@resources`, say) keeps the limit as it is.
+pub fn raise_nofile() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    // Linux refuses a soft limit above fs.nr_open (1 Mi by default), and
+    // an unlimited hard limit is not a number of descriptors.
+    const CEILING: u64 = 1 << 20;
+    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the file-descriptor limit");
+            return MAX_CONNECTIONS as u64 + FD_RESERVE;
+        }
+    };
+    let want = hard.min(CEILING);
+    if soft >= want {
+        return soft;
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, want, hard) {
+        Ok(()) => {
+            tracing::debug!(from = soft, to = want, "raised the file-descriptor limit");
+            want
+        }
+        Err(e) => {
+            tracing::info!(soft, hard, error = %e, "cannot raise the file-descriptor limit");
+            soft
+        }
+    }
+}
+
+/// Bus clients served at once under a soft file-descriptor limit `nofile`:
+/// [`MAX_CONNECTIONS`] or fewer, so that [`FD_RESERVE`] descriptors stay
+/// for everything else; at least one.
+pub fn connection_cap(nofile: u64) -> usize {
+    let free = usize::try_from(nofile.saturating_sub(FD_RESERVE)).unwrap_or(usize::MAX);
+    free.clamp(1, MAX_CONNECTIONS)
+}
+
+/// Failing accepts: paced and logged at most once per [`ACCEPT_LOG_EVERY`].
+struct AcceptFailures {
+    backoff: Duration,
+    last_log: Option<tokio::time::Instant>,
+    unlogged: u64,
+}
+
+impl AcceptFailures {
+    fn new() -> Self {
+        AcceptFailures {
+            backoff: ACCEPT_BACKOFF.0,
+            last_log: None,
+            unlogged: 0,
+        }
+    }
+
+    /// Records a failure; returns how long to pause.
+    fn failed(&mut self, e: &std::io::Error, clients: usize) -> Duration {
+        self.unlogged += 1;
+        let now = tokio::time::Instant::now();
+        let due = match self.last_log {
+            None => true,
+            Some(t) => now.duration_since(t) >= ACCEPT_LOG_EVERY,
+        };
+        if due {
+            tracing::warn!(error = %e, failures = self.unlogged, clients,
+                "bus accept failed (out of file descriptors?); pausing accepts");
+            self.last_log = Some(now);
+            self.unlogged = 0;
+        }
+        let pause = self.backoff;
+        self.backoff = (self.backoff * 2).min(ACCEPT_BACKOFF.1);
+        pause
+    }
+
+    fn succeeded(&mut self) {
+        self.backoff = ACCEPT_BACKOFF.0;
+    }
+}
+
 async fn accept_loop<B: Backend>(
     listener: UnixListener,
     backend: B,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let cap = connection_cap(raise_nofile());
+    tracing::info!(max_clients = cap, "bus client limit");
     let mut conns = JoinSet::new();
+    let mut refusing = JoinSet::new();
+    let mut failures = AcceptFailures::new();
     loop {
         tokio::select! {
             _ = stop.changed() => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            Some(_) = refusing.join_next(), if !refusing.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) if conns.len() >= MAX_CONNECTIONS => {
-                    tracing::warn!(limit = MAX_CONNECTIONS, "bus: too many clients; refusing one");
-                    tokio::spawn(async move {
+                Ok((stream, _)) if conns.len() >= cap => {
+                    failures.succeeded();
+                    if refusing.len() >= MAX_REFUSING {
+                        drop(stream);
+                        continue;
+                    }
+                    tracing::warn!(limit = cap, "bus: too many clients; refusing one");
+                    refusing.spawn(async move {
                         refuse(stream, "unavailable", "too many bus clients; try again later").await;
                     });
                 }
                 Ok((stream, _)) => {
+                    failures.succeeded();
                     conns.spawn(connection(stream, backend.clone(), Arc::clone(&shared), stop.clone()));
                 }
                 Err(e) => {
-                    // Out of file descriptors and the like: back off, go on.
-                    tracing::warn!(error = %e, "bus accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    // Out of file descriptors and the like: the pending
+                    // client stays in the backlog; pause (a closing
+                    // connection frees a descriptor sooner), then go on.
+                    let pause = failures.failed(&e, conns.len());
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                    }
                 }
             },
         }
     }
+    refusing.abort_all();
     drop(listener);
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while conns.join_next().await.is_some() {}
@@ -362,6 +479,20 @@ async fn drain(r: &mut BufReader<OwnedReadHalf>) {
     .await;
 }
 
+/// Whether the peer closed its socket entirely (not only its writing
+/// side): POLLHUP. Without this a half-closed subscriber that went away
+/// would hold its slot until the next event fails to be written.
+fn hung_up(stream: &UnixStream) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLOUT)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+        && fds
+            .iter()
+            .filter_map(|f| f.revents())
+            .any(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR))
+}
+
 /// Answers one error line and closes.
 async fn refuse(stream: UnixStream, code: &str, message: &str) {
     let (rd, mut wr) = stream.into_split();
@@ -421,6 +552,7 @@ async fn connection<B: Backend>(
     };
     let mut line = Vec::new();
     let mut too_long = false;
+    let mut eof = false;
     loop {
         let max = shared.max_line.load(Ordering::Relaxed);
         let read = tokio::select! {
@@ -428,7 +560,10 @@ async fn connection<B: Backend>(
             r = read_line(&mut reader, &mut line, max) => r,
         };
         let reply = match read {
-            Ok(Read::Eof) => break,
+            Ok(Read::Eof) => {
+                eof = true;
+                break;
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "bus client read failed");
                 break;
@@ -446,7 +581,28 @@ async fn connection<B: Backend>(
         }
         conn.start_pending();
     }
-    if let Some(sub) = conn.subscription.take() {
+    if let Some(mut sub) = conn.subscription.take() {
+        if eof {
+            // A half-close (`echo '{"op":"subscribe"}' | socat - UNIX-CONNECT:…`)
+            // ends the requests, not the subscription: it is served until
+            // a write fails (the subscription then ends) or the server stops.
+            tracing::debug!(
+                uid = peer.uid,
+                "bus client closed its side; its subscription goes on"
+            );
+            let mut probe = tokio::time::interval(HANGUP_PROBE);
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = &mut sub => break,
+                    _ = probe.tick() => {
+                        if hung_up(reader.get_ref().as_ref()) {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
         sub.abort();
     }
     let client = conn.client.take();
@@ -632,5 +788,37 @@ impl<B: Backend> Conn<B> {
                 self.see,
             )));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_leaves_the_reserve_free() {
+        // systemd's default soft limit: 1024 descriptors are not 1024 clients.
+        assert_eq!(connection_cap(1024), 1024 - FD_RESERVE as usize);
+        assert_eq!(connection_cap(65536), MAX_CONNECTIONS);
+        assert_eq!(connection_cap(100), 36);
+        assert_eq!(connection_cap(10), 1);
+        assert_eq!(connection_cap(u64::MAX), MAX_CONNECTIONS);
+    }
+
+    #[tokio::test]
+    async fn failing_accepts_back_off_and_log_rarely() {
+        let mut f = AcceptFailures::new();
+        let e = std::io::Error::from_raw_os_error(24);
+        let pauses: Vec<_> = (0..7).map(|_| f.failed(&e, 3)).collect();
+        assert_eq!(pauses[0], ACCEPT_BACKOFF.0);
+        assert!(pauses.windows(2).all(|w| w[1] >= w[0]));
+        assert_eq!(pauses[6], ACCEPT_BACKOFF.1);
+        // Logged once; the six since wait for the next period.
+        assert_eq!(f.unlogged, 6);
+        f.last_log = tokio::time::Instant::now().checked_sub(ACCEPT_LOG_EVERY);
+        f.failed(&e, 3);
+        assert_eq!(f.unlogged, 0);
+        f.succeeded();
+        assert_eq!(f.failed(&e, 3), ACCEPT_BACKOFF.0);
     }
 }

@@ -157,9 +157,24 @@ impl Gate {
     /// Starts `smsgate run` and waits until the socket answers `hello`.
     /// `env` may override `SMSGATE_LOG` (default: daemon debug logs).
     pub fn start(&mut self, env: &[(&str, &str)]) {
+        self.start_via(&[], env);
+    }
+
+    /// [`start`](Self::start) through `wrapper`, a program and its
+    /// arguments that get the daemon's command line after them (a shell
+    /// setting limits before it execs the daemon, say).
+    pub fn start_via(&mut self, wrapper: &[&str], env: &[(&str, &str)]) {
         let log = File::create(self.dir.path().join(format!("run{}.log", self.runs))).unwrap();
         self.runs += 1;
-        let child = Command::new(BIN)
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = command
             .args(["run", "--config"])
             .arg(self.config_path())
             .env_remove("NOTIFY_SOCKET")
