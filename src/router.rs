@@ -22,6 +22,14 @@
 //! every candidate is, the answer is [`Choice::Wait`] with the earliest
 //! time one frees up. Limits count SMS parts: each part is one SMS-SUBMIT
 //! (TS 23.040 §9.2.2.2) the operator counts.
+//!
+//! Work bound to a modem and not sent yet counts too, or a backlog bound
+//! in one dispatch round would leave all at once: the parts bound or in
+//! flight ([`Candidate::load`], read from the store every round) count
+//! against the per-minute and per-day limits as if sent now, a SIM with
+//! `jitter_ms` takes the next message only once the last one left, and
+//! [`Router::hold`] (at bind time) counts the recipient of the month and
+//! makes the sticky choice before the first part leaves.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -57,6 +65,11 @@ pub const MAX_STICKY: usize = 200_000;
 
 /// Messages waiting out [`EXCLUDED_PAUSE_MS`] remembered at once.
 const MAX_PAUSES: usize = 10_000;
+
+/// Bound messages whose recipient and sticky choice the router holds
+/// ([`Router::hold`]); beyond this a binding is not held (its parts still
+/// count through the modem's load).
+pub const MAX_HELD: usize = 200_000;
 
 /// `[routing]`: how messages are spread over modems.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -184,7 +197,9 @@ pub struct Candidate {
     pub iccid: Option<String>,
     /// Registered and able to send now.
     pub ready: bool,
-    /// Parts bound to it or in flight.
+    /// Parts bound to it or in flight (the store's count, plus what the
+    /// current dispatch round bound): they count against its SIM's
+    /// per-minute and per-day limits as if sent now.
     pub load: u64,
 }
 
@@ -290,6 +305,21 @@ impl SimCounters {
     }
 }
 
+/// What binding messages to one recipient on one SIM changed in the
+/// router before any part left: undone when the last of them is released
+/// unsent.
+#[derive(Debug)]
+struct PeerHold {
+    modem: String,
+    /// The held messages (ids).
+    messages: HashSet<i64>,
+    /// The month binding added the recipient to the SIM's recipients of
+    /// the month (nothing sent to them in it yet).
+    new_recipient: Option<i64>,
+    /// The sticky choice binding replaced (`None` inside: there was none).
+    sticky_before: Option<Option<(String, i64)>>,
+}
+
 /// Chooses modems; keeps the per-SIM counters and sticky choices in memory
 /// (bounded), rebuilt from the store at start.
 #[derive(Debug)]
@@ -303,6 +333,10 @@ pub struct Router {
     sticky: HashMap<u64, (String, i64)>,
     /// Message -> when it may go back to a modem that failed it.
     pauses: HashMap<i64, i64>,
+    /// (SIM, recipient hash) -> bound messages not (fully) sent.
+    holds: HashMap<(String, u64), PeerHold>,
+    /// Message -> its key in `holds`.
+    held: HashMap<i64, (String, u64)>,
     rng: StdRng,
 }
 
@@ -425,6 +459,8 @@ impl Router {
             sims: HashMap::new(),
             sticky: HashMap::new(),
             pauses: HashMap::new(),
+            holds: HashMap::new(),
+            held: HashMap::new(),
             rng,
         };
         router.reconfigure(routing, limits);
@@ -509,7 +545,128 @@ impl Router {
         c.add_recipient(month_of(now_ms), key);
         c.last_sent_ms = Some(now_ms);
         c.jitter_at = jitter_at;
+        let sim = sim_key(modem_id, iccid);
         self.remember_sticky(key, modem_id, now_ms);
+        // A conversation exists now: releasing the held messages no longer
+        // undoes the recipient or the sticky choice.
+        if let Some(h) = self.holds.get_mut(&(sim, key)) {
+            h.new_recipient = None;
+            h.sticky_before = None;
+        }
+    }
+
+    /// A message was bound to `modem_id` (with SIM `iccid`): until it is
+    /// released, its recipient counts among the SIM's recipients of the
+    /// month and the sticky choice for the recipient is this modem, so a
+    /// second message to a new number bound in the same round goes the
+    /// same way. Its parts count through the modem's load
+    /// ([`Candidate::load`]). Holding a message again first releases it.
+    pub fn hold(
+        &mut self,
+        message: i64,
+        modem_id: &str,
+        iccid: Option<&str>,
+        recipient: &str,
+        now_ms: i64,
+    ) {
+        self.release(message);
+        if self.held.len() >= MAX_HELD {
+            return;
+        }
+        let key = recipient_key(recipient);
+        let peer = (sim_key(modem_id, iccid), key);
+        if !self.holds.contains_key(&peer) {
+            let month = month_of(now_ms);
+            let c = self.sims.entry(peer.0.clone()).or_default();
+            let seen = c.month == month && c.recipients.contains(&key);
+            let new_recipient = if seen {
+                None
+            } else {
+                c.add_recipient(month, key);
+                (c.month == month && c.recipients.contains(&key)).then_some(month)
+            };
+            let before = self.sticky.get(&key).cloned();
+            let sticky_before = if before.as_ref().is_some_and(|(m, _)| m == modem_id) {
+                None
+            } else {
+                self.remember_sticky(key, modem_id, now_ms);
+                Some(before)
+            };
+            self.holds.insert(
+                peer.clone(),
+                PeerHold {
+                    modem: modem_id.to_owned(),
+                    messages: HashSet::new(),
+                    new_recipient,
+                    sticky_before,
+                },
+            );
+        }
+        if let Some(h) = self.holds.get_mut(&peer) {
+            h.messages.insert(message);
+            self.held.insert(message, peer);
+        }
+    }
+
+    /// The message is no longer bound (sent, unbound, failed, cancelled,
+    /// or its binding failed). When it was the last held message to its
+    /// recipient on that SIM and no part reached the recipient meanwhile,
+    /// what [`hold`](Router::hold) changed is undone: the recipient no
+    /// longer counts for the month and the sticky choice is the earlier
+    /// one (none for a new number). Unknown messages are ignored.
+    pub fn release(&mut self, message: i64) {
+        let Some(peer) = self.held.remove(&message) else {
+            return;
+        };
+        let last = self.holds.get_mut(&peer).is_some_and(|h| {
+            h.messages.remove(&message);
+            h.messages.is_empty()
+        });
+        if !last {
+            return;
+        }
+        let Some(h) = self.holds.remove(&peer) else {
+            return;
+        };
+        let (sim, key) = peer;
+        if let (Some(month), Some(c)) = (h.new_recipient, self.sims.get_mut(&sim)) {
+            if c.month == month {
+                c.recipients.remove(&key);
+            }
+        }
+        if let Some(before) = h.sticky_before {
+            if self.sticky.get(&key).is_some_and(|(m, _)| *m == h.modem) {
+                match before {
+                    Some(b) => {
+                        self.sticky.insert(key, b);
+                    }
+                    None => {
+                        self.sticky.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Releases every held message of a modem that holds no bound work
+    /// any more (`busy` says which do, from the store): catches the
+    /// messages that left the queue without passing through
+    /// [`release`](Router::release) (expired, cancelled, failed).
+    pub fn release_idle(&mut self, busy: impl Fn(&str) -> bool) {
+        let idle: Vec<i64> = self
+            .holds
+            .values()
+            .filter(|h| !busy(&h.modem))
+            .flat_map(|h| h.messages.iter().copied())
+            .collect();
+        for message in idle {
+            self.release(message);
+        }
+    }
+
+    /// Messages held (bound, not yet released).
+    pub fn held(&self) -> usize {
+        self.held.len()
     }
 
     /// Forgets the sticky choice for `recipient` (after `smsgate forget`):
@@ -692,12 +849,15 @@ impl Router {
     }
 
     /// Whether sending `parts` parts to `recipient` through `c` now breaks
-    /// a limit; if so, until when (the latest of the limits broken).
+    /// a limit; if so, until when (the latest of the limits broken). The
+    /// parts bound to `c` or in flight (`c.load`) count as sent now.
     fn blocked(&self, c: &Candidate, recipient: &str, parts: u32, now_ms: i64) -> Option<Blocked> {
         let limits = self.limits_for(c);
         let key = sim_key(&c.id, c.iccid.as_deref());
-        let counters = self.sims.get(&key)?;
+        let fresh = SimCounters::default();
+        let counters = self.sims.get(&key).unwrap_or(&fresh);
         let parts = u64::from(parts.max(1));
+        let held = c.load;
         let mut worst: Option<Blocked> = None;
         let mut block = |until_ms: i64, reason: String| {
             if worst.as_ref().map_or(true, |w| until_ms > w.until_ms) {
@@ -705,7 +865,7 @@ impl Router {
             }
         };
         // A message larger than a limit still goes out alone in an empty
-        // window, or it could never be sent.
+        // window with nothing bound, or it could never be sent.
         let over = |count: u64, limit: u32| {
             limit == 0 || (count > 0 && count.saturating_add(parts) > u64::from(limit))
         };
@@ -713,17 +873,17 @@ impl Router {
             // Sorted: the window is a suffix, found by binary search.
             let window = &counters.minute;
             let start = window.partition_point(|&t| t <= now_ms.saturating_sub(MINUTE_MS));
-            let count = window.len().saturating_sub(start) as u64;
+            let sent = window.len().saturating_sub(start) as u64;
+            let count = sent.saturating_add(held);
             if over(count, limit) {
-                // Enough of the oldest sends must leave the window.
+                // Enough of the oldest sends must leave the window; the
+                // bound parts leave it no earlier than a minute from now.
                 let leave = count.saturating_add(parts).saturating_sub(u64::from(limit));
-                let idx = usize::try_from(leave.clamp(1, count.max(1)) - 1).unwrap_or(0);
-                let until = window
-                    .get(start.saturating_add(idx))
-                    .or(window.back())
-                    .map_or(now_ms.saturating_add(MINUTE_MS), |t| {
-                        t.saturating_add(MINUTE_MS)
-                    });
+                let oldest = usize::try_from(leave.max(1) - 1)
+                    .ok()
+                    .filter(|&i| (i as u64) < sent)
+                    .and_then(|i| window.get(start.saturating_add(i)));
+                let until = oldest.map_or(now_ms, |&t| t).saturating_add(MINUTE_MS);
                 block(
                     until,
                     format!("per_minute limit {limit} reached on SIM {key}"),
@@ -732,7 +892,7 @@ impl Router {
         }
         if let Some(limit) = limits.per_day {
             let today = day_of(now_ms);
-            if over(counters.sent_on(today), limit) {
+            if over(counters.sent_on(today).saturating_add(held), limit) {
                 block(
                     today.saturating_add(1).saturating_mul(DAY_MS),
                     format!("per_day limit {limit} reached on SIM {key}"),
@@ -740,6 +900,7 @@ impl Router {
             }
         }
         if let Some(limit) = limits.recipients_per_month {
+            // Held (bound) recipients are in the set already.
             let month = month_of(now_ms);
             let seen = if counters.month == month {
                 &counters.recipients
@@ -754,15 +915,25 @@ impl Router {
                 );
             }
         }
-        if let (Some([a, b]), Some(last)) = (limits.jitter_ms, counters.last_sent_ms) {
+        if let Some([a, b]) = limits.jitter_ms {
             let (lo, hi) = (a.min(b), a.max(b));
-            let gap = lo as f64 + counters.jitter_at * (hi - lo) as f64;
-            let until = last.saturating_add(gap.round() as i64);
-            if until > now_ms {
+            if held > 0 && hi > 0 {
+                // The pause runs from the send of what is bound, not yet
+                // known: the engine asks again when it is recorded; the
+                // time is a fallback.
                 block(
-                    until,
-                    format!("jitter_ms pause after the last send on SIM {key}"),
+                    now_ms.saturating_add(i64::try_from(hi).unwrap_or(i64::MAX)),
+                    format!("jitter_ms: waiting for the send in flight on SIM {key}"),
                 );
+            } else if let Some(last) = counters.last_sent_ms {
+                let gap = lo as f64 + counters.jitter_at * (hi - lo) as f64;
+                let until = last.saturating_add(gap.round() as i64);
+                if until > now_ms {
+                    block(
+                        until,
+                        format!("jitter_ms pause after the last send on SIM {key}"),
+                    );
+                }
             }
         }
         worst
@@ -1379,6 +1550,243 @@ mod tests {
         );
         let e = l.validate().unwrap_err();
         assert!(e.starts_with("limits.sim.\"left\".jitter_ms"), "{e}");
+    }
+
+    #[test]
+    fn bound_parts_count_against_the_limits() {
+        let none: &[String] = &[];
+        let l = limits(Limits {
+            per_minute: Some(3),
+            per_day: Some(5),
+            ..Limits::default()
+        });
+        let mut router = Router::with_seed(RoutingConfig::default(), l, 1);
+        let with_load = |load: u64| {
+            let mut m = modems();
+            m.truncate(1);
+            m[0].load = load;
+            m
+        };
+        let r = req("+15550001", None, none);
+        // Three parts bound, none sent: the fourth waits a minute (the
+        // bound ones leave the window no earlier than a minute after now).
+        assert_eq!(router.choose(&r, &with_load(2), NOW), modem("111"));
+        assert_eq!(
+            router.choose(&r, &with_load(3), NOW),
+            Choice::Wait {
+                until_ms: NOW + MINUTE_MS,
+                reason: "per_minute limit 3 reached on SIM 89490001".into()
+            }
+        );
+        // Two sent, one bound: the oldest send leaving frees a place.
+        router.record_sent("111", Some("89490001"), "+1", NOW - 30_000);
+        router.record_sent("111", Some("89490001"), "+1", NOW - 20_000);
+        assert_eq!(
+            router.choose(&r, &with_load(1), NOW),
+            Choice::Wait {
+                until_ms: NOW + 30_000,
+                reason: "per_minute limit 3 reached on SIM 89490001".into()
+            }
+        );
+        // Per day: 2 sent and 3 bound make 5.
+        let later = NOW + 5 * MINUTE_MS;
+        let midnight = (NOW / DAY_MS + 1) * DAY_MS;
+        assert_eq!(
+            router.choose(&r, &with_load(3), later),
+            Choice::Wait {
+                until_ms: midnight,
+                reason: "per_day limit 5 reached on SIM 89490001".into()
+            }
+        );
+        assert_eq!(router.choose(&r, &with_load(2), later), modem("111"));
+        // A message larger than the limit goes alone, but not next to
+        // bound work.
+        let big = RouteRequest {
+            parts: 4,
+            ..r.clone()
+        };
+        let mut fresh = Router::with_seed(
+            RoutingConfig::default(),
+            limits(Limits {
+                per_minute: Some(3),
+                ..Limits::default()
+            }),
+            1,
+        );
+        assert_eq!(fresh.choose(&big, &with_load(0), NOW), modem("111"));
+        assert!(matches!(
+            fresh.choose(&big, &with_load(1), NOW),
+            Choice::Wait { .. }
+        ));
+    }
+
+    #[test]
+    fn a_backlog_routed_in_one_round_is_spread_within_the_limits() {
+        // The engine's round: every choice adds the parts to the
+        // candidate's load and holds the message.
+        let none: &[String] = &[];
+        let l = limits(Limits {
+            per_minute: Some(3),
+            ..Limits::default()
+        });
+        let mut router = Router::with_seed(RoutingConfig::default(), l, 1);
+        let mut cands = modems();
+        let mut waits = 0;
+        for i in 0..20 {
+            let to = format!("+1555{i}");
+            let r = RouteRequest {
+                message: i,
+                ..req(&to, None, none)
+            };
+            match router.choose(&r, &cands, NOW) {
+                Choice::Modem(id) => {
+                    let c = cands.iter_mut().find(|c| c.id == id).unwrap();
+                    c.load += 1;
+                    router.hold(i, &c.id, c.iccid.as_deref(), &to, NOW);
+                }
+                Choice::Wait { until_ms, reason } => {
+                    assert_eq!(until_ms, NOW + MINUTE_MS, "{reason}");
+                    waits += 1;
+                }
+                Choice::Reject(r) => panic!("{r}"),
+            }
+        }
+        let loads: Vec<u64> = cands.iter().map(|c| c.load).collect();
+        assert_eq!(loads, [3, 3, 3]);
+        assert_eq!(waits, 11);
+    }
+
+    #[test]
+    fn jitter_spaces_a_backlog_one_message_at_a_time() {
+        let none: &[String] = &[];
+        let l = limits(Limits {
+            jitter_ms: Some([1000, 2000]),
+            ..Limits::default()
+        });
+        let mut router = Router::with_seed(RoutingConfig::default(), l, 1);
+        let mut cands = modems();
+        cands.truncate(1);
+        let r = req("+15550001", None, none);
+        assert_eq!(router.choose(&r, &cands, NOW), modem("111"));
+        // Bound, not sent yet: the next waits for that send (then for
+        // the pause after it).
+        cands[0].load = 1;
+        assert_eq!(
+            router.choose(&r, &cands, NOW),
+            Choice::Wait {
+                until_ms: NOW + 2000,
+                reason: "jitter_ms: waiting for the send in flight on SIM 89490001".into()
+            }
+        );
+        router.record_sent("111", Some("89490001"), "+15550001", NOW + 500);
+        cands[0].load = 0;
+        let Choice::Wait { until_ms, reason } = router.choose(&r, &cands, NOW + 500) else {
+            panic!("no pause after the send")
+        };
+        assert!((NOW + 1500..=NOW + 2500).contains(&until_ms), "{reason}");
+        assert_eq!(router.choose(&r, &cands, until_ms), modem("111"));
+        // [0, 0] is no pause: bound work does not hold the next back.
+        router.reconfigure(
+            RoutingConfig::default(),
+            limits(Limits {
+                jitter_ms: Some([0, 0]),
+                ..Limits::default()
+            }),
+        );
+        cands[0].load = 5;
+        assert_eq!(router.choose(&r, &cands, NOW + 600), modem("111"));
+    }
+
+    #[test]
+    fn stickiness_starts_at_bind_time_and_is_dropped_when_unbound_unsent() {
+        let none: &[String] = &[];
+        let mut router = Router::with_seed(RoutingConfig::default(), LimitsConfig::default(), 1);
+        let mut cands = modems();
+        let to = "+4930555";
+        // Two messages to a new number in one round: the second follows
+        // the first although another modem is less loaded.
+        assert_eq!(
+            router.choose(&req(to, None, none), &cands, NOW),
+            modem("111")
+        );
+        router.hold(1, "111", Some("89490001"), to, NOW);
+        cands[0].load = 1;
+        let second = RouteRequest {
+            message: 2,
+            ..req(to, None, none)
+        };
+        assert_eq!(router.choose(&second, &cands, NOW), modem("111"));
+        router.hold(2, "111", Some("89490001"), to, NOW);
+        // Both unbound unsent (a failover): no conversation, no sticky.
+        router.release(1);
+        assert_eq!(router.choose(&second, &cands, NOW), modem("111"));
+        router.release(2);
+        assert_eq!(router.held(), 0);
+        assert_eq!(router.choose(&second, &cands, NOW), modem("222"));
+        // Sent: it stays after the release.
+        router.hold(3, "222", Some("89490002"), to, NOW);
+        router.record_sent("222", Some("89490002"), to, NOW + 1);
+        router.release(3);
+        assert_eq!(router.choose(&second, &cands, NOW + 2), modem("222"));
+        // An earlier conversation comes back when a binding elsewhere is
+        // released unsent.
+        router.hold(4, "333", None, to, NOW + 3);
+        assert_eq!(router.choose(&second, &cands, NOW + 4), modem("333"));
+        router.release(4);
+        assert_eq!(router.choose(&second, &cands, NOW + 5), modem("222"));
+        // Releasing twice or an unknown message changes nothing.
+        router.release(4);
+        router.release(99);
+        assert_eq!(router.choose(&second, &cands, NOW + 5), modem("222"));
+    }
+
+    #[test]
+    fn held_recipients_count_for_the_month_until_released_unsent() {
+        let none: &[String] = &[];
+        let l = limits(Limits {
+            recipients_per_month: Some(1),
+            ..Limits::default()
+        });
+        let mut router = Router::with_seed(RoutingConfig::default(), l, 1);
+        router.hold(1, "333", None, "+1001", NOW);
+        let other = req("+1002", Some("spare"), none);
+        assert!(matches!(
+            router.choose(&other, &modems(), NOW),
+            Choice::Wait { reason, .. } if reason.contains("recipients_per_month")
+        ));
+        // The same recipient again is no new one.
+        assert_eq!(
+            router.choose(&req("+1001", Some("spare"), none), &modems(), NOW),
+            modem("333")
+        );
+        router.release(1);
+        assert_eq!(router.choose(&other, &modems(), NOW), modem("333"));
+        // Sent, then released: it stays counted.
+        router.hold(2, "333", None, "+1001", NOW);
+        router.record_sent("333", None, "+1001", NOW);
+        router.release(2);
+        assert!(matches!(
+            router.choose(&other, &modems(), NOW),
+            Choice::Wait { .. }
+        ));
+    }
+
+    #[test]
+    fn holds_of_a_modem_without_bound_work_are_released() {
+        let mut router = Router::with_seed(RoutingConfig::default(), LimitsConfig::default(), 1);
+        router.hold(1, "111", Some("89490001"), "+1", NOW);
+        router.hold(2, "222", Some("89490002"), "+2", NOW);
+        router.hold(3, "222", Some("89490002"), "+2", NOW);
+        router.release_idle(|m| m == "222");
+        assert_eq!(router.held(), 2);
+        router.release_idle(|_| false);
+        assert_eq!(router.held(), 0);
+        assert!(router.holds.is_empty() && router.sticky.is_empty());
+        // Holding a message again moves it.
+        router.hold(4, "111", Some("89490001"), "+4", NOW);
+        router.hold(4, "222", Some("89490002"), "+4", NOW);
+        assert_eq!(router.held(), 1);
+        assert_eq!(router.sticky[&recipient_key("+4")].0, "222");
     }
 
     #[test]

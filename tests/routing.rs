@@ -1,8 +1,16 @@
 //! The router's store queries on real files, and the router driven by
 //! them: unbound work, binding and failover, history after a restart,
-//! load per modem, and a v1 database migrating under them.
+//! load per modem, and a v1 database migrating under them. Then the real
+//! `smsgate run` with `smsgate sim` modems: per-SIM limits, jitter and
+//! stickiness hold for a backlog queued at once.
+
+mod common;
 
 use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::daemon::{wait_for, Gate, Sim, OUTSIDE};
+use serde_json::{json, Value};
 
 use smsgate::router::{Candidate, Choice, LimitsConfig, RouteRequest, Router, RoutingConfig};
 use smsgate::store::*;
@@ -300,4 +308,128 @@ async fn a_version_1_database_migrates_and_its_pinned_messages_stay_bound() {
     assert_eq!(send_bound(&store, MODEM, T0).await, 1);
     assert_eq!(store.route_history(0, T0).await.unwrap().peers.len(), 1);
     store.close().await;
+}
+
+// ------------------------------------------------- the real daemon
+
+/// Queues `n` messages to `to` that all come due at once (two seconds
+/// from now, `send_at` in unix seconds), so the dispatcher sees the whole
+/// backlog in one round.
+fn queue_backlog(gate: &Gate, to: &str, n: usize, tag: &str) -> Vec<i64> {
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2;
+    let mut c = gate.client();
+    (0..n)
+        .map(|i| {
+            let r = c.request(
+                json!({"op": "send", "to": to, "text": format!("{tag} {i}"), "send_at": at}),
+            );
+            assert_eq!(r["ok"], true, "{r}");
+            r["message"].as_i64().unwrap()
+        })
+        .collect()
+}
+
+/// The simulator's outbox entries whose text starts with `tag`.
+fn outbox_of(sim: &Sim, tag: &str) -> Vec<Value> {
+    sim.outbox()
+        .into_iter()
+        .filter(|m| m["text"].as_str().is_some_and(|t| t.starts_with(tag)))
+        .collect()
+}
+
+#[test]
+fn a_per_minute_limit_holds_for_a_backlog_queued_at_once() {
+    let sim = Sim::start(1, &[]);
+    let mut gate = Gate::new();
+    gate.write_watching(
+        &sim,
+        &format!("[limits.sim.\"{}\"]\nper_minute = 3\n", sim.imei(0)),
+    );
+    gate.start(&[]);
+    gate.wait_modems_ready(1);
+    let ids = queue_backlog(&gate, OUTSIDE, 10, "backlog");
+    wait_for("three messages in the outbox", || {
+        (outbox_of(&sim, "backlog").len() >= 3).then_some(())
+    });
+    // The other seven wait for the minute window: queued, with the limit
+    // as the reason, for several seconds (a full minute is too long here).
+    let since = Instant::now();
+    while since.elapsed() < Duration::from_secs(5) {
+        let out = outbox_of(&sim, "backlog");
+        assert_eq!(out.len(), 3, "more than per_minute left: {out:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let mut c = gate.client();
+    let states: Vec<String> = ids.iter().map(|&id| c.state(id)).collect();
+    assert_eq!(
+        states.iter().filter(|s| *s == "sent").count(),
+        3,
+        "{states:?}"
+    );
+    assert_eq!(
+        states.iter().filter(|s| *s == "queued").count(),
+        7,
+        "{states:?}"
+    );
+    let log = gate.log();
+    assert!(
+        log.contains("per_minute limit 3 reached on SIM"),
+        "no wait reason in the log:\n{log}"
+    );
+}
+
+#[test]
+fn jitter_spaces_the_sends_of_a_backlog() {
+    let sim = Sim::start(1, &[]);
+    let mut gate = Gate::new();
+    gate.write_watching(&sim, "[limits]\njitter_ms = [1500, 1500]\n");
+    gate.start(&[]);
+    gate.wait_modems_ready(1);
+    queue_backlog(&gate, OUTSIDE, 3, "spaced");
+    let out = wait_for("three messages in the outbox", || {
+        let out = outbox_of(&sim, "spaced");
+        (out.len() == 3).then_some(out)
+    });
+    let mut times: Vec<time::OffsetDateTime> = out
+        .iter()
+        .map(|m| {
+            time::OffsetDateTime::parse(
+                m["time"].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap()
+        })
+        .collect();
+    times.sort();
+    for pair in times.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= time::Duration::milliseconds(1400),
+            "sends {gap} apart: {out:?}"
+        );
+    }
+}
+
+#[test]
+fn two_messages_to_a_new_number_queued_together_leave_from_one_modem() {
+    let sim = Sim::start(2, &[]);
+    let mut gate = Gate::new();
+    gate.write_watching(&sim, "");
+    gate.start(&[]);
+    gate.wait_modems_ready(2);
+    queue_backlog(&gate, OUTSIDE, 2, "sticky");
+    let out = wait_for("both messages in the outbox", || {
+        let out = outbox_of(&sim, "sticky");
+        (out.len() == 2).then_some(out)
+    });
+    assert_eq!(out[0]["from"], out[1]["from"], "{out:?}");
+    let numbers = [sim.number(0), sim.number(1)];
+    assert!(
+        numbers.iter().any(|n| out[0]["from"] == n.as_str()),
+        "{out:?}"
+    );
 }

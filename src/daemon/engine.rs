@@ -812,6 +812,7 @@ impl Inner {
     fn forget(&self, message: MessageId) {
         lock(&self.bound).remove(&message);
         lock(&self.exclude).remove(&message);
+        lock(&self.router).release(message.0);
     }
 
     /// One dispatch pass: routes up to `batch` due unbound messages and
@@ -829,7 +830,18 @@ impl Inner {
         if pending.is_empty() {
             return (0, 0);
         }
-        *lock(&self.loads) = loads.into_iter().collect();
+        let loads: HashMap<String, u64> = loads.into_iter().collect();
+        {
+            // What the router holds for messages that are unbound again
+            // (failover, a modem gone) or done with a modem that holds
+            // nothing now (sent, expired, cancelled) is let go first.
+            let mut router = lock(&self.router);
+            for msg in &pending {
+                router.release(msg.id.0);
+            }
+            router.release_idle(|m| loads.get(m).is_some_and(|&n| n > 0));
+        }
+        *lock(&self.loads) = loads;
         let mut candidates = self.candidates();
         let mut chosen: Vec<(MessageId, String)> = Vec::new();
         for msg in &pending {
@@ -847,8 +859,18 @@ impl Inner {
             let choice = lock(&self.router).choose(&req, &candidates, now);
             match choice {
                 Choice::Modem(id) => {
+                    // Held from now: the next messages of this round see
+                    // its parts in the load (per-SIM limits, jitter) and
+                    // its recipient and sticky choice in the router.
                     if let Some(c) = candidates.iter_mut().find(|c| c.id == id) {
                         c.load = c.load.saturating_add(u64::from(msg.parts));
+                        lock(&self.router).hold(
+                            msg.id.0,
+                            &c.id,
+                            c.iccid.as_deref(),
+                            &msg.recipient,
+                            now,
+                        );
                     }
                     chosen.push((msg.id, id));
                 }
@@ -870,6 +892,10 @@ impl Inner {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(messages = chosen.len(), error = %e, "cannot bind");
+                let mut router = lock(&self.router);
+                for (message, _) in &chosen {
+                    router.release(message.0);
+                }
                 return (pending.len(), 0);
             }
         };
@@ -891,9 +917,12 @@ impl Inner {
                         self.wake(Some(&id));
                     }
                 }
-                Ok(false) => {}
-                Err(e) => tracing::warn!(modem = %id, message_id = %message, error = %e,
-                    "cannot bind"),
+                Ok(false) => lock(&self.router).release(message.0),
+                Err(e) => {
+                    lock(&self.router).release(message.0);
+                    tracing::warn!(modem = %id, message_id = %message, error = %e,
+                        "cannot bind")
+                }
             }
         }
         (pending.len(), bound)
