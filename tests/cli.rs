@@ -283,6 +283,35 @@ fn inbox_json_lines_have_the_fields_and_ack_empties_it() {
 }
 
 #[test]
+fn inbox_shows_control_characters_escaped_and_json_exact() {
+    let g = Gateway::start();
+    let evil = "\u{1b}[31mred\rfake\u{202e}txt";
+    g.sim_ctl(&[
+        "inject", "--modem", "0", "--from", "+4930999", "--text", evil, "--ucs2",
+    ]);
+    let mut exact = Value::Null;
+    g.eventually("the inbound message", || {
+        let out = g.cli(&["inbox", "--json"]);
+        exact = text(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["from"] == "+4930999")
+            .unwrap_or(Value::Null);
+        !exact.is_null()
+    });
+    // --json keeps the text exact.
+    assert_eq!(exact["text"], evil);
+    // Human output shows it, harmlessly.
+    let out = g.cli(&["inbox"]);
+    let shown = text(&out.stdout);
+    assert!(
+        !shown.contains(['\u{1b}', '\r', '\u{202e}']),
+        "raw control characters reached stdout: {shown:?}"
+    );
+    assert!(shown.contains("\\x1b[31mred\\rfake\\u{202e}txt"), "{shown}");
+}
+
+#[test]
 fn inbox_follow_prints_new_messages() {
     let g = Gateway::start();
     let mut child = Command::new(BIN)

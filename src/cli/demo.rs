@@ -18,7 +18,7 @@ use clap::Args;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-use super::client::Client;
+use super::client::{printable, Client};
 use crate::daemon::{Config, Daemon};
 use crate::sim::control::{self, Request};
 use crate::sim::runtime::{self as sim_runtime, SimConfig};
@@ -186,7 +186,7 @@ fn steps(socket: &Path, sim_dir: &Path, step: Duration) -> Result<(), String> {
     println!(
         "2. The daemon listens on {} ({}).",
         socket.display(),
-        client.hello()["server"].as_str().unwrap_or("smsgate")
+        printable(client.hello()["server"].as_str().unwrap_or("smsgate"))
     );
 
     // Wait for both modems to be ready.
@@ -209,9 +209,9 @@ fn steps(socket: &Path, sim_dir: &Path, step: Duration) -> Result<(), String> {
     for m in &ready {
         println!(
             "   modem {}: IMEI {}, operator {}, signal {}",
-            m["name"].as_str().unwrap_or("?"),
-            m["imei"].as_str().unwrap_or("?"),
-            m["operator"].as_str().unwrap_or("?"),
+            printable(m["name"].as_str().unwrap_or("?")),
+            printable(m["imei"].as_str().unwrap_or("?")),
+            printable(m["operator"].as_str().unwrap_or("?")),
             super::modems::signal(m)
         );
     }
@@ -232,17 +232,14 @@ fn steps(socket: &Path, sim_dir: &Path, step: Duration) -> Result<(), String> {
     println!(
         "   accepted as message {id} ({} part(s), {})",
         reply["parts"],
-        reply["state"].as_str().unwrap_or("?")
+        printable(reply["state"].as_str().unwrap_or("?"))
     );
     let sent = wait_event(&mut client, step, "the message to be sent", |ev| {
         ev["event"] == "status"
             && ev["message"] == id
             && matches!(ev["state"].as_str(), Some("sent" | "delivered"))
     })?;
-    let modem = sent["parts"][0]["modem"]
-        .as_str()
-        .unwrap_or("?")
-        .to_string();
+    let modem = printable(sent["parts"][0]["modem"].as_str().unwrap_or("?"));
     println!(
         "   sent through modem {modem} (TP-MR {})",
         sent["parts"][0]["mr"]
@@ -259,10 +256,10 @@ fn steps(socket: &Path, sim_dir: &Path, step: Duration) -> Result<(), String> {
         .cloned()
         .ok_or_else(|| format!("the network never saw a message to {PHONE}: {outbox}"))?;
     println!(
-        "4. The network received it: from {} to {}: {:?}",
-        entry["from"].as_str().unwrap_or("?"),
+        "4. The network received it: from {} to {}: \"{}\"",
+        printable(entry["from"].as_str().unwrap_or("?")),
         PHONE,
-        entry["text"].as_str().unwrap_or("")
+        printable(entry["text"].as_str().unwrap_or(""))
     );
     let from = entry["from"].as_str().unwrap_or("").to_string();
     let modem_index = entry["modem"]
@@ -277,7 +274,7 @@ fn steps(socket: &Path, sim_dir: &Path, step: Duration) -> Result<(), String> {
     })?;
     println!(
         "5. Delivery report: message {id} is {} (status report from the network)",
-        delivered["state"].as_str().unwrap_or("?")
+        printable(delivered["state"].as_str().unwrap_or("?"))
     );
 
     // 6. The phone replies.
@@ -296,11 +293,18 @@ fn steps(socket: &Path, sim_dir: &Path, step: Duration) -> Result<(), String> {
         step,
     )
     .map_err(|e| format!("making the phone reply: {e}"))?;
-    println!("6. The phone {PHONE} replies to {from}: {answer:?}");
+    println!(
+        "6. The phone {PHONE} replies to {}: {answer:?}",
+        printable(&from)
+    );
     let inbound = wait_event(&mut client, step, "the reply to reach the bus", |ev| {
         ev["event"] == "inbound" && ev["text"] == answer
     })?;
-    println!("   inbound event on the bus: {inbound}");
+    // JSON escapes C0 but not C1 or bidi controls.
+    println!(
+        "   inbound event on the bus: {}",
+        printable(&inbound.to_string())
+    );
     if let Some(m) = inbound["id"].as_i64() {
         client
             .request("ack", json!({"message": m}))

@@ -17,7 +17,7 @@ use clap::Args;
 use nix::unistd::{AccessFlags, Gid, Group, Uid, User};
 use serde_json::Value;
 
-use super::client::{Client, ClientError, SocketArg};
+use super::client::{printable, Client, ClientError, SocketArg};
 use crate::at::commands::{PinQuery, Raw, RegistrationQuery, SmscQuery, StorageQuery};
 use crate::at::urc::{PinState, RegKind, RegStatus};
 use crate::at::{Link, LinkConfig};
@@ -98,16 +98,21 @@ impl Check {
         })
     }
 
-    /// The line(s) printed for this check.
+    /// The line(s) printed for this check. Name, detail and hint may
+    /// quote a modem or the daemon, so control characters are escaped.
     pub fn render(&self) -> String {
         let tag = match self.level {
             Level::Ok => "ok  ",
             Level::Warn => "warn",
             Level::Fail => "FAIL",
         };
-        let mut s = format!("{tag}  {}: {}", self.name, self.detail);
+        let mut s = format!(
+            "{tag}  {}: {}",
+            printable(&self.name),
+            printable(&self.detail)
+        );
         if let Some(h) = &self.hint {
-            s.push_str(&format!("\n      hint: {h}"));
+            s.push_str(&format!("\n      hint: {}", printable(h)));
         }
         s
     }

@@ -13,7 +13,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
 use super::client::{
-    strip_envelope, Client, ClientError, SocketArg, EXIT_FAILED, EXIT_TIMEOUT, EXIT_USAGE,
+    printable, strip_envelope, Client, ClientError, SocketArg, EXIT_FAILED, EXIT_TIMEOUT,
+    EXIT_USAGE,
 };
 
 /// Largest text read from stdin or a batch file: far beyond the longest
@@ -203,7 +204,7 @@ fn send_all(args: &SendArgs, text: &str) -> Result<u8, ClientError> {
                 accepted.push((to.clone(), reply));
             }
             Err(e @ ClientError::Refused { .. }) => {
-                eprintln!("error: {to}: {e}");
+                eprintln!("error: {}: {}", printable(to), printable(&e.to_string()));
                 code = worse(code, e.exit_code());
             }
             Err(e) => return Err(e),
@@ -319,19 +320,26 @@ fn wait_all(
             v["state"] = state.clone().into();
             println!("{v}");
         } else {
-            eprintln!("message {id}: {state}");
+            eprintln!("message {id}: {}", printable(state));
         }
         match wait.judge(state) {
             Progress::Reached => {}
             Progress::Failed => {
                 let why = detail["error"].as_str().unwrap_or("no reason given");
-                eprintln!("error: message {id} to {to}: {state}: {why}");
+                eprintln!(
+                    "error: message {id} to {}: {}: {}",
+                    printable(to),
+                    printable(state),
+                    printable(why)
+                );
                 code = worse(code, EXIT_FAILED);
             }
             Progress::Pending => {
                 eprintln!(
-                    "error: message {id} to {to} is still {state}, not {target}, \
-                     after waiting (raise --timeout; it stays queued)"
+                    "error: message {id} to {} is still {}, not {target}, \
+                     after waiting (raise --timeout; it stays queued)",
+                    printable(to),
+                    printable(state)
                 );
                 code = worse(code, EXIT_TIMEOUT);
             }
@@ -551,7 +559,14 @@ fn run_batch(args: &SendArgs, file: &Path) -> ExitCode {
             }
             Err(e @ ClientError::Refused { .. }) => {
                 failed += 1;
-                bar.suspend(|| eprintln!("error: {name}:line {}: {}: {e}", row.line, row.to));
+                bar.suspend(|| {
+                    eprintln!(
+                        "error: {name}:line {}: {}: {}",
+                        row.line,
+                        printable(&row.to),
+                        printable(&e.to_string())
+                    )
+                });
             }
             Err(e) => {
                 bar.abandon();
