@@ -107,6 +107,77 @@ fn send_prints_an_id_and_exits_0() {
 }
 
 #[test]
+fn send_refuses_a_huge_text_per_recipient_and_json_shows_the_normalised_number() {
+    let g = Gateway::start();
+    let huge = "x".repeat(70 * 1024);
+    let out = g.cli(&[
+        "send",
+        "--to",
+        "+4930111111",
+        "--to",
+        "+4930222222",
+        "--text",
+        &huge,
+    ]);
+    // Refused in the client for each recipient; the connection survives.
+    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert_eq!(err.matches("text_too_long").count(), 2, "{err}");
+    assert!(!err.contains("lost"), "{err}");
+    // A fine recipient after a refused one still goes out.
+    let out = g.cli(&[
+        "send",
+        "--json",
+        "--to",
+        "+49 30 123456",
+        "--text",
+        "spaced",
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["to"], "+4930123456", "{v}");
+    assert!(v["message"].is_i64(), "{v}");
+}
+
+#[test]
+fn send_usage_errors_exit_2() {
+    let socket = "/nonexistent/smsgate.sock";
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(["send", "--socket", socket, "--to", "+4930123456"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--text", ""]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        text(&out.stderr).contains("empty text"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Empty stdin is the same mistake.
+    let out = run(&[]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        text(&out.stderr).contains("--allow-empty"),
+        "{}",
+        text(&out.stderr)
+    );
+    // With --allow-empty it goes on (to the missing daemon: 69).
+    assert_eq!(code(&run(&["--text", "", "--allow-empty"])), 69);
+    // --timeout means nothing without --wait.
+    let out = run(&["--text", "x", "--timeout", "5"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        text(&out.stderr).contains("--wait"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn send_several_recipients_and_text_from_stdin() {
     let g = Gateway::start();
     let mut child = Command::new(BIN)
