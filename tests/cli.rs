@@ -626,3 +626,49 @@ fn usage_errors_exit_2() {
         .unwrap();
     assert_eq!(code(&out), 2);
 }
+
+#[test]
+fn run_under_journald_reports_a_start_error_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("smsgate.toml");
+    for (section, cause) in [
+        (
+            format!(
+                "[bus]\nsocket = \"/proc/nope/x.sock\"\n[store]\npath = \"{}\"\n",
+                dir.path().join("s.db").display()
+            ),
+            "/proc/nope",
+        ),
+        (
+            format!(
+                "[bus]\nsocket = \"{}\"\n[store]\npath = \"/proc/nope/s.db\"\n",
+                dir.path().join("x.sock").display()
+            ),
+            "/proc/nope",
+        ),
+    ] {
+        std::fs::write(&config, format!("{section}[discovery]\nenabled = false\n")).unwrap();
+        for journald in [true, false] {
+            let mut cmd = Command::new(BIN);
+            cmd.args(["run", "--config"]).arg(&config);
+            cmd.env_remove("JOURNAL_STREAM").env("SMSGATE_LOG", "info");
+            if journald {
+                cmd.env("JOURNAL_STREAM", "8:1234");
+            }
+            let out = cmd.stdin(Stdio::null()).output().unwrap();
+            assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+            let err = text(&out.stderr);
+            let lines = err.lines().filter(|l| l.contains(cause)).count();
+            // On a terminal the plain `smsgate: ...` line is always there
+            // (a layer may have logged the cause too); in the journal, once.
+            if journald {
+                assert_eq!(lines, 1, "{err}");
+            } else {
+                assert!(
+                    err.lines().any(|l| l.starts_with("smsgate: ")) && lines >= 1,
+                    "{err}"
+                );
+            }
+        }
+    }
+}

@@ -431,10 +431,25 @@ pub fn run(args: RunArgs) -> ExitCode {
     match runtime.block_on(serve(config, path, args.config.is_some())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "smsgate stopped");
-            eprintln!("smsgate: {e}");
+            report_stop(&e);
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// Says once why the daemon stopped. Under journald (`JOURNAL_STREAM`)
+/// stderr and the log are the same stream: the log line (which carries
+/// the level) alone, unless logging is filtered off; elsewhere the plain
+/// `smsgate: ...` line that people and scripts read.
+fn report_stop(e: &DaemonError) {
+    if std::env::var_os("JOURNAL_STREAM").is_some() && tracing::enabled!(tracing::Level::ERROR) {
+        match e {
+            // The store logs its own open failure with the cause.
+            DaemonError::Store(_) => tracing::error!("smsgate stopped: the store did not open"),
+            _ => tracing::error!(error = %e, "smsgate stopped"),
+        }
+    } else {
+        eprintln!("smsgate: {e}");
     }
 }
 
