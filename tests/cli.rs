@@ -614,6 +614,30 @@ fn demo_exits_0() {
 }
 
 #[test]
+fn demo_works_with_a_tmpdir_too_long_for_sockets() {
+    let base = tempfile::tempdir().unwrap();
+    let long = base.path().join("d".repeat(100));
+    std::fs::create_dir(&long).unwrap();
+    let out = Command::new(BIN)
+        .arg("demo")
+        .env("TMPDIR", &long)
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(&out),
+        0,
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("too long"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let out = Command::new(BIN)
         .args(["send", "--text", "no recipient"])

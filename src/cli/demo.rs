@@ -40,6 +40,27 @@ pub struct DemoArgs {
     pub keep: bool,
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_tmpdir_falls_back_to_a_short_one() {
+        let name = "smsgate-demo-1-00000000";
+        assert_eq!(temp_base("/var/tmp".into(), name), Path::new("/var/tmp"));
+        let long = PathBuf::from(format!("/tmp/{}", "d".repeat(100)));
+        assert_eq!(temp_base(long, name), Path::new("/tmp"));
+        assert!(
+            Path::new("/tmp")
+                .join(name)
+                .join(deepest_socket())
+                .as_os_str()
+                .len()
+                <= MAX_SOCKET_PATH
+        );
+    }
+}
+
 /// Runs `smsgate demo`: exit 0 when every step worked.
 pub fn run(args: DemoArgs) -> ExitCode {
     match demo(&args) {
@@ -57,14 +78,43 @@ struct TempDir {
     keep: bool,
 }
 
+/// Longest Unix socket path (`sun_path` is 108 bytes on Linux, one of
+/// them the terminating NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// The deepest socket below the demo directory (the simulator's control
+/// socket), relative to it.
+fn deepest_socket() -> PathBuf {
+    Path::new("sim").join(crate::sim::control::SOCKET_NAME)
+}
+
+/// Where the demo directory goes: `$TMPDIR` unless its sockets' paths
+/// would not fit in a socket address, then `/tmp`.
+fn temp_base(preferred: PathBuf, name: &str) -> PathBuf {
+    let fits =
+        |base: &Path| base.join(name).join(deepest_socket()).as_os_str().len() <= MAX_SOCKET_PATH;
+    if fits(&preferred) {
+        return preferred;
+    }
+    let fallback = PathBuf::from("/tmp");
+    if fallback.is_dir() && fits(&fallback) {
+        eprintln!(
+            "note: {} is too long a directory for the demo's sockets; using /tmp",
+            preferred.display()
+        );
+        return fallback;
+    }
+    preferred
+}
+
 impl TempDir {
     fn new(keep: bool) -> Result<TempDir, String> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let path =
-            std::env::temp_dir().join(format!("smsgate-demo-{}-{nanos:08x}", std::process::id()));
+        let name = format!("smsgate-demo-{}-{nanos:08x}", std::process::id());
+        let path = temp_base(std::env::temp_dir(), &name).join(name);
         std::fs::create_dir(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         Ok(TempDir { path, keep })
     }
@@ -139,9 +189,25 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
             let _ = ready_tx.send(ready.modems.len());
         },
     ));
-    let modems = ready_rx
-        .recv_timeout(step)
-        .map_err(|_| "the simulator did not start".to_string())?;
+    let modems = match ready_rx.recv_timeout(step) {
+        Ok(n) => n,
+        Err(_) => {
+            // Say why: the simulator's own error (a socket path too long,
+            // no ptys), not just that it is missing.
+            let why = runtime.block_on(async {
+                match tokio::time::timeout(Duration::from_secs(1), sim).await {
+                    Ok(Ok(Err(e))) => e.to_string(),
+                    Ok(Err(e)) => format!("it crashed: {e}"),
+                    Ok(Ok(Ok(()))) => "it stopped at once".to_string(),
+                    Err(_) => format!("not ready within {step:?}"),
+                }
+            });
+            return Err(format!(
+                "the simulator did not start in {}: {why}",
+                sim_dir.display()
+            ));
+        }
+    };
     println!(
         "1. A simulated GSM network with {modems} modems is up ({} and {}),",
         NUMBERS[0], NUMBERS[1]
