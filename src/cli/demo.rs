@@ -40,27 +40,6 @@ pub struct DemoArgs {
     pub keep: bool,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_long_tmpdir_falls_back_to_a_short_one() {
-        let name = "smsgate-demo-1-00000000";
-        assert_eq!(temp_base("/var/tmp".into(), name), Path::new("/var/tmp"));
-        let long = PathBuf::from(format!("/tmp/{}", "d".repeat(100)));
-        assert_eq!(temp_base(long, name), Path::new("/tmp"));
-        assert!(
-            Path::new("/tmp")
-                .join(name)
-                .join(deepest_socket())
-                .as_os_str()
-                .len()
-                <= MAX_SOCKET_PATH
-        );
-    }
-}
-
 /// Runs `smsgate demo`: exit 0 when every step worked.
 pub fn run(args: DemoArgs) -> ExitCode {
     match demo(&args) {
@@ -398,5 +377,26 @@ fn wait_event(
             Ok(None) => return Err(format!("gave up waiting for {what} after {step:?}")),
             Err(e) => return Err(format!("waiting for {what}: {e}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_tmpdir_falls_back_to_a_short_one() {
+        let name = "smsgate-demo-1-00000000";
+        assert_eq!(temp_base("/var/tmp".into(), name), Path::new("/var/tmp"));
+        let long = PathBuf::from(format!("/tmp/{}", "d".repeat(100)));
+        assert_eq!(temp_base(long, name), Path::new("/tmp"));
+        assert!(
+            Path::new("/tmp")
+                .join(name)
+                .join(deepest_socket())
+                .as_os_str()
+                .len()
+                <= MAX_SOCKET_PATH
+        );
     }
 }
