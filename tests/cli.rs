@@ -696,3 +696,15 @@ fn run_under_journald_reports_a_start_error_once() {
         }
     }
 }
+
+#[test]
+fn sigterm_during_a_reload_that_stops_modems_shuts_down_cleanly() {
+    use nix::sys::signal::Signal;
+    let mut g = Gateway::start();
+    // The new config drops discovery: the reload stops both modems.
+    g.gate
+        .write_config("[discovery]\nenabled = false\n[privacy]\npolicy = \"open\"\n");
+    g.gate.signal(Signal::SIGHUP);
+    let status = g.gate.stop(Signal::SIGTERM);
+    assert_eq!(status.code(), Some(0), "{}", g.gate.log());
+}
