@@ -503,8 +503,18 @@ fn doctor_checks_ports_and_the_daemon() {
     assert_eq!(code(&out), 0, "{report}");
     assert!(report.contains("reachable"), "{report}");
     assert!(report.contains("modem modem0"), "{report}");
-    // The daemon holds the port: the doctor must not talk AT over it.
-    assert!(report.contains("not probed"), "{report}");
+    // Per-modem state comes from the daemon: state, registration, signal.
+    let line = report
+        .lines()
+        .find(|l| l.contains("modem modem0"))
+        .unwrap_or_default();
+    assert!(line.starts_with("ok"), "{report}");
+    assert!(line.contains("ready") && line.contains("signal"), "{report}");
+    // The daemon holds the port: the doctor neither talks AT over it nor
+    // checks it as a free port.
+    assert!(!report.contains("AT: answers"), "{report}");
+    assert!(report.contains("the daemon's: reported by it above"), "{report}");
+    assert!(!report.contains(&format!("port {}:", port.display())), "{report}");
 }
 
 #[test]
