@@ -509,12 +509,21 @@ fn doctor_checks_ports_and_the_daemon() {
         .find(|l| l.contains("modem modem0"))
         .unwrap_or_default();
     assert!(line.starts_with("ok"), "{report}");
-    assert!(line.contains("ready") && line.contains("signal"), "{report}");
+    assert!(
+        line.contains("ready") && line.contains("signal"),
+        "{report}"
+    );
     // The daemon holds the port: the doctor neither talks AT over it nor
     // checks it as a free port.
     assert!(!report.contains("AT: answers"), "{report}");
-    assert!(report.contains("the daemon's: reported by it above"), "{report}");
-    assert!(!report.contains(&format!("port {}:", port.display())), "{report}");
+    assert!(
+        report.contains("the daemon's: reported by it above"),
+        "{report}"
+    );
+    assert!(
+        !report.contains(&format!("port {}:", port.display())),
+        "{report}"
+    );
 }
 
 #[test]

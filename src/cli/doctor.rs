@@ -359,6 +359,16 @@ fn is_simulator(pid: u32) -> bool {
     })
 }
 
+/// The name of a file's group (its number when it has none).
+fn group_of(meta: &fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    Group::from_gid(Gid::from_raw(meta.gid()))
+        .ok()
+        .flatten()
+        .map(|g| g.name)
+        .unwrap_or_else(|| meta.gid().to_string())
+}
+
 /// A port path with its links resolved, for comparing ports.
 fn resolve(p: &Path) -> PathBuf {
     fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
@@ -436,11 +446,7 @@ fn port_checks(
             .and_then(|n| getgrouplist(&n, user.gid).ok())
             .unwrap_or_default();
         if !may_read_write(&meta, user.uid, &groups) {
-            let group = Group::from_gid(Gid::from_raw(meta.gid()))
-                .ok()
-                .flatten()
-                .map(|g| g.name)
-                .unwrap_or_else(|| meta.gid().to_string());
+            let group = group_of(&meta);
             out.push(
                 Check::new(
                     Level::Fail,
@@ -461,11 +467,7 @@ fn port_checks(
     }
     if let Err(e) = nix::unistd::access(port, AccessFlags::R_OK | AccessFlags::W_OK) {
         use std::os::unix::fs::MetadataExt;
-        let group = Group::from_gid(Gid::from_raw(meta.gid()))
-            .ok()
-            .flatten()
-            .map(|g| g.name)
-            .unwrap_or_else(|| meta.gid().to_string());
+        let group = group_of(&meta);
         out.push(
             Check::new(
                 Level::Fail,
