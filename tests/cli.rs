@@ -107,6 +107,77 @@ fn send_prints_an_id_and_exits_0() {
 }
 
 #[test]
+fn send_refuses_a_huge_text_per_recipient_and_json_shows_the_normalised_number() {
+    let g = Gateway::start();
+    let huge = "x".repeat(70 * 1024);
+    let out = g.cli(&[
+        "send",
+        "--to",
+        "+4930111111",
+        "--to",
+        "+4930222222",
+        "--text",
+        &huge,
+    ]);
+    // Refused in the client for each recipient; the connection survives.
+    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert_eq!(err.matches("text_too_long").count(), 2, "{err}");
+    assert!(!err.contains("lost"), "{err}");
+    // A fine recipient after a refused one still goes out.
+    let out = g.cli(&[
+        "send",
+        "--json",
+        "--to",
+        "+49 30 123456",
+        "--text",
+        "spaced",
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["to"], "+4930123456", "{v}");
+    assert!(v["message"].is_i64(), "{v}");
+}
+
+#[test]
+fn send_usage_errors_exit_2() {
+    let socket = "/nonexistent/smsgate.sock";
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(["send", "--socket", socket, "--to", "+4930123456"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--text", ""]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        text(&out.stderr).contains("empty text"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Empty stdin is the same mistake.
+    let out = run(&[]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        text(&out.stderr).contains("--allow-empty"),
+        "{}",
+        text(&out.stderr)
+    );
+    // With --allow-empty it goes on (to the missing daemon: 69).
+    assert_eq!(code(&run(&["--text", "", "--allow-empty"])), 69);
+    // --timeout means nothing without --wait.
+    let out = run(&["--text", "x", "--timeout", "5"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        text(&out.stderr).contains("--wait"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn send_several_recipients_and_text_from_stdin() {
     let g = Gateway::start();
     let mut child = Command::new(BIN)
@@ -283,6 +354,35 @@ fn inbox_json_lines_have_the_fields_and_ack_empties_it() {
 }
 
 #[test]
+fn inbox_shows_control_characters_escaped_and_json_exact() {
+    let g = Gateway::start();
+    let evil = "\u{1b}[31mred\rfake\u{202e}txt";
+    g.sim_ctl(&[
+        "inject", "--modem", "0", "--from", "+4930999", "--text", evil, "--ucs2",
+    ]);
+    let mut exact = Value::Null;
+    g.eventually("the inbound message", || {
+        let out = g.cli(&["inbox", "--json"]);
+        exact = text(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["from"] == "+4930999")
+            .unwrap_or(Value::Null);
+        !exact.is_null()
+    });
+    // --json keeps the text exact.
+    assert_eq!(exact["text"], evil);
+    // Human output shows it, harmlessly.
+    let out = g.cli(&["inbox"]);
+    let shown = text(&out.stdout);
+    assert!(
+        !shown.contains(['\u{1b}', '\r', '\u{202e}']),
+        "raw control characters reached stdout: {shown:?}"
+    );
+    assert!(shown.contains("\\x1b[31mred\\rfake\\u{202e}txt"), "{shown}");
+}
+
+#[test]
 fn inbox_follow_prints_new_messages() {
     let g = Gateway::start();
     let mut child = Command::new(BIN)
@@ -403,8 +503,27 @@ fn doctor_checks_ports_and_the_daemon() {
     assert_eq!(code(&out), 0, "{report}");
     assert!(report.contains("reachable"), "{report}");
     assert!(report.contains("modem modem0"), "{report}");
-    // The daemon holds the port: the doctor must not talk AT over it.
-    assert!(report.contains("not probed"), "{report}");
+    // Per-modem state comes from the daemon: state, registration, signal.
+    let line = report
+        .lines()
+        .find(|l| l.contains("modem modem0"))
+        .unwrap_or_default();
+    assert!(line.starts_with("ok"), "{report}");
+    assert!(
+        line.contains("ready") && line.contains("signal"),
+        "{report}"
+    );
+    // The daemon holds the port: the doctor neither talks AT over it nor
+    // checks it as a free port.
+    assert!(!report.contains("AT: answers"), "{report}");
+    assert!(
+        report.contains("the daemon's: reported by it above"),
+        "{report}"
+    );
+    assert!(
+        !report.contains(&format!("port {}:", port.display())),
+        "{report}"
+    );
 }
 
 #[test]
@@ -514,6 +633,30 @@ fn demo_exits_0() {
 }
 
 #[test]
+fn demo_works_with_a_tmpdir_too_long_for_sockets() {
+    let base = tempfile::tempdir().unwrap();
+    let long = base.path().join("d".repeat(100));
+    std::fs::create_dir(&long).unwrap();
+    let out = Command::new(BIN)
+        .arg("demo")
+        .env("TMPDIR", &long)
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(&out),
+        0,
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("too long"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let out = Command::new(BIN)
         .args(["send", "--text", "no recipient"])
@@ -525,4 +668,62 @@ fn usage_errors_exit_2() {
         .output()
         .unwrap();
     assert_eq!(code(&out), 2);
+}
+
+#[test]
+fn run_under_journald_reports_a_start_error_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("smsgate.toml");
+    for (section, cause) in [
+        (
+            format!(
+                "[bus]\nsocket = \"/proc/nope/x.sock\"\n[store]\npath = \"{}\"\n",
+                dir.path().join("s.db").display()
+            ),
+            "/proc/nope",
+        ),
+        (
+            format!(
+                "[bus]\nsocket = \"{}\"\n[store]\npath = \"/proc/nope/s.db\"\n",
+                dir.path().join("x.sock").display()
+            ),
+            "/proc/nope",
+        ),
+    ] {
+        std::fs::write(&config, format!("{section}[discovery]\nenabled = false\n")).unwrap();
+        for journald in [true, false] {
+            let mut cmd = Command::new(BIN);
+            cmd.args(["run", "--config"]).arg(&config);
+            cmd.env_remove("JOURNAL_STREAM").env("SMSGATE_LOG", "info");
+            if journald {
+                cmd.env("JOURNAL_STREAM", "8:1234");
+            }
+            let out = cmd.stdin(Stdio::null()).output().unwrap();
+            assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+            let err = text(&out.stderr);
+            let lines = err.lines().filter(|l| l.contains(cause)).count();
+            // On a terminal the plain `smsgate: ...` line is always there
+            // (a layer may have logged the cause too); in the journal, once.
+            if journald {
+                assert_eq!(lines, 1, "{err}");
+            } else {
+                assert!(
+                    err.lines().any(|l| l.starts_with("smsgate: ")) && lines >= 1,
+                    "{err}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn sigterm_during_a_reload_that_stops_modems_shuts_down_cleanly() {
+    use nix::sys::signal::Signal;
+    let mut g = Gateway::start();
+    // The new config drops discovery: the reload stops both modems.
+    g.gate
+        .write_config("[discovery]\nenabled = false\n[privacy]\npolicy = \"open\"\n");
+    g.gate.signal(Signal::SIGHUP);
+    let status = g.gate.stop(Signal::SIGTERM);
+    assert_eq!(status.code(), Some(0), "{}", g.gate.log());
 }

@@ -36,18 +36,31 @@ fn run_with(config: &str) -> (Option<i32>, String, PathBuf, tempfile::TempDir) {
 
 #[test]
 fn bad_configs_exit_78_and_name_the_key_and_the_file() {
-    for (config, key) in [
+    for (config, key, line) in [
         (
             "[bus]\nsocket = \"/tmp/x.sock\"\nsockett = \"/x\"\n",
             "bus.sockett",
+            3,
         ),
-        ("[discovery]\nenabled = \"yes\"\n", "discovery.enabled"),
+        ("[discovery]\nenabled = \"yes\"\n", "discovery.enabled", 2),
         (
             "[[modem]]\nport = \"/dev/ttyUSB0\"\npin = \"12\"\n",
             "modem.pin",
+            3,
         ),
-        ("[store]\npath = \"relative.db\"\n", "store.path"),
-        ("[limits]\nper_minute = 0\n", "limits.per_minute"),
+        ("[store]\npath = \"relative.db\"\n", "store.path", 2),
+        ("[limits]\nper_minute = 0\n", "limits.per_minute", 2),
+        // A typo in a flattened table: the key's own line, not the header's.
+        (
+            "[bus]\nsocket = \"/tmp/x.sock\"\n\n[limits]\nper_minute = 5\nper_minut = 3\n",
+            "limits.per_minut",
+            6,
+        ),
+        (
+            "# comment\n\n[limits]\n\"per_minut\" = 3\n",
+            "limits.per_minut",
+            4,
+        ),
     ] {
         let (code, stderr, path, _dir) = run_with(config);
         assert_eq!(code, Some(78), "{config}: {stderr}");
@@ -56,7 +69,10 @@ fn bad_configs_exit_78_and_name_the_key_and_the_file() {
             stderr.contains(&path.display().to_string()),
             "{config}: {stderr}"
         );
-        assert!(stderr.contains("line"), "{config}: {stderr}");
+        assert!(
+            stderr.contains(&format!("line {line}")),
+            "{config}: want line {line}: {stderr}"
+        );
     }
     let out = Command::new(BIN)
         .args(["run", "--config", "/nonexistent/smsgate.toml"])

@@ -101,8 +101,10 @@ impl ClientError {
     }
 
     /// Prints `error: ...` on stderr and returns the matching exit code.
+    /// The daemon's message may quote what a client or a modem sent, so
+    /// control characters are shown escaped ([`printable`]).
     pub fn report(&self) -> ExitCode {
-        eprintln!("error: {self}");
+        eprintln!("error: {}", printable(&self.to_string()));
         ExitCode::from(self.exit_code())
     }
 }
@@ -419,14 +421,49 @@ pub fn strip_envelope(mut v: Value) -> Value {
     v
 }
 
-/// A field as text for tables: strings bare, null/missing as `-`.
+/// A field as text for tables: strings bare (control characters
+/// escaped, [`printable`]), null/missing as `-`.
 pub fn cell(v: &Value, key: &str) -> String {
     match v.get(key) {
         None | Some(Value::Null) => "-".into(),
         Some(Value::String(s)) if s.is_empty() => "-".into(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
+        Some(Value::String(s)) => printable(s),
+        Some(other) => printable(&other.to_string()),
     }
+}
+
+/// Whether `c` would act on a terminal instead of showing: C0 controls,
+/// DEL, C1 controls (`U+0080..=U+009F`, `U+009B` is a one-byte CSI) and
+/// the bidi embeddings, overrides and isolates (`U+202A..=U+202E`,
+/// `U+2066..=U+2069`) that reorder what follows them on the line.
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Text from an SMS, a modem or the daemon made safe for a terminal:
+/// every character [`is_unsafe_char`] names is shown as an escape (`\n`,
+/// `\r`, `\t`, `\x1b`, `\u{202e}`), so an `ESC [31m` or a `\r` in a
+/// message cannot recolour, rewrite or reorder the operator's screen.
+/// Used for all human output; `--json` is printed as the daemon sent it
+/// (JSON escapes C0 itself, and a program reads it, not a terminal).
+pub fn printable(s: &str) -> String {
+    if !s.chars().any(is_unsafe_char) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x80 && is_unsafe_char(c) => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if is_unsafe_char(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Prints rows as a left-aligned table with a header, columns two spaces
@@ -613,6 +650,25 @@ pub(crate) mod tests {
         let (_d, path) = fake_daemon(|_| Some(vec![]));
         let e = Client::connect_with(&path, Duration::from_millis(100)).unwrap_err();
         assert_eq!(e.exit_code(), EXIT_TIMEOUT);
+    }
+
+    #[test]
+    fn control_characters_become_visible_escapes() {
+        assert_eq!(printable("plain ü 😀"), "plain ü 😀");
+        assert_eq!(printable("\u{1b}[31mred\rX\n"), "\\x1b[31mred\\rX\\n");
+        assert_eq!(printable("a\u{7f}b\u{0}\t"), "a\\x7fb\\x00\\t");
+        assert_eq!(printable("\u{9b}2J"), "\\u{9b}2J");
+        assert_eq!(
+            printable("\u{202e}evil\u{2066}x\u{2069}"),
+            "\\u{202e}evil\\u{2066}x\\u{2069}"
+        );
+        // Zero-width joiners and other format characters that do not
+        // reorder text are left alone (emoji sequences need them).
+        assert_eq!(printable("👩\u{200d}💻"), "👩\u{200d}💻");
+        assert_eq!(
+            cell(&json!({"t": "\u{1b}]0;x\u{7}"}), "t"),
+            "\\x1b]0;x\\x07"
+        );
     }
 
     #[test]

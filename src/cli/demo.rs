@@ -18,7 +18,7 @@ use clap::Args;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-use super::client::Client;
+use super::client::{printable, Client};
 use crate::daemon::{Config, Daemon};
 use crate::sim::control::{self, Request};
 use crate::sim::runtime::{self as sim_runtime, SimConfig};
@@ -57,14 +57,43 @@ struct TempDir {
     keep: bool,
 }
 
+/// Longest Unix socket path (`sun_path` is 108 bytes on Linux, one of
+/// them the terminating NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// The deepest socket below the demo directory (the simulator's control
+/// socket), relative to it.
+fn deepest_socket() -> PathBuf {
+    Path::new("sim").join(crate::sim::control::SOCKET_NAME)
+}
+
+/// Where the demo directory goes: `$TMPDIR` unless its sockets' paths
+/// would not fit in a socket address, then `/tmp`.
+fn temp_base(preferred: PathBuf, name: &str) -> PathBuf {
+    let fits =
+        |base: &Path| base.join(name).join(deepest_socket()).as_os_str().len() <= MAX_SOCKET_PATH;
+    if fits(&preferred) {
+        return preferred;
+    }
+    let fallback = PathBuf::from("/tmp");
+    if fallback.is_dir() && fits(&fallback) {
+        eprintln!(
+            "note: {} is too long a directory for the demo's sockets; using /tmp",
+            preferred.display()
+        );
+        return fallback;
+    }
+    preferred
+}
+
 impl TempDir {
     fn new(keep: bool) -> Result<TempDir, String> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let path =
-            std::env::temp_dir().join(format!("smsgate-demo-{}-{nanos:08x}", std::process::id()));
+        let name = format!("smsgate-demo-{}-{nanos:08x}", std::process::id());
+        let path = temp_base(std::env::temp_dir(), &name).join(name);
         std::fs::create_dir(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         Ok(TempDir { path, keep })
     }
@@ -139,9 +168,25 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
             let _ = ready_tx.send(ready.modems.len());
         },
     ));
-    let modems = ready_rx
-        .recv_timeout(step)
-        .map_err(|_| "the simulator did not start".to_string())?;
+    let modems = match ready_rx.recv_timeout(step) {
+        Ok(n) => n,
+        Err(_) => {
+            // Say why: the simulator's own error (a socket path too long,
+            // no ptys), not just that it is missing.
+            let why = runtime.block_on(async {
+                match tokio::time::timeout(Duration::from_secs(1), sim).await {
+                    Ok(Ok(Err(e))) => e.to_string(),
+                    Ok(Err(e)) => format!("it crashed: {e}"),
+                    Ok(Ok(Ok(()))) => "it stopped at once".to_string(),
+                    Err(_) => format!("not ready within {step:?}"),
+                }
+            });
+            return Err(format!(
+                "the simulator did not start in {}: {why}",
+                sim_dir.display()
+            ));
+        }
+    };
     println!(
         "1. A simulated GSM network with {modems} modems is up ({} and {}),",
         NUMBERS[0], NUMBERS[1]
@@ -186,7 +231,7 @@ fn steps(socket: &Path, sim_dir: &Path, step: Duration) -> Result<(), String> {
     println!(
         "2. The daemon listens on {} ({}).",
         socket.display(),
-        client.hello()["server"].as_str().unwrap_or("smsgate")
+        printable(client.hello()["server"].as_str().unwrap_or("smsgate"))
     );
 
     // Wait for both modems to be ready.
@@ -209,9 +254,9 @@ fn steps(socket: &Path, sim_dir: &Path, step: Duration) -> Result<(), String> {
     for m in &ready {
         println!(
             "   modem {}: IMEI {}, operator {}, signal {}",
-            m["name"].as_str().unwrap_or("?"),
-            m["imei"].as_str().unwrap_or("?"),
-            m["operator"].as_str().unwrap_or("?"),
+            printable(m["name"].as_str().unwrap_or("?")),
+            printable(m["imei"].as_str().unwrap_or("?")),
+            printable(m["operator"].as_str().unwrap_or("?")),
             super::modems::signal(m)
         );
     }
@@ -232,17 +277,14 @@ fn steps(socket: &Path, sim_dir: &Path, step: Duration) -> Result<(), String> {
     println!(
         "   accepted as message {id} ({} part(s), {})",
         reply["parts"],
-        reply["state"].as_str().unwrap_or("?")
+        printable(reply["state"].as_str().unwrap_or("?"))
     );
     let sent = wait_event(&mut client, step, "the message to be sent", |ev| {
         ev["event"] == "status"
             && ev["message"] == id
             && matches!(ev["state"].as_str(), Some("sent" | "delivered"))
     })?;
-    let modem = sent["parts"][0]["modem"]
-        .as_str()
-        .unwrap_or("?")
-        .to_string();
+    let modem = printable(sent["parts"][0]["modem"].as_str().unwrap_or("?"));
     println!(
         "   sent through modem {modem} (TP-MR {})",
         sent["parts"][0]["mr"]
@@ -259,10 +301,10 @@ fn steps(socket: &Path, sim_dir: &Path, step: Duration) -> Result<(), String> {
         .cloned()
         .ok_or_else(|| format!("the network never saw a message to {PHONE}: {outbox}"))?;
     println!(
-        "4. The network received it: from {} to {}: {:?}",
-        entry["from"].as_str().unwrap_or("?"),
+        "4. The network received it: from {} to {}: \"{}\"",
+        printable(entry["from"].as_str().unwrap_or("?")),
         PHONE,
-        entry["text"].as_str().unwrap_or("")
+        printable(entry["text"].as_str().unwrap_or(""))
     );
     let from = entry["from"].as_str().unwrap_or("").to_string();
     let modem_index = entry["modem"]
@@ -277,7 +319,7 @@ fn steps(socket: &Path, sim_dir: &Path, step: Duration) -> Result<(), String> {
     })?;
     println!(
         "5. Delivery report: message {id} is {} (status report from the network)",
-        delivered["state"].as_str().unwrap_or("?")
+        printable(delivered["state"].as_str().unwrap_or("?"))
     );
 
     // 6. The phone replies.
@@ -296,11 +338,18 @@ fn steps(socket: &Path, sim_dir: &Path, step: Duration) -> Result<(), String> {
         step,
     )
     .map_err(|e| format!("making the phone reply: {e}"))?;
-    println!("6. The phone {PHONE} replies to {from}: {answer:?}");
+    println!(
+        "6. The phone {PHONE} replies to {}: {answer:?}",
+        printable(&from)
+    );
     let inbound = wait_event(&mut client, step, "the reply to reach the bus", |ev| {
         ev["event"] == "inbound" && ev["text"] == answer
     })?;
-    println!("   inbound event on the bus: {inbound}");
+    // JSON escapes C0 but not C1 or bidi controls.
+    println!(
+        "   inbound event on the bus: {}",
+        printable(&inbound.to_string())
+    );
     if let Some(m) = inbound["id"].as_i64() {
         client
             .request("ack", json!({"message": m}))
@@ -328,5 +377,26 @@ fn wait_event(
             Ok(None) => return Err(format!("gave up waiting for {what} after {step:?}")),
             Err(e) => return Err(format!("waiting for {what}: {e}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_tmpdir_falls_back_to_a_short_one() {
+        let name = "smsgate-demo-1-00000000";
+        assert_eq!(temp_base("/var/tmp".into(), name), Path::new("/var/tmp"));
+        let long = PathBuf::from(format!("/tmp/{}", "d".repeat(100)));
+        assert_eq!(temp_base(long, name), Path::new("/tmp"));
+        assert!(
+            Path::new("/tmp")
+                .join(name)
+                .join(deepest_socket())
+                .as_os_str()
+                .len()
+                <= MAX_SOCKET_PATH
+        );
     }
 }

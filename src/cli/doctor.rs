@@ -7,6 +7,7 @@
 //! (the daemon, ModemManager) is never opened: two programs talking AT on
 //! one port garble each other's answers.
 
+use std::ffi::CString;
 use std::fs;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -14,10 +15,11 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use clap::Args;
-use nix::unistd::{AccessFlags, Gid, Group, Uid, User};
+
+use nix::unistd::{getgrouplist, AccessFlags, Gid, Group, Uid, User};
 use serde_json::Value;
 
-use super::client::{Client, ClientError, SocketArg};
+use super::client::{printable, Client, ClientError, SocketArg};
 use crate::at::commands::{PinQuery, Raw, RegistrationQuery, SmscQuery, StorageQuery};
 use crate::at::urc::{PinState, RegKind, RegStatus};
 use crate::at::{Link, LinkConfig};
@@ -98,16 +100,21 @@ impl Check {
         })
     }
 
-    /// The line(s) printed for this check.
+    /// The line(s) printed for this check. Name, detail and hint may
+    /// quote a modem or the daemon, so control characters are escaped.
     pub fn render(&self) -> String {
         let tag = match self.level {
             Level::Ok => "ok  ",
             Level::Warn => "warn",
             Level::Fail => "FAIL",
         };
-        let mut s = format!("{tag}  {}: {}", self.name, self.detail);
+        let mut s = format!(
+            "{tag}  {}: {}",
+            printable(&self.name),
+            printable(&self.detail)
+        );
         if let Some(h) = &self.hint {
-            s.push_str(&format!("\n      hint: {h}"));
+            s.push_str(&format!("\n      hint: {}", printable(h)));
         }
         s
     }
@@ -159,15 +166,33 @@ pub fn doctor(args: &DoctorArgs, show: &mut dyn FnMut(&Check)) -> Vec<Check> {
         push(c, &mut all);
     }
     let mut ports = if args.ports.is_empty() {
-        let mut p = candidate_ports(&args.discovery_dir);
-        p.extend(daemon_ports);
-        p
+        candidate_ports(&args.discovery_dir)
     } else {
         args.ports.clone()
     };
     ports.sort();
     ports.dedup();
-    if ports.is_empty() {
+    // The daemon's own ports were reported through it (above): opening
+    // them would garble its AT conversation, and their holder is known.
+    let theirs: Vec<PathBuf> = daemon_ports.iter().map(|p| resolve(p)).collect();
+    let mut skipped = 0;
+    ports.retain(|p| {
+        let mine = !theirs.contains(&resolve(p));
+        skipped += usize::from(!mine);
+        mine
+    });
+    if !args.ports.is_empty() && skipped > 0 {
+        push(
+            Check::new(
+                Level::Ok,
+                "ports",
+                format!("{skipped} of the named ports are the daemon's: reported by it above"),
+            ),
+            &mut all,
+        );
+    }
+    let service = service_user();
+    if ports.is_empty() && daemon_ports.is_empty() {
         push(
             Check::new(Level::Warn, "ports", "no modem port found").hint(format!(
                 "plug a modem in; udev links appear in {}; or name one with --port",
@@ -180,7 +205,12 @@ pub fn doctor(args: &DoctorArgs, show: &mut dyn FnMut(&Check)) -> Vec<Check> {
         .enable_all()
         .build();
     for port in ports {
-        for c in port_checks(&port, args.no_probe, runtime.as_ref().ok()) {
+        for c in port_checks(
+            &port,
+            args.no_probe,
+            runtime.as_ref().ok(),
+            service.as_ref(),
+        ) {
             push(c, &mut all);
         }
     }
@@ -329,6 +359,42 @@ fn is_simulator(pid: u32) -> bool {
     })
 }
 
+/// The name of a file's group (its number when it has none).
+fn group_of(meta: &fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    Group::from_gid(Gid::from_raw(meta.gid()))
+        .ok()
+        .flatten()
+        .map(|g| g.name)
+        .unwrap_or_else(|| meta.gid().to_string())
+}
+
+/// A port path with its links resolved, for comparing ports.
+fn resolve(p: &Path) -> PathBuf {
+    fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// The user the packaged daemon runs as (`smsgate`), when it exists.
+fn service_user() -> Option<User> {
+    User::from_name("smsgate").ok().flatten()
+}
+
+/// Whether `uid` with `groups` may read and write a file with `meta`, by
+/// its mode bits (owner, else group, else other), as the kernel decides
+/// for a non-root process.
+fn may_read_write(meta: &fs::Metadata, uid: Uid, groups: &[Gid]) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let mode = meta.mode();
+    let bits = if meta.uid() == uid.as_raw() {
+        mode >> 6
+    } else if groups.iter().any(|g| g.as_raw() == meta.gid()) {
+        mode >> 3
+    } else {
+        mode
+    };
+    bits & 0o6 == 0o6
+}
+
 /// UUCP-style lock files (`/var/lock/LCK..ttyUSB2`) that minicom, gammu
 /// and others leave: the pid inside, and whether it still runs.
 fn lock_file(real: &Path) -> Option<Check> {
@@ -351,7 +417,12 @@ fn lock_file(real: &Path) -> Option<Check> {
 }
 
 /// Node, permissions, holders, lock file and AT answers of one port.
-fn port_checks(port: &Path, no_probe: bool, rt: Option<&tokio::runtime::Runtime>) -> Vec<Check> {
+fn port_checks(
+    port: &Path,
+    no_probe: bool,
+    rt: Option<&tokio::runtime::Runtime>,
+    service: Option<&User>,
+) -> Vec<Check> {
     let name = format!("port {}", port.display());
     let meta = match fs::metadata(port) {
         Ok(m) => m,
@@ -366,13 +437,37 @@ fn port_checks(port: &Path, no_probe: bool, rt: Option<&tokio::runtime::Runtime>
     }
     let real = fs::canonicalize(port).unwrap_or_else(|_| port.to_path_buf());
     let mut out = Vec::new();
+    // Root may open anything; what matters is whether the service user,
+    // which the daemon runs as, may.
+    if let Some(user) = service.filter(|_| Uid::current().is_root()) {
+        use std::os::unix::fs::MetadataExt;
+        let groups = CString::new(user.name.clone())
+            .ok()
+            .and_then(|n| getgrouplist(&n, user.gid).ok())
+            .unwrap_or_default();
+        if !may_read_write(&meta, user.uid, &groups) {
+            let group = group_of(&meta);
+            out.push(
+                Check::new(
+                    Level::Fail,
+                    name,
+                    format!(
+                        "the service user {} has no read/write access (group {group}, mode {:o})",
+                        user.name,
+                        meta.mode() & 0o777
+                    ),
+                )
+                .hint(format!(
+                    "sudo usermod -aG {group} {}, or install smsgate's udev rules",
+                    user.name
+                )),
+            );
+            return out;
+        }
+    }
     if let Err(e) = nix::unistd::access(port, AccessFlags::R_OK | AccessFlags::W_OK) {
         use std::os::unix::fs::MetadataExt;
-        let group = Group::from_gid(Gid::from_raw(meta.gid()))
-            .ok()
-            .flatten()
-            .map(|g| g.name)
-            .unwrap_or_else(|| meta.gid().to_string());
+        let group = group_of(&meta);
         out.push(
             Check::new(
                 Level::Fail,
@@ -388,10 +483,14 @@ fn port_checks(port: &Path, no_probe: bool, rt: Option<&tokio::runtime::Runtime>
         );
         return out;
     }
+    let who = match service.filter(|_| Uid::current().is_root()) {
+        Some(u) => format!(" by the service user {}", u.name),
+        None => String::new(),
+    };
     out.push(Check::new(
         Level::Ok,
         name.clone(),
-        format!("{} is read/writable", real.display()),
+        format!("{} is read/writable{who}", real.display()),
     ));
     let held = holders(&real);
     for (pid, comm) in &held {
@@ -558,21 +657,50 @@ fn daemon(socket: &Path) -> (Vec<Check>, Vec<PathBuf>) {
     }
     let mut ports = Vec::new();
     for m in &modems {
-        let s = |k: &str| m[k].as_str().unwrap_or("-").to_string();
         if let Some(p) = m["port"].as_str() {
             ports.push(PathBuf::from(p));
         }
-        let label = format!("modem {} ({})", s("name"), s("port"));
-        let detail = format!("{} {}", s("state"), describe(m));
-        out.push(match m["state"].as_str() {
-            Some("ready") => Check::new(Level::Ok, label, detail),
-            _ => Check::new(Level::Warn, label, detail).hint(match m["last_error"].as_str() {
-                Some(e) => format!("last error: {e}"),
-                None => "still coming up, or see `smsgate modems` and the daemon's log".into(),
-            }),
-        });
+        out.push(modem_check(m));
     }
     (out, ports)
+}
+
+/// One modem as the daemon sees it: ready is ok; a SIM waiting for its
+/// PIN or PUK, or a full message storage, is what an operator must act
+/// on; any other state is still coming up or recovering.
+pub fn modem_check(m: &Value) -> Check {
+    let s = |k: &str| m[k].as_str().unwrap_or("-").to_string();
+    let label = format!("modem {} ({})", s("name"), s("port"));
+    let state = m["state"].as_str().unwrap_or("unknown");
+    let detail = format!("{state} {}", describe(m));
+    let detail = detail.trim_end().to_string();
+    let full = storage(m).is_some_and(|(used, total)| total > 0 && used >= total);
+    // The state's own detail (which PIN, which rung); the last error is
+    // in `detail` already.
+    let why = m["detail"]
+        .as_str()
+        .filter(|d| !d.is_empty() && *d != state);
+    match state {
+        "ready" if full => Check::new(Level::Warn, label, detail).hint(
+            "message storage full: new messages wait at the SMSC until smsgate reads and deletes them",
+        ),
+        "ready" => Check::new(Level::Ok, label, detail),
+        "sim-locked" => Check::new(Level::Fail, label, detail).hint(match why {
+            Some(w) => format!(
+                "{w}; set [[modem]] pin or [modems] pins.\"<ICCID>\" (a PUK needs a phone)"
+            ),
+            None => "set [[modem]] pin or [modems] pins.\"<ICCID>\" (a PUK needs a phone)".into(),
+        }),
+        _ => Check::new(Level::Warn, label, detail).hint(match why {
+            Some(w) => format!("{w}; see `smsgate modems` and the daemon's log"),
+            None => "still coming up, or see `smsgate modems` and the daemon's log".into(),
+        }),
+    }
+}
+
+/// `storage_used`/`storage_total` when the daemon's modem view has them.
+fn storage(m: &Value) -> Option<(u64, u64)> {
+    Some((m["storage_used"].as_u64()?, m["storage_total"].as_u64()?))
 }
 
 fn describe(m: &Value) -> String {
@@ -585,6 +713,12 @@ fn describe(m: &Value) -> String {
     if m["signal"].is_u64() {
         parts.push(format!("signal {}", super::modems::signal(m)));
     }
+    if let Some((used, total)) = storage(m) {
+        parts.push(format!("storage {used}/{total}"));
+    }
+    if let Some(e) = m["last_error"].as_str().filter(|e| !e.is_empty()) {
+        parts.push(format!("last error: {e}"));
+    }
     if parts.is_empty() {
         String::new()
     } else {
@@ -595,10 +729,11 @@ fn describe(m: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn a_missing_port_fails_with_a_hint() {
-        let c = port_checks(Path::new("/nonexistent/ttyUSB9"), true, None);
+        let c = port_checks(Path::new("/nonexistent/ttyUSB9"), true, None, None);
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].level, Level::Fail);
         assert!(c[0].render().contains("hint:"));
@@ -607,7 +742,7 @@ mod tests {
     #[test]
     fn a_regular_file_is_not_a_port() {
         let f = tempfile::NamedTempFile::new().unwrap();
-        let c = port_checks(f.path(), true, None);
+        let c = port_checks(f.path(), true, None, None);
         assert_eq!(c[0].level, Level::Fail);
         assert!(c[0].detail.contains("character device"));
     }
@@ -640,6 +775,57 @@ mod tests {
         assert!(!ports
             .iter()
             .any(|p| p.starts_with(d.path()) && p != &d.path().join("modem0")));
+    }
+
+    #[test]
+    fn modems_are_judged_from_the_daemons_view() {
+        let ready = json!({"name":"left","port":"/dev/smsgate/a","state":"ready",
+            "operator":"Test","registration":"home","signal":20});
+        let c = modem_check(&ready);
+        assert_eq!(c.level, Level::Ok);
+        assert_eq!(c.name, "modem left (/dev/smsgate/a)");
+        assert_eq!(c.detail, "ready (Test, home, signal 20 (-73 dBm))");
+        // Storage fill, when the daemon reports it.
+        let mut full = ready.clone();
+        full["storage_used"] = 30.into();
+        full["storage_total"] = 30.into();
+        let c = modem_check(&full);
+        assert_eq!(c.level, Level::Warn);
+        assert!(c.detail.contains("storage 30/30"), "{}", c.detail);
+        let locked = json!({"name":"x","port":"/dev/p","state":"sim-locked",
+            "detail":"SIM PUK required","last_error":"+CME ERROR: 12"});
+        let c = modem_check(&locked);
+        assert_eq!(c.level, Level::Fail);
+        assert!(c.detail.contains("+CME ERROR: 12"), "{}", c.detail);
+        assert!(c.hint.as_deref().unwrap_or("").contains("SIM PUK"), "{c:?}");
+        let coming = modem_check(&json!({"name":"y","state":"registering"}));
+        assert_eq!(coming.level, Level::Warn);
+        // A modem's odd operator name cannot drive the terminal.
+        let mut odd = ready.clone();
+        odd["operator"] = "\u{1b}[2J".into();
+        assert!(modem_check(&odd).render().contains("\\x1b[2J"));
+    }
+
+    #[test]
+    fn access_follows_owner_group_other_bits() {
+        use std::os::unix::fs::PermissionsExt;
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let meta = |mode| {
+            fs::set_permissions(f.path(), fs::Permissions::from_mode(mode)).unwrap();
+            fs::metadata(f.path()).unwrap()
+        };
+        let owner = Uid::current();
+        let other = Uid::from_raw(owner.as_raw() + 12345);
+        let gid = {
+            use std::os::unix::fs::MetadataExt;
+            Gid::from_raw(fs::metadata(f.path()).unwrap().gid())
+        };
+        assert!(may_read_write(&meta(0o600), owner, &[]));
+        assert!(!may_read_write(&meta(0o600), other, &[gid]));
+        assert!(may_read_write(&meta(0o660), other, &[gid]));
+        assert!(!may_read_write(&meta(0o640), other, &[gid]));
+        assert!(!may_read_write(&meta(0o660), other, &[]));
+        assert!(may_read_write(&meta(0o666), other, &[]));
     }
 
     #[test]

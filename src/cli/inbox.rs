@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde_json::{json, Value};
 
-use super::client::{Client, ClientError, SocketArg};
+use super::client::{printable, Client, ClientError, SocketArg};
 
 /// Without `--follow`, the backlog is over once the daemon has been quiet
 /// this long (it replays the backlog at once after `subscribe`).
@@ -40,12 +40,17 @@ pub fn run(args: InboxArgs) -> ExitCode {
     }
 }
 
-/// One message as a human line: `ID  TIME  FROM  MODEM  TEXT`.
+/// One message as a human line: `ID  TIME  FROM  MODEM  TEXT`. A newline
+/// shows as `↵` (one message, one line); every other control character
+/// in the text or the fields is escaped ([`printable`]): an SMS must not
+/// be able to drive the reader's terminal.
 pub fn human_line(ev: &Value) -> String {
-    let text = ev["text"]
-        .as_str()
-        .unwrap_or("(no text)")
-        .replace('\n', "\u{21b5}");
+    let text = printable(
+        &ev["text"]
+            .as_str()
+            .unwrap_or("(no text)")
+            .replace('\n', "\u{21b5}"),
+    );
     let partial = if ev["partial"] == true {
         " [incomplete]"
     } else {
@@ -53,10 +58,10 @@ pub fn human_line(ev: &Value) -> String {
     };
     format!(
         "{}  {}  {}  via {}  {text}{partial}",
-        ev["id"],
-        ev["time"].as_str().unwrap_or("-"),
-        ev["from"].as_str().unwrap_or("-"),
-        ev["modem"].as_str().unwrap_or("-"),
+        printable(&ev["id"].to_string()),
+        printable(ev["time"].as_str().unwrap_or("-")),
+        printable(ev["from"].as_str().unwrap_or("-")),
+        printable(ev["modem"].as_str().unwrap_or("-")),
     )
 }
 
@@ -171,5 +176,16 @@ mod tests {
     fn human_lines_keep_one_message_per_line() {
         let l = human_line(&inbound(1, 7));
         assert_eq!(l, "7  2026-11-26T10:00:00Z  +4930  via m0  hi\u{21b5}there");
+    }
+
+    #[test]
+    fn human_lines_cannot_drive_the_terminal() {
+        let mut ev = inbound(1, 7);
+        ev["text"] = "\u{1b}[31mred\rfake\u{202e}".into();
+        ev["from"] = "\u{1b}]0;t\u{7}".into();
+        let l = human_line(&ev);
+        assert!(!l.chars().any(crate::cli::client::is_unsafe_char), "{l:?}");
+        assert!(l.contains("\\x1b[31mred\\rfake\\u{202e}"), "{l}");
+        assert!(l.contains("\\x1b]0;t\\x07"), "{l}");
     }
 }

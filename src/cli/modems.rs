@@ -117,6 +117,10 @@ mod tests {
             ]
         );
         assert_eq!(r[1][5], "-");
+        // What a modem reports cannot drive the terminal.
+        let odd = rows(&[json!({"name":"m\u{1b}[2J","operator":"\u{202e}ti\r"})]);
+        assert_eq!(odd[0][0], "m\\x1b[2J");
+        assert_eq!(odd[0][4], "\\u{202e}ti\\r");
         assert_eq!(r[1][2], "-");
     }
 }

@@ -12,13 +12,20 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
+use crate::bus::protocol::MAX_LINE;
+
 use super::client::{
-    strip_envelope, Client, ClientError, SocketArg, EXIT_FAILED, EXIT_TIMEOUT, EXIT_USAGE,
+    printable, strip_envelope, Client, ClientError, SocketArg, EXIT_FAILED, EXIT_TIMEOUT,
+    EXIT_USAGE,
 };
 
 /// Largest text read from stdin or a batch file: far beyond the longest
 /// SMS the daemon accepts (10 parts by default), small enough to hold.
 const MAX_INPUT: u64 = 16 * 1024 * 1024;
+
+/// Refusal of an empty text without `--allow-empty`.
+const EMPTY_TEXT: &str = "error: empty text; give it with --text or on stdin, \
+                          or pass --allow-empty to send an empty SMS";
 
 /// Arguments of `smsgate send`.
 #[derive(Debug, Args)]
@@ -53,9 +60,13 @@ pub struct SendArgs {
     /// Wait until every message is sent (accepted by the network) or delivered (implies --report).
     #[arg(long, value_enum, conflicts_with = "batch")]
     pub wait: Option<WaitFor>,
-    /// Seconds to wait with --wait (exit 75 when they pass).
-    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    /// Seconds to wait with --wait (exit 75 when they pass); only with --wait.
+    #[arg(long, value_name = "SECS", default_value_t = 120, requires = "wait")]
     pub timeout: u64,
+    /// Send an empty text (refused otherwise: an empty `--text ""` or
+    /// stdin is almost always a script's mistake).
+    #[arg(long)]
+    pub allow_empty: bool,
     /// One JSON object per message on stdout instead of the id.
     #[arg(long)]
     pub json: bool,
@@ -110,6 +121,10 @@ pub fn run(args: SendArgs) -> ExitCode {
             }
         },
     };
+    if text.is_empty() && !args.allow_empty {
+        eprintln!("{EMPTY_TEXT}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     match send_all(&args, &text) {
         Ok(code) => ExitCode::from(code),
         Err(e) => e.report(),
@@ -173,6 +188,66 @@ fn request(args: &SendArgs, to: &str, text: &str, key: Option<String>) -> Value 
     req
 }
 
+/// Refuses, before anything is sent, a request the daemon would answer
+/// with `line_too_long` and a closed connection (its request lines are at
+/// most [`MAX_LINE`] bytes): as `text_too_long`, like any other text the
+/// daemon cannot send, so the other recipients or rows still go out.
+fn check_size(req: &Value) -> Result<(), ClientError> {
+    // The client adds `"op":"send","id":N,` and the newline.
+    const ENVELOPE: usize = 48;
+    let len = req.to_string().len() + ENVELOPE;
+    if len <= MAX_LINE {
+        return Ok(());
+    }
+    let text = req["text"].as_str().map_or(0, str::len);
+    Err(ClientError::Refused {
+        code: "text_too_long".into(),
+        message: format!(
+            "the text is {text} bytes; a request to the daemon is at most {MAX_LINE} bytes \
+             (an SMS of 10 parts holds about 1,500 characters): shorten it or split it"
+        ),
+    })
+}
+
+/// What the daemon calls the recipient (E.164 after normalising, or the
+/// `sms:` handle for a client that does not see numbers): from the reply
+/// when it says, else from the message's `status`; the typed number only
+/// when the daemon does not answer.
+fn daemon_to(client: &mut Client, reply: &Value, typed: &str) -> String {
+    if let Some(to) = reply["to"].as_str() {
+        return to.to_string();
+    }
+    let Some(id) = reply["message"].as_i64() else {
+        return typed.to_string();
+    };
+    match client.request("status", json!({"message": id})) {
+        Ok(status) => status["to"].as_str().unwrap_or(typed).to_string(),
+        Err(_) => typed.to_string(),
+    }
+}
+
+/// One `send` request: refused locally when too long; a daemon that
+/// closes the connection after refusing (`line_too_long`, when its limit
+/// is lower than ours) is reconnected (and re-subscribed for `--wait`),
+/// so the next recipient still gets its message.
+fn send_one(client: &mut Client, req: Value, subscribe: bool) -> Result<Value, ClientError> {
+    check_size(&req)?;
+    match client.request("send", req) {
+        Err(ClientError::Refused { code, message }) if code == "line_too_long" => {
+            let socket = client.socket().to_path_buf();
+            *client = Client::connect(&socket)?;
+            if subscribe {
+                client.request("subscribe", json!({"events": ["status"]}))?;
+            }
+            Err(ClientError::Refused {
+                code: "text_too_long".into(),
+                message: format!("the daemon refused the request as too long ({message})"),
+            })
+        }
+        other => other,
+    }
+}
+
 /// Sends one message per `--to`; returns the exit code.
 fn send_all(args: &SendArgs, text: &str) -> Result<u8, ClientError> {
     let mut client = Client::connect(&args.socket.socket)?;
@@ -190,20 +265,27 @@ fn send_all(args: &SendArgs, text: &str) -> Result<u8, ClientError> {
                 k.clone()
             }
         });
-        match client.request("send", request(args, to, text, key)) {
+        match send_one(
+            &mut client,
+            request(args, to, text, key),
+            args.wait.is_some(),
+        ) {
             Ok(reply) => {
-                let reply = strip_envelope(reply);
+                let mut reply = strip_envelope(reply);
+                if args.json {
+                    reply["to"] = daemon_to(&mut client, &reply, to).into();
+                }
                 // Scripts do `id=$(smsgate send ...)`: without --json,
                 // stdout is only the id, also with --wait (the final state
                 // goes to stderr); with --json and --wait, one object per
                 // message once it is settled.
                 if args.wait.is_none() || !args.json {
-                    print_accepted(args.json, to, &reply);
+                    print_accepted(args.json, &reply);
                 }
                 accepted.push((to.clone(), reply));
             }
             Err(e @ ClientError::Refused { .. }) => {
-                eprintln!("error: {to}: {e}");
+                eprintln!("error: {}: {}", printable(to), printable(&e.to_string()));
                 code = worse(code, e.exit_code());
             }
             Err(e) => return Err(e),
@@ -229,11 +311,11 @@ fn worse(a: u8, b: u8) -> u8 {
     }
 }
 
-fn print_accepted(json: bool, to: &str, reply: &Value) {
+/// The id, or with `json` the daemon's reply (its `to` already the
+/// daemon's, [`daemon_to`]).
+fn print_accepted(json: bool, reply: &Value) {
     if json {
-        let mut v = reply.clone();
-        v["to"] = to.into();
-        println!("{v}");
+        println!("{reply}");
     } else {
         println!("{}", reply["message"]);
     }
@@ -268,7 +350,8 @@ fn wait_all(
     for (to, reply) in accepted {
         if let Some(id) = reply["message"].as_i64() {
             let state = reply["state"].as_str().unwrap_or("queued").to_string();
-            states.insert(id, (to.clone(), state, reply.clone()));
+            let to = reply["to"].as_str().unwrap_or(to).to_string();
+            states.insert(id, (to, state, reply.clone()));
         }
     }
     let target = match wait {
@@ -315,23 +398,33 @@ fn wait_all(
                 m.remove("cursor");
             }
             v["message"] = (*id).into();
-            v["to"] = to.clone().into();
+            // The daemon's own `to` (status replies carry it), else ours.
+            if !v["to"].is_string() {
+                v["to"] = to.clone().into();
+            }
             v["state"] = state.clone().into();
             println!("{v}");
         } else {
-            eprintln!("message {id}: {state}");
+            eprintln!("message {id}: {}", printable(state));
         }
         match wait.judge(state) {
             Progress::Reached => {}
             Progress::Failed => {
                 let why = detail["error"].as_str().unwrap_or("no reason given");
-                eprintln!("error: message {id} to {to}: {state}: {why}");
+                eprintln!(
+                    "error: message {id} to {}: {}: {}",
+                    printable(to),
+                    printable(state),
+                    printable(why)
+                );
                 code = worse(code, EXIT_FAILED);
             }
             Progress::Pending => {
                 eprintln!(
-                    "error: message {id} to {to} is still {state}, not {target}, \
-                     after waiting (raise --timeout; it stays queued)"
+                    "error: message {id} to {} is still {}, not {target}, \
+                     after waiting (raise --timeout; it stays queued)",
+                    printable(to),
+                    printable(state)
                 );
                 code = worse(code, EXIT_TIMEOUT);
             }
@@ -533,13 +626,27 @@ fn run_batch(args: &SendArgs, file: &Path) -> ExitCode {
                 continue;
             }
         };
-        match client.request("send", request(args, &row.to, &row.text, row.key.clone())) {
+        if row.text.is_empty() && !args.allow_empty {
+            failed += 1;
+            bar.suspend(|| {
+                eprintln!(
+                    "error: {name}:line {}: empty text (pass --allow-empty to send it)",
+                    row.line
+                )
+            });
+            continue;
+        }
+        match send_one(
+            &mut client,
+            request(args, &row.to, &row.text, row.key.clone()),
+            false,
+        ) {
             Ok(reply) => {
                 ok += 1;
                 let reply = strip_envelope(reply);
                 let out = if args.json {
                     let mut v = reply;
-                    v["to"] = row.to.clone().into();
+                    v["to"] = daemon_to(&mut client, &v, &row.to).into();
                     v["line"] = row.line.into();
                     v.to_string()
                 } else {
@@ -551,7 +658,14 @@ fn run_batch(args: &SendArgs, file: &Path) -> ExitCode {
             }
             Err(e @ ClientError::Refused { .. }) => {
                 failed += 1;
-                bar.suspend(|| eprintln!("error: {name}:line {}: {}: {e}", row.line, row.to));
+                bar.suspend(|| {
+                    eprintln!(
+                        "error: {name}:line {}: {}: {}",
+                        row.line,
+                        printable(&row.to),
+                        printable(&e.to_string())
+                    )
+                });
             }
             Err(e) => {
                 bar.abandon();
@@ -642,6 +756,7 @@ mod tests {
             at: None,
             wait,
             timeout: 5,
+            allow_empty: false,
             json: false,
             batch: None,
         }

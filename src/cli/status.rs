@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::{json, Value};
 
-use super::client::{cell, strip_envelope, Client, ClientError, SocketArg};
+use super::client::{cell, printable, strip_envelope, Client, ClientError, SocketArg};
 
 /// Arguments of `smsgate status`.
 #[derive(Debug, Args)]
@@ -48,7 +48,8 @@ fn status(args: &StatusArgs) -> Result<String, ClientError> {
     })
 }
 
-/// A message's status for people: a headline and one line per part.
+/// A message's status for people: a headline and one line per part
+/// (daemon text with control characters escaped).
 pub fn human_message(v: &Value) -> String {
     let mut out = format!(
         "message {} to {}: {}\n",
@@ -57,10 +58,10 @@ pub fn human_message(v: &Value) -> String {
         cell(v, "state")
     );
     if let Some(k) = v["key"].as_str() {
-        out.push_str(&format!("  key: {k}\n"));
+        out.push_str(&format!("  key: {}\n", printable(k)));
     }
     if let Some(e) = v["error"].as_str() {
-        out.push_str(&format!("  error: {e}\n"));
+        out.push_str(&format!("  error: {}\n", printable(e)));
     }
     for p in v["parts"].as_array().into_iter().flatten() {
         out.push_str(&format!(
@@ -71,7 +72,7 @@ pub fn human_message(v: &Value) -> String {
             cell(p, "mr")
         ));
         if let Some(r) = p["reason"].as_str() {
-            out.push_str(&format!(": {r}"));
+            out.push_str(&format!(": {}", printable(r)));
         }
         out.push('\n');
     }
@@ -91,8 +92,8 @@ fn flatten(prefix: &str, v: &Value, out: &mut String) {
                 flatten(&key, x, out);
             }
         }
-        Value::String(s) => out.push_str(&format!("{prefix}: {s}\n")),
-        other => out.push_str(&format!("{prefix}: {other}\n")),
+        Value::String(s) => out.push_str(&format!("{}: {}\n", printable(prefix), printable(s))),
+        other => out.push_str(&format!("{}: {other}\n", printable(prefix))),
     }
 }
 
@@ -120,5 +121,24 @@ mod tests {
             &mut out,
         );
         assert_eq!(out, "modems: 2\noutbound.queued: 3\noutbound.sent: 1\n");
+    }
+
+    #[test]
+    fn daemon_text_is_escaped() {
+        let v = json!({"message":7,"to":"+49\u{1b}[2J","state":"failed","error":"+CMS ERROR\r\u{9b}",
+            "parts":[{"seq":1,"state":"failed","modem":"m\u{202e}0","mr":null,"reason":"x\u{7}"}]});
+        let h = human_message(&v);
+        assert!(
+            !h.trim_end()
+                .contains(|c: char| c != '\n' && crate::cli::client::is_unsafe_char(c)),
+            "{h:?}"
+        );
+        assert!(
+            h.contains("+49\\x1b[2J") && h.contains("\\r\\u{9b}") && h.contains("m\\u{202e}0"),
+            "{h}"
+        );
+        let mut out = String::new();
+        flatten("", &json!({"operator": "\u{1b}[5m"}), &mut out);
+        assert_eq!(out, "operator: \\x1b[5m\n");
     }
 }

@@ -650,19 +650,22 @@ fn check_limits(key: &str, l: &Limits) -> Result<(), ConfigError> {
 /// Turns a toml/serde error into one that names the key and the line.
 fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
     let raw = e.message().trim().to_string();
-    let (line, key) = match e.span() {
-        Some(span) => {
-            let line = line_of(text, span.start);
-            (Some(line), key_at(text, span))
-        }
-        None => (None, None),
-    };
-    let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
     // `unknown field `x`, expected one of ...`; inside a flattened table
     // (`[limits]`) serde's span covers the whole table, not the key.
     let unknown = raw
         .strip_prefix("unknown field `")
         .and_then(|r| r.split_once('`'));
+    let (line, key) = match e.span() {
+        Some(span) => {
+            // The unknown key's own line when the span is wider than it.
+            let line = unknown
+                .and_then(|(field, _)| line_in_span(text, span.clone(), field))
+                .unwrap_or_else(|| line_of(text, span.start));
+            (Some(line), key_at(text, span))
+        }
+        None => (None, None),
+    };
+    let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
     let key = match (key, unknown) {
         (Some(k), Some((field, _))) if k.rsplit('.').next() != Some(field) => {
             Some(format!("{k}.{field}"))
@@ -687,6 +690,26 @@ fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
         line,
         message,
     }
+}
+
+/// 1-based line inside `span` that sets `field` (bare, quoted or as the
+/// first part of a dotted key): where an unknown key really is when the
+/// error's span covers its whole table.
+fn line_in_span(text: &str, span: std::ops::Range<usize>, field: &str) -> Option<usize> {
+    let first = line_of(text, span.start);
+    let last = line_of(text, span.end);
+    text.lines()
+        .enumerate()
+        .skip(first - 1)
+        .take(last + 1 - first)
+        .find(|(_, l)| {
+            l.split_once('=').is_some_and(|(k, _)| {
+                let k = k.trim();
+                let head = k.split('.').next().unwrap_or(k).trim();
+                head.trim_matches(|c| c == '"' || c == '\'') == field
+            })
+        })
+        .map(|(i, _)| i + 1)
 }
 
 /// 1-based line of byte `offset`.

@@ -18,6 +18,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use tokio::sync::{mpsc, Mutex};
+use tokio::task::JoinHandle;
 
 use super::config::{port_name, Config, ConfigError, DEFAULT_PATH};
 use super::discovery::{is_modem, Change, Watcher};
@@ -245,80 +246,39 @@ impl Daemon {
     /// `[store]` and the socket path need a restart (logged). An invalid
     /// config changes nothing.
     pub async fn reload(&self, config: Config) -> Result<(), DaemonError> {
+        let modems = self.begin_reload(config)?;
+        let _ = modems.await;
+        Ok(())
+    }
+
+    /// [`Daemon::reload`] without waiting for the modems: checks the
+    /// config and applies limits, routing and access lists at once, then
+    /// brings the modems in line in a spawned task (stopping a wedged
+    /// modem can take [`ACTOR_STOP`](super::engine) seconds), so the main
+    /// loop keeps its watchdog and its signals meanwhile.
+    pub fn begin_reload(&self, config: Config) -> Result<JoinHandle<()>, DaemonError> {
         config.check()?;
-        {
-            let state = self.state.lock().await;
-            if state.config.store != config.store {
-                tracing::warn!("[store] changed: takes effect after a restart");
-            }
-        }
         self.privacy.reconfigure(&config)?;
         self.engine.reconfigure(config.engine_config());
         self.server.reconfigure(config.bus_config());
-        self.apply(config).await;
-        tracing::info!(config = ?self.config_path, "configuration reloaded");
-        Ok(())
+        let (engine, state, changes) = (
+            self.engine.clone(),
+            Arc::clone(&self.state),
+            self.changes.clone(),
+        );
+        let path = self.config_path.clone();
+        Ok(tokio::spawn(async move {
+            if state.lock().await.config.store != config.store {
+                tracing::warn!("[store] changed: takes effect after a restart");
+            }
+            apply(&engine, &state, &changes, config).await;
+            tracing::info!(config = ?path, "configuration reloaded");
+        }))
     }
 
     /// Brings modems and discovery in line with `config`.
     async fn apply(&self, config: Config) {
-        let mut state = self.state.lock().await;
-        // [[modem]]: stop what is gone or changed, start what is new.
-        let wanted: BTreeMap<PathBuf, ModemConfig> = config
-            .configured_modems()
-            .into_iter()
-            .map(|c| (c.port.clone(), c))
-            .collect();
-        let old = std::mem::take(&mut state.configured);
-        for (port, key) in &old {
-            if wanted.get(port).map(ModemKey::of).as_ref() != Some(key) {
-                self.engine.remove_modem(port).await;
-                // The watcher saw this port long ago and will not report
-                // it again: if it is one of its entries, hand it over now.
-                let d = &config.discovery;
-                let watched = d.enabled && port.parent() == Some(d.dir.as_path());
-                if watched && !wanted.contains_key(port) && is_modem(port) {
-                    let modem = config.modem_config(&port_name(port), port);
-                    if self.engine.add_modem(modem).is_ok() {
-                        state.discovered.insert(port.clone());
-                    }
-                }
-            }
-        }
-        for (port, modem) in wanted {
-            let key = ModemKey::of(&modem);
-            // A discovered port that is now configured gets its settings.
-            if state.discovered.remove(&port) {
-                self.engine.remove_modem(&port).await;
-            }
-            if let Err(e) = self.engine.add_modem(modem) {
-                tracing::error!(port = %port.display(), error = %e, "cannot start modem");
-                continue;
-            }
-            state.configured.insert(port, key);
-        }
-
-        // [discovery]: restart the watcher when its settings changed.
-        let d = &config.discovery;
-        let same = state.watcher.as_ref().is_some_and(|w| {
-            d.enabled && w.dir() == d.dir && state.config.discovery.rescan_secs == d.rescan_secs
-        });
-        if !same {
-            if let Some(w) = state.watcher.take() {
-                w.stop().await;
-            }
-            for port in std::mem::take(&mut state.discovered) {
-                self.engine.remove_modem(&port).await;
-            }
-            if d.enabled {
-                state.watcher = Some(Watcher::spawn(
-                    d.dir.clone(),
-                    Duration::from_secs(d.rescan_secs),
-                    self.changes.clone(),
-                ));
-            }
-        }
-        state.config = config;
+        apply(&self.engine, &self.state, &self.changes, config).await;
     }
 
     /// What SIGTERM does: stop accepting clients, stop discovery, let
@@ -357,6 +317,91 @@ impl Daemon {
             stats.inbound_unacked
         ))
     }
+}
+
+/// Stops the modems at `ports` all at once, each in its own task: one
+/// wedged modem does not hold up the others, and a stop that has begun
+/// finishes even if the reload that asked for it is cancelled (SIGTERM).
+async fn remove_all(engine: &Engine, ports: Vec<PathBuf>) {
+    let tasks: Vec<JoinHandle<()>> = ports
+        .into_iter()
+        .map(|port| {
+            let engine = engine.clone();
+            tokio::spawn(async move { engine.remove_modem(&port).await })
+        })
+        .collect();
+    futures::future::join_all(tasks).await;
+}
+
+/// Brings modems and discovery in line with `config`: removals first
+/// (concurrently, [`remove_all`]), then additions on the freed ports.
+async fn apply(
+    engine: &Engine,
+    state: &Mutex<State>,
+    changes: &mpsc::Sender<Change>,
+    config: Config,
+) {
+    let mut state = state.lock().await;
+    // [[modem]]: stop what is gone or changed, start what is new.
+    let wanted: BTreeMap<PathBuf, ModemConfig> = config
+        .configured_modems()
+        .into_iter()
+        .map(|c| (c.port.clone(), c))
+        .collect();
+    let old = std::mem::take(&mut state.configured);
+    let gone: Vec<PathBuf> = old
+        .iter()
+        .filter(|(port, key)| wanted.get(*port).map(ModemKey::of).as_ref() != Some(*key))
+        .map(|(port, _)| port.clone())
+        .collect();
+    // A discovered port that is now configured gets its settings.
+    let taken: Vec<PathBuf> = wanted
+        .keys()
+        .filter(|port| state.discovered.remove(*port))
+        .cloned()
+        .collect();
+    remove_all(engine, gone.iter().chain(&taken).cloned().collect()).await;
+    for port in &gone {
+        // The watcher saw this port long ago and will not report it
+        // again: if it is one of its entries, hand it over now.
+        let d = &config.discovery;
+        let watched = d.enabled && port.parent() == Some(d.dir.as_path());
+        if watched && !wanted.contains_key(port) && is_modem(port) {
+            let modem = config.modem_config(&port_name(port), port);
+            if engine.add_modem(modem).is_ok() {
+                state.discovered.insert(port.clone());
+            }
+        }
+    }
+    for (port, modem) in wanted {
+        let key = ModemKey::of(&modem);
+        if let Err(e) = engine.add_modem(modem) {
+            tracing::error!(port = %port.display(), error = %e, "cannot start modem");
+            continue;
+        }
+        state.configured.insert(port, key);
+    }
+
+    // [discovery]: restart the watcher when its settings changed.
+    let d = &config.discovery;
+    let same = state.watcher.as_ref().is_some_and(|w| {
+        d.enabled && w.dir() == d.dir && state.config.discovery.rescan_secs == d.rescan_secs
+    });
+    if !same {
+        if let Some(w) = state.watcher.take() {
+            w.stop().await;
+        }
+        let discovered = std::mem::take(&mut state.discovered);
+        remove_all(engine, discovered.into_iter().collect()).await;
+        if d.enabled {
+            state.watcher = Some(Watcher::spawn(
+                d.dir.clone(),
+                Duration::from_secs(d.rescan_secs),
+                changes.clone(),
+            ));
+        }
+    }
+    state.config = config;
 }
 
 /// Applies hotplug changes from the watcher. Configured ports are left
@@ -434,9 +479,44 @@ pub fn run(args: RunArgs) -> ExitCode {
     match runtime.block_on(serve(config, path, args.config.is_some())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "smsgate stopped");
-            eprintln!("smsgate: {e}");
+            report_stop(&e);
             ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Says once why the daemon stopped. Under journald (`JOURNAL_STREAM`)
+/// stderr and the log are the same stream: the log line (which carries
+/// the level) alone, unless logging is filtered off; elsewhere the plain
+/// `smsgate: ...` line that people and scripts read.
+fn report_stop(e: &DaemonError) {
+    if std::env::var_os("JOURNAL_STREAM").is_some() && tracing::enabled!(tracing::Level::ERROR) {
+        match e {
+            // The store logs its own open failure with the cause.
+            DaemonError::Store(_) => tracing::error!("smsgate stopped: the store did not open"),
+            _ => tracing::error!(error = %e, "smsgate stopped"),
+        }
+    } else {
+        eprintln!("smsgate: {e}");
+    }
+}
+
+/// Reads the config again and starts applying it; `None` when it was
+/// refused (the old configuration stays) or nothing is left to wait for.
+fn start_reload(daemon: &Daemon, path: &Path, explicit: bool) -> Option<JoinHandle<()>> {
+    let loaded = if explicit {
+        Config::load(path)
+    } else {
+        Config::load_default(path)
+    };
+    match loaded
+        .map_err(DaemonError::from)
+        .and_then(|c| daemon.begin_reload(c))
+    {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            tracing::error!(error = %e, "reload refused; the old configuration stays");
+            None
         }
     }
 }
@@ -460,21 +540,21 @@ async fn serve(config: Config, path: PathBuf, explicit: bool) -> Result<(), Daem
     let period = notifier.watchdog_interval().unwrap_or(STATUS_TICK);
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The modem part of a reload runs beside the loop, which keeps
+    // ticking (WATCHDOG=1) and hearing SIGTERM; a SIGHUP during a reload
+    // is applied once it is done.
+    let mut reloading: Option<JoinHandle<()>> = None;
+    let mut again = false;
     loop {
         tokio::select! {
             signal = signals.next() => match signal {
+                Some(SIGHUP) if reloading.is_some() => again = true,
                 Some(SIGHUP) => {
                     notifier.reloading();
-                    let loaded = if explicit { Config::load(&path) } else { Config::load_default(&path) };
-                    match loaded {
-                        Ok(c) => {
-                            if let Err(e) = daemon.reload(c).await {
-                                tracing::error!(error = %e, "reload refused; the old configuration stays");
-                            }
-                        }
-                        Err(e) => tracing::error!(error = %e, "reload refused; the old configuration stays"),
+                    reloading = start_reload(&daemon, &path, explicit);
+                    if reloading.is_none() {
+                        notifier.ready(&daemon.status_line().await.unwrap_or_default());
                     }
-                    notifier.ready(&daemon.status_line().await.unwrap_or_default());
                 }
                 Some(signal) => {
                     tracing::info!(signal, "shutting down");
@@ -482,6 +562,20 @@ async fn serve(config: Config, path: PathBuf, explicit: bool) -> Result<(), Daem
                 }
                 None => break,
             },
+            _ = async {
+                match reloading.as_mut() {
+                    Some(h) => { let _ = h.await; }
+                    None => std::future::pending::<()>().await,
+                }
+            }, if reloading.is_some() => {
+                reloading = None;
+                if std::mem::take(&mut again) {
+                    reloading = start_reload(&daemon, &path, explicit);
+                }
+                if reloading.is_none() {
+                    notifier.ready(&daemon.status_line().await.unwrap_or_default());
+                }
+            }
             _ = tick.tick() => {
                 // The tick is this loop's heartbeat: WATCHDOG=1 only when
                 // the loop runs and the store answers.
@@ -493,6 +587,12 @@ async fn serve(config: Config, path: PathBuf, explicit: bool) -> Result<(), Daem
                 }
             }
         }
+    }
+    if let Some(r) = reloading {
+        // Modem stops already begun finish on their own; the rest of the
+        // reload is moot: shutdown stops every modem anyway.
+        r.abort();
+        let _ = r.await;
     }
     notifier.stopping();
     // A second SIGTERM/SIGINT exits at once: the store's commits are
