@@ -126,7 +126,8 @@ impl Default for BusConfig {
     fn default() -> Self {
         BusConfig {
             socket: PathBuf::from("/run/smsgate/smsgate.sock"),
-            group: Some("smsgate".into()),
+            // As the daemon's config: the socket keeps the daemon's group.
+            group: None,
             allow_users: Vec::new(),
             allow_groups: Vec::new(),
             max_line: protocol::MAX_LINE,
