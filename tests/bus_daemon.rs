@@ -363,6 +363,21 @@ fn refused_peer_gets_not_allowed() {
     assert!(gate.log().contains("refused peer"), "{}", gate.log());
     // The daemon goes on serving the others.
     assert_eq!(Raw::connect(&gate).req(json!({"op": "stats"}))["ok"], true);
+
+    // The same user in the daemon's group (the socket's group when
+    // `[bus] group` is unset) is let in, without the right to see numbers.
+    let out = Command::new("socat")
+        .args(["-t", "5", "-"])
+        .arg(format!("UNIX-CONNECT:{}", gate.socket().display()))
+        .uid(65534)
+        .gid(nix::unistd::Gid::effective().as_raw())
+        .stdin(std::fs::File::open(&input).unwrap())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    let hello: Value = serde_json::from_str(out.lines().next().unwrap_or("{}")).unwrap();
+    assert_eq!(hello["ok"], true, "{out}");
+    assert_eq!(hello["see_numbers"], false, "{out}");
 }
 
 /// Starts `smsgate run` under a file-descriptor limit (`ulimit` in a
