@@ -213,6 +213,9 @@ pub struct ModemsSection {
     /// come back before it fails (its remaining parts must come from the
     /// same number to be joined by the phone).
     pub stranded_after_secs: u64,
+    /// How long a modem may stay unregistered (denied, searching) before
+    /// it is reported in `last_error` and its polling backs off.
+    pub registration_report_secs: u64,
     /// SIM PINs by ICCID (`"*"`: any SIM).
     pub pins: BTreeMap<String, String>,
 }
@@ -225,6 +228,7 @@ impl Default for ModemsSection {
             sweep_interval_secs: 300,
             unbind_after_secs: 60,
             stranded_after_secs: 600,
+            registration_report_secs: 300,
             pins: BTreeMap::new(),
         }
     }
@@ -397,6 +401,12 @@ impl Config {
         )?;
         range("modems.unbind_after_secs", m.unbind_after_secs, 1, 86_400)?;
         range(
+            "modems.registration_report_secs",
+            m.registration_report_secs,
+            1,
+            86_400,
+        )?;
+        range(
             "modems.stranded_after_secs",
             m.stranded_after_secs,
             1,
@@ -519,6 +529,7 @@ impl Config {
         c.smsc = self.modems.smsc.clone();
         c.probe_interval = Duration::from_secs(self.modems.probe_interval_secs);
         c.sweep_interval = Duration::from_secs(self.modems.sweep_interval_secs);
+        c.registration_report_after = Duration::from_secs(self.modems.registration_report_secs);
         c
     }
 
@@ -936,7 +947,7 @@ mod tests {
     #[test]
     fn modems_get_the_shared_settings_and_their_own() {
         let c = parse(
-            "[modems]\nsmsc = \"+491720000000\"\nprobe_interval_secs = 7\npins = { \"*\" = \"0000\" }\n\
+            "[modems]\nsmsc = \"+491720000000\"\nprobe_interval_secs = 7\nregistration_report_secs = 9\npins = { \"*\" = \"0000\" }\n\
              [[modem]]\nport = \"/dev/ttyUSB2\"\npin = \"1234\"\nprofile = \"huawei\"\n\
              [[modem]]\nport = \"/dev/ttyUSB5\"\nname = \"right\"\nsmsc = \"+15550000\"\n",
         )
@@ -948,6 +959,7 @@ mod tests {
         assert_eq!(m[0].profile.as_deref(), Some("huawei"));
         assert_eq!(m[0].smsc.as_deref(), Some("+491720000000"));
         assert_eq!(m[0].probe_interval, Duration::from_secs(7));
+        assert_eq!(m[0].registration_report_after, Duration::from_secs(9));
         assert_eq!(m[1].name, "right");
         assert_eq!(m[1].pins.get("*").map(String::as_str), Some("0000"));
         assert_eq!(m[1].smsc.as_deref(), Some("+15550000"));
