@@ -9,9 +9,11 @@ use serde_json::{json, Value};
 
 use super::client::{printable, Client, ClientError, SocketArg};
 
-/// Without `--follow`, the backlog is over once the daemon has been quiet
-/// this long (it replays the backlog at once after `subscribe`).
-const BACKLOG_QUIET: Duration = Duration::from_millis(500);
+/// Without `--follow`, the backlog is over once every unacknowledged
+/// message was printed or, failing that (some are held by the privacy
+/// gate, or were acknowledged meanwhile), once the daemon has been quiet
+/// this long: long enough for a busy machine's replay.
+const BACKLOG_QUIET: Duration = Duration::from_secs(2);
 
 /// Arguments of `smsgate inbox`.
 #[derive(Debug, Args)]
@@ -69,6 +71,20 @@ pub fn human_line(ev: &Value) -> String {
 /// `--follow`).
 pub fn inbox(args: &InboxArgs, out: &mut impl std::io::Write) -> Result<(), ClientError> {
     let mut client = Client::connect(&args.socket.socket)?;
+    // How many messages the backlog holds at most: once all were printed
+    // there is nothing to wait for.
+    let backlog = if args.since.is_none() && !args.follow {
+        client
+            .request("stats", json!({}))
+            .ok()
+            .and_then(|r| r["stats"]["inbound_unacked"].as_u64())
+    } else {
+        None
+    };
+    if backlog == Some(0) {
+        return Ok(());
+    }
+    let mut printed = std::collections::HashSet::new();
     let mut sub = json!({"events": ["inbound"]});
     if let Some(c) = args.since {
         sub["since"] = c.into();
@@ -116,6 +132,12 @@ pub fn inbox(args: &InboxArgs, out: &mut impl std::io::Write) -> Result<(), Clie
             // Past the backlog: what came after `subscribe` is for --follow.
             return Ok(());
         }
+        if let (Some(n), Some(id)) = (backlog, ev["id"].as_i64()) {
+            printed.insert(id);
+            if printed.len() as u64 >= n {
+                return Ok(());
+            }
+        }
     }
 }
 
@@ -142,6 +164,7 @@ mod tests {
                 json!({"event":"status","cursor":4,"message":9,"state":"sent"}),
                 inbound(4, 2),
             ]),
+            "stats" => Some(vec![ok(req, json!({"stats": {"inbound_unacked": 2}}))]),
             "ack" => {
                 log.lock().unwrap().push(req["message"].clone());
                 Some(vec![ok(req, json!({"message": req["message"]}))])
