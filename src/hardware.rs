@@ -83,6 +83,10 @@ pub struct AtSettings {
     pub urcs: Option<Vec<String>>,
     /// Seconds after a reset before the port is expected back.
     pub reset_settle_secs: Option<u64>,
+    /// How this family tells the remaining PIN attempts, best first
+    /// (`AT^CPIN?`, `AT+QPINC="SC"`); `AT+CPINR` (27.007 §8.65) is always
+    /// tried last.
+    pub pin_attempts: Option<Vec<String>>,
 }
 
 /// How the simulator imitates this modem family.

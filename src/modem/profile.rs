@@ -180,6 +180,23 @@ fn iccid_command(text: &str) -> Option<Iccid> {
     }
 }
 
+/// A profile's `pin_attempts` command as a typed query; unknown ones are
+/// skipped (their answers could not be read).
+fn pin_attempts_command(text: &str) -> Option<PinAttemptsQuery> {
+    match text.trim().to_ascii_uppercase().as_str() {
+        "AT+CPINR" | "AT+CPINR=\"SIM PIN\"" => Some(PinAttemptsQuery::Standard),
+        "AT^CPIN?" => Some(PinAttemptsQuery::Huawei),
+        "AT+QPINC=\"SC\"" => Some(PinAttemptsQuery::Quectel),
+        other => {
+            tracing::warn!(
+                command = other,
+                "profile pin_attempts: unknown command; skipped"
+            );
+            None
+        }
+    }
+}
+
 impl Settings {
     /// Resolves `profile` over `generic` (a missing key means "as
     /// generic"; a missing generic key means the 27.005 default).
@@ -214,12 +231,15 @@ impl Settings {
                 iccid.push(c);
             }
         }
-        let mut pin_attempts = match profile.id.as_str() {
-            "huawei" => vec![PinAttemptsQuery::Huawei],
-            "quectel" => vec![PinAttemptsQuery::Quectel],
-            _ => vec![],
-        };
-        pin_attempts.push(PinAttemptsQuery::Standard);
+        let mut pin_attempts: Vec<PinAttemptsQuery> = p
+            .pin_attempts
+            .iter()
+            .flatten()
+            .filter_map(|c| pin_attempts_command(c))
+            .collect();
+        if !pin_attempts.contains(&PinAttemptsQuery::Standard) {
+            pin_attempts.push(PinAttemptsQuery::Standard);
+        }
         Settings {
             id: profile.id.clone(),
             init: p
@@ -294,6 +314,31 @@ mod tests {
             p.at.cmgl_all = Some(bad.into());
             assert_eq!(Settings::resolve(&p, generic).cmgl_all, "4", "{bad:?}");
         }
+    }
+
+    #[test]
+    fn pin_attempt_queries_come_from_the_profiles() {
+        let all = builtin().unwrap();
+        let generic = all.iter().find(|p| p.id == "generic");
+        let of = |id: &str| {
+            let p = all.iter().find(|p| p.id == id).unwrap();
+            Settings::resolve(p, generic).pin_attempts
+        };
+        assert_eq!(
+            of("huawei"),
+            vec![PinAttemptsQuery::Huawei, PinAttemptsQuery::Standard]
+        );
+        assert_eq!(
+            of("quectel"),
+            vec![PinAttemptsQuery::Quectel, PinAttemptsQuery::Standard]
+        );
+        assert_eq!(of("generic"), vec![PinAttemptsQuery::Standard]);
+        let mut odd = all.iter().find(|p| p.id == "telit").unwrap().clone();
+        odd.at.pin_attempts = Some(vec!["AT#PCT".into(), "at+cpinr".into()]);
+        assert_eq!(
+            Settings::resolve(&odd, generic).pin_attempts,
+            vec![PinAttemptsQuery::Standard]
+        );
     }
 
     #[test]
