@@ -28,6 +28,7 @@
 //!   under `/dev/smsgate/`, ModemManager kept away).
 
 pub mod at;
+pub mod atomic;
 pub mod bus;
 pub mod cli;
 pub mod daemon;

@@ -19,7 +19,6 @@
 //! its counter of wrong tries.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -213,32 +212,15 @@ impl RejectedPins {
 }
 
 impl Memory {
-    /// Writes the memory next to the file and renames it over (never a
-    /// half-written file), 0600.
+    /// Replaces the file atomically (never a half-written one), 0600.
     fn save(&mut self) {
         let Some(file) = self.file.clone() else {
             return;
         };
         self.saved.version = 1;
-        let result = (|| -> std::io::Result<()> {
-            let bytes = serde_json::to_vec_pretty(&self.saved)?;
-            let tmp = file.with_extension("json.tmp");
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-            let mut f = opts.open(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &file)?;
-            if let Some(dir) = file.parent() {
-                // The rename is durable only once the directory is.
-                if let Ok(d) = std::fs::File::open(dir) {
-                    let _ = d.sync_all();
-                }
-            }
-            Ok(())
-        })();
+        let result = serde_json::to_vec_pretty(&self.saved)
+            .map_err(std::io::Error::from)
+            .and_then(|bytes| crate::atomic::write(&file, &bytes, Some(0o600)));
         if let Err(e) = result {
             tracing::error!(file = %file.display(), error = %e,
                 "could not save the rejected-PIN memory; it holds for this run only");

@@ -656,17 +656,29 @@ pub(crate) const UNCONFIRMED: &str = "unconfirmed";
 /// [`UNCONFIRMED`]), so another modem may take it. A pinned message keeps
 /// the binding the router gave it (its pin, resolved to a modem id).
 pub(crate) fn unbind_if_unsent(conn: &Connection, message: MessageId) -> Result<bool> {
+    unbind_unstarted(conn, message, true)
+}
+
+/// Drops the message's modem binding while no part is in flight or
+/// confirmed sent and it is not pinned; with `keep_unconfirmed`, also not
+/// while a part may have left unconfirmed through its modem (only a
+/// vanished modem gives those up, see `routing::unbind_vanished`).
+pub(crate) fn unbind_unstarted(
+    conn: &Connection,
+    message: MessageId,
+    keep_unconfirmed: bool,
+) -> Result<bool> {
     let changed = conn
         .prepare_cached(
             "UPDATE out_messages SET modem = NULL
              WHERE id = ?1 AND modem IS NOT NULL AND pin_modem IS NULL AND NOT EXISTS (
                  SELECT 1 FROM out_parts WHERE message_id = ?1
                  AND state IN ('sending', 'sent', 'delivered'))
-             AND NOT EXISTS (
+             AND NOT (?2 AND EXISTS (
                  SELECT 1 FROM out_parts p JOIN out_attempts a ON a.part_id = p.id
-                 WHERE p.message_id = ?1 AND a.outcome = 'unconfirmed')",
+                 WHERE p.message_id = ?1 AND a.outcome = 'unconfirmed'))",
         )
-        .and_then(|mut st| st.execute([message.0]))
+        .and_then(|mut st| st.execute(params![message.0, keep_unconfirmed]))
         .map_err(StoreError::sql("unbind message"))?;
     if changed > 0 {
         sync_binding(conn, message)?;

@@ -13,7 +13,7 @@ use rusqlite::{params, Connection};
 
 use super::error::{Result, StoreError};
 use super::limits::{self, check_id};
-use super::outbound::{refresh, sync_binding, unbind_if_unsent};
+use super::outbound::{refresh, sync_binding, unbind_if_unsent, unbind_unstarted};
 use super::refs;
 use super::registry::{self, Daily};
 use super::types::{MessageId, PeerRecord, PendingMessage, RecentSend, RouteHistory, SimDay};
@@ -236,17 +236,7 @@ pub(crate) fn unbind_vanished(conn: &Connection, modem: &str) -> Result<u64> {
     check_id("modem", modem)?;
     let mut freed = 0;
     for m in bound_messages(conn, modem)? {
-        let changed = conn
-            .prepare_cached(
-                "UPDATE out_messages SET modem = NULL
-                 WHERE id = ?1 AND modem IS NOT NULL AND pin_modem IS NULL AND NOT EXISTS (
-                     SELECT 1 FROM out_parts WHERE message_id = ?1
-                     AND state IN ('sending', 'sent', 'delivered'))",
-            )
-            .and_then(|mut st| st.execute([m.0]))
-            .map_err(StoreError::sql("unbind a vanished modem's message"))?;
-        if changed > 0 {
-            sync_binding(conn, m)?;
+        if unbind_unstarted(conn, m, false)? {
             freed += 1;
         }
     }
