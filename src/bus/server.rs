@@ -765,12 +765,19 @@ impl<B: Backend> Conn<B> {
         tracing::info!(message = %done.id, created = done.created, client = ?self.client, "bus: send accepted");
         // The message is durable already; its status only adds detail.
         let status = self.store().outbound_status(done.id).await.ok();
-        Ok(json!({
+        let mut reply = json!({
             "message": done.id.0,
             "created": done.created,
             "parts": status.as_ref().map(|s| s.parts.len()),
             "state": status.as_ref().map_or("queued", |s| s.state.as_str()),
-        }))
+        });
+        // The recipient as the daemon stored it (E.164, or the handle for
+        // a peer without the see-numbers right), so a client need not ask
+        // `status` for it.
+        if let Some(s) = &status {
+            reply["to"] = Value::String(self.backend.show(&s.recipient, self.see));
+        }
+        Ok(reply)
     }
 
     fn start_pending(&mut self) {

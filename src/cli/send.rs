@@ -211,8 +211,8 @@ fn check_size(req: &Value) -> Result<(), ClientError> {
 
 /// What the daemon calls the recipient (E.164 after normalising, or the
 /// `sms:` handle for a client that does not see numbers): from the reply
-/// when it says, else from the message's `status`; the typed number only
-/// when the daemon does not answer.
+/// (daemons since the `to` field), else from the message's `status`; the
+/// typed number only when the daemon does not answer.
 fn daemon_to(client: &mut Client, reply: &Value, typed: &str) -> String {
     if let Some(to) = reply["to"].as_str() {
         return to.to_string();
