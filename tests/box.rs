@@ -529,6 +529,33 @@ fn installed_config_is_valid_and_configures_nothing_risky() {
     assert!(config.routing.rule.is_empty(), "installed config routes");
 }
 
+/// Reads sd_notify datagrams into `messages` until one holds `needle`, the
+/// socket's read timeout or 30 s pass, or it fails (the error is appended).
+fn notifications_until(
+    notify: &std::os::unix::net::UnixDatagram,
+    messages: &mut String,
+    needle: &str,
+) {
+    let mut buf = [0u8; 4096];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !messages.contains(needle) && std::time::Instant::now() < deadline {
+        match notify.recv(&mut buf) {
+            Ok(n) => {
+                messages.push_str(&String::from_utf8_lossy(&buf[..n]));
+                messages.push('\n');
+            }
+            // With SO_RCVTIMEO set, any signal handled in this process
+            // (another test's child ending) interrupts recv even under
+            // SA_RESTART: wait again.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                messages.push_str(&format!("(recv: {e})"));
+                return;
+            }
+        }
+    }
+}
+
 /// What the unit's `PrivateNetwork=yes` and `Type=notify` mean for the real
 /// daemon: started in a network namespace of its own (as systemd does), it
 /// still reports `READY=1` through a path `NOTIFY_SOCKET` outside the
@@ -538,7 +565,7 @@ fn installed_config_is_valid_and_configures_nothing_risky() {
 fn daemon_in_a_private_network_namespace_notifies_and_serves_the_bus() {
     use std::io::{BufRead, BufReader, Write};
     use std::os::unix::net::{UnixDatagram, UnixStream};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     if !nix::unistd::Uid::effective().is_root()
         || !common::have_program("unshare", "PrivateNetwork= check")
@@ -581,17 +608,7 @@ fn daemon_in_a_private_network_namespace_notifies_and_serves_the_bus() {
         .spawn()
         .unwrap();
     let mut messages = String::new();
-    let mut buf = [0u8; 4096];
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !messages.contains("READY=1") && Instant::now() < deadline {
-        match notify.recv(&mut buf) {
-            Ok(n) => {
-                messages.push_str(&String::from_utf8_lossy(&buf[..n]));
-                messages.push('\n');
-            }
-            Err(_) => break,
-        }
-    }
+    notifications_until(&notify, &mut messages, "READY=1");
     if !messages.contains("READY=1") {
         let _ = child.kill();
         let out = child.wait_with_output().unwrap();
@@ -620,11 +637,6 @@ fn daemon_in_a_private_network_namespace_notifies_and_serves_the_bus() {
     .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    while let Ok(n) = notify.recv(&mut buf) {
-        messages.push_str(&String::from_utf8_lossy(&buf[..n]));
-        if messages.contains("STOPPING=1") {
-            break;
-        }
-    }
+    notifications_until(&notify, &mut messages, "STOPPING=1");
     assert!(messages.contains("STOPPING=1"), "{messages:?}");
 }

@@ -415,6 +415,28 @@ async fn every_op_answers_and_echoes_its_id() {
     bus.stop().await;
 }
 
+/// The reply to a request comes before the events it caused, every time:
+/// the `queued` status of a send is committed (and fanned out) before the
+/// send's reply is written, so only the connection's turn keeps them in
+/// order. Many rounds, because losing the race is a matter of timing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reply_precedes_the_events_its_request_caused() {
+    let bus = Bus::start().await;
+    let mut c = bus.connect().await;
+    c.ok(json!({"op": "subscribe", "events": ["status"]})).await;
+    for n in 0..300 {
+        let r = c
+            .ok(json!({"op": "send", "id": n, "to": "+4930999", "text": format!("m{n}")}))
+            .await;
+        assert_eq!(r["op"], "send", "round {n}: {r}");
+        assert_eq!(r["id"], n, "round {n}: {r}");
+        let e = c.event().await;
+        assert_eq!(e["message"], r["message"], "round {n}: {e}");
+        assert_eq!(e["state"], "queued", "round {n}: {e}");
+    }
+    bus.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_error_has_its_code_and_the_connection_survives() {
     let bus = Bus::start().await;

@@ -82,6 +82,16 @@ async fn wait_snapshot(h: &ModemHandle, what: &str, f: impl Fn(&Snapshot) -> boo
     got
 }
 
+/// Ready, with the sweep that follows ready done (it ends by reading the
+/// storage fill): a fault injected now hits the next command, not the
+/// start-up `+CMGL` (which, on a loaded machine, can still be running).
+async fn ready_and_swept(h: &ModemHandle) -> Snapshot {
+    wait_snapshot(h, "ready after the start-up sweep", |s| {
+        s.state == "ready" && s.storage_total.is_some()
+    })
+    .await
+}
+
 /// The first snapshot whose `last_error` reports a denied registration.
 async fn denied_reported(h: &ModemHandle) -> Snapshot {
     wait_snapshot(h, "denied reported", |s| {
@@ -658,7 +668,7 @@ async fn send_single_and_multipart() {
 async fn cms_errors_are_classified() {
     let sim = Sim::start(&["--modems", "1"]);
     let (h, _ev) = start(config(&sim, 0));
-    wait_state(&h, "ready").await;
+    ready_and_swept(&h).await;
     sim.ctl(&["cms-error", "500", "--modem", "0"]).await;
     match h.send(submit("+4915112345678", "x")).await {
         Err(SendError::Temporary { reason, sent }) => {
@@ -689,7 +699,7 @@ async fn a_pdu_written_without_an_answer_is_unconfirmed_not_failed() {
     // No probe: the actor stays ready through the short hangs.
     c.probe_interval = Duration::from_secs(600);
     let (h, _ev) = start(c);
-    wait_state(&h, "ready").await;
+    ready_and_swept(&h).await;
     // A hang before the prompt: the PDU never left, an ordinary failure.
     sim.ctl(&["hang", "--modem", "0"]).await;
     match h.send(submit("+4915112345678", "never written")).await {
@@ -728,7 +738,7 @@ async fn a_send_withdrawn_while_queued_never_leaves() {
     c.send_timeout = Duration::from_secs(3);
     c.probe_interval = Duration::from_secs(600);
     let (h, _ev) = start(c);
-    wait_state(&h, "ready").await;
+    ready_and_swept(&h).await;
     // The actor is busy with a send the hung modem does not answer ...
     sim.ctl(&["hang", "--modem", "0"]).await;
     let blocker = h.submit(submit("+4915112345678", "blocker")).unwrap();

@@ -26,10 +26,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, watch};
 
 use super::protocol::{inbound_event, modem_event, status_event, EventMask};
-use super::server::Out;
+use super::server::{Out, Outbox};
 use super::Backend;
 use crate::store::{EventKind, InboundId, InboundMessage, StoreError};
 
@@ -181,7 +181,7 @@ async fn pause(stop: &mut watch::Receiver<bool>) -> bool {
 /// behind.
 pub(super) async fn subscription<B: Backend>(
     backend: B,
-    tx: mpsc::Sender<Out>,
+    tx: Outbox,
     mut feed: broadcast::Receiver<Arc<Item>>,
     catch_ups: Arc<AtomicU64>,
     mask: EventMask,
@@ -230,7 +230,7 @@ pub(super) async fn subscription<B: Backend>(
             }
         }
         if let Some(out) = sub.pick(&item.line) {
-            if sub.tx.send(out).await.is_err() {
+            if sub.tx.event(out).await.is_err() {
                 return;
             }
         }
@@ -243,7 +243,7 @@ struct Gone;
 
 struct Subscriber<B: Backend> {
     backend: B,
-    tx: mpsc::Sender<Out>,
+    tx: Outbox,
     mask: EventMask,
     /// This peer sees numbers (else `sms:` handles).
     see: bool,
@@ -289,7 +289,7 @@ impl<B: Backend> Subscriber<B> {
                 };
                 let line = inbound_line(&self.backend, start, &shown, self.see);
                 self.replayed.insert(m.id);
-                if self.tx.send(Out::Inbound(line, m.id, None)).await.is_err() {
+                if self.tx.event(Out::Inbound(line, m.id, None)).await.is_err() {
                     return Err(Gone);
                 }
             }
@@ -338,7 +338,7 @@ impl<B: Backend> Subscriber<B> {
                     }
                 };
                 if let Some(out) = line.and_then(|l| self.pick(&l)) {
-                    if self.tx.send(out).await.is_err() {
+                    if self.tx.event(out).await.is_err() {
                         return Err(Gone);
                     }
                 }

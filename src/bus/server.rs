@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Mutex};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::access::{Access, Peer};
@@ -387,6 +387,24 @@ pub(super) enum Out {
     Inbound(Arc<str>, InboundId, Option<Arc<AtomicBool>>),
 }
 
+/// A subscription's way to its connection's writer. Events wait for the
+/// connection's turn, so the reply to a request is queued before any event
+/// that request caused (a `send`'s reply before its `queued` status): a
+/// client reading by hand, or one that matches replies by order, is never
+/// shown the consequence before the answer.
+pub(super) struct Outbox {
+    tx: mpsc::Sender<Out>,
+    turn: Arc<Mutex<()>>,
+}
+
+impl Outbox {
+    /// Queues an event line; `Err` once the connection's writer is gone.
+    pub(super) async fn event(&self, out: Out) -> Result<(), ()> {
+        let _turn = self.turn.lock().await;
+        self.tx.send(out).await.map_err(drop)
+    }
+}
+
 async fn writer(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Out>, store: Store) {
     let mut w = BufWriter::new(wr);
     while let Some(out) = rx.recv().await {
@@ -544,6 +562,7 @@ async fn connection<B: Backend>(
         backend,
         shared: Arc::clone(&shared),
         tx,
+        turn: Arc::new(Mutex::new(())),
         peer,
         see,
         client: None,
@@ -574,7 +593,18 @@ async fn connection<B: Backend>(
                 error_reply(None, None, "line_too_long", &msg)
             }
             Ok(Read::Line) if line.iter().all(u8::is_ascii_whitespace) => continue,
-            Ok(Read::Line) => conn.handle(&line).await,
+            Ok(Read::Line) => {
+                // Held until the reply is queued: events the request
+                // causes (or that arrive meanwhile) follow the reply.
+                let turn = Arc::clone(&conn.turn);
+                let _turn = turn.lock().await;
+                let reply = conn.handle(&line).await;
+                if conn.tx.send(Out::Line(reply)).await.is_err() {
+                    break;
+                }
+                conn.start_pending();
+                continue;
+            }
         };
         if conn.tx.send(Out::Line(reply)).await.is_err() || too_long {
             break;
@@ -622,6 +652,8 @@ struct Conn<B: Backend> {
     backend: B,
     shared: Arc<Shared>,
     tx: mpsc::Sender<Out>,
+    /// Taken while a request is served and its reply queued; see [`Outbox`].
+    turn: Arc<Mutex<()>>,
     peer: Peer,
     /// This peer sees phone numbers (else `sms:` handles).
     see: bool,
@@ -787,7 +819,10 @@ impl<B: Backend> Conn<B> {
             }
             self.subscription = Some(tokio::spawn(subscription(
                 self.backend.clone(),
-                self.tx.clone(),
+                Outbox {
+                    tx: self.tx.clone(),
+                    turn: Arc::clone(&self.turn),
+                },
                 self.shared.feed.subscribe(),
                 Arc::clone(&self.shared.catch_ups),
                 mask,
