@@ -88,6 +88,17 @@ fn opt_in_hold_join_release_stop_start_help_handle_and_forget() {
     inject(&sim, OUTSIDE, "first words");
     let explain = wait_reply(&sim, OUTSIDE, "JOIN", 0);
     inject(&sim, OUTSIDE, "second words");
+    // Held messages wait for consent, not for a client: counted apart, so
+    // `smsgate inbox` knows its backlog is empty and shows nothing.
+    wait_for("both messages held", || {
+        let s = c.request(json!({"op": "stats"}));
+        (s["stats"]["inbound_held"] == 2).then_some(s)
+    });
+    let s = c.request(json!({"op": "stats"}));
+    assert_eq!(s["stats"]["inbound_unacked"], 0, "{s}");
+    let out = cli(&gate, &["inbox", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.is_empty(), "held messages shown: {out:?}");
     // JOIN releases both, in order, and is itself not relayed.
     inject(&sim, OUTSIDE, "join");
     let ev = next_inbound(&mut events);
@@ -97,6 +108,8 @@ fn opt_in_hold_join_release_stop_start_help_handle_and_forget() {
     assert_eq!(ev["e2e"], false, "{ev}");
     let ev = next_inbound(&mut events);
     assert_eq!(ev["text"], "second words", "{ev}");
+    let s = c.request(json!({"op": "stats"}));
+    assert_eq!(s["stats"]["inbound_held"], 0, "released: {s}");
     wait_for("the join confirmation", || {
         (outbox_to(&sim, OUTSIDE) >= 2).then_some(())
     });

@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 use super::client::{printable, Client, ClientError, SocketArg};
 
 /// Without `--follow`, the backlog is over once every unacknowledged
-/// message was printed or, failing that (some are held by the privacy
-/// gate, or were acknowledged meanwhile), once the daemon has been quiet
-/// this long: long enough for a busy machine's replay.
+/// message was printed or, failing that (some were acknowledged meanwhile,
+/// or the privacy gate had not decided on them yet), once the daemon has
+/// been quiet this long: long enough for a busy machine's replay.
 const BACKLOG_QUIET: Duration = Duration::from_secs(2);
 
 /// Arguments of `smsgate inbox`.

@@ -310,11 +310,12 @@ impl Daemon {
             .filter(|m| m.snapshot.state == "ready")
             .count();
         Some(format!(
-            "{ready}/{} modems ready, {} parts queued, {} sending, {} inbound unacked",
+            "{ready}/{} modems ready, {} parts queued, {} sending, {} inbound unacked, {} held",
             modems.len(),
             stats.parts_queued,
             stats.parts_sending,
-            stats.inbound_unacked
+            stats.inbound_unacked,
+            stats.inbound_held
         ))
     }
 }

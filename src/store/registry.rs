@@ -269,7 +269,11 @@ pub(crate) fn stats(conn: &Connection) -> Result<StoreStats> {
         unmatched_reports_total: counter(conn, UNMATCHED_REPORTS)?,
         inbound_duplicates_total: counter(conn, INBOUND_DUPLICATES)?,
         inbound_groups_open: count("SELECT count(*) FROM in_groups WHERE open = 1")?,
-        inbound_unacked: count("SELECT count(*) FROM in_messages WHERE bus_state < 2")?,
+        inbound_unacked: count(
+            "SELECT count(*) FROM in_messages
+             WHERE bus_state < 2 AND id NOT IN (SELECT message FROM held)",
+        )?,
+        inbound_held: count("SELECT count(*) FROM held")?,
         last_event: events::last(conn)?,
     })
 }

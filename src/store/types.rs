@@ -580,8 +580,11 @@ pub struct StoreStats {
     pub inbound_duplicates_total: u64,
     /// Inbound multipart groups still waiting for parts.
     pub inbound_groups_open: u64,
-    /// Inbound messages not yet acknowledged by the bus.
+    /// Inbound messages the bus may see and has not acknowledged yet
+    /// (held ones wait for consent, not for a client: see `inbound_held`).
     pub inbound_unacked: u64,
+    /// Inbound messages the privacy gate holds until their sender joins.
+    pub inbound_held: u64,
     /// Highest event cursor.
     pub last_event: u64,
 }
