@@ -35,6 +35,11 @@ const SMALL: &[&str] = &[
     "forget_audit",
 ];
 
+/// Tables that hold only live rows, each deleted when its time is up, so
+/// they act as a partial index of a bigger set: `held` (a hold ends at
+/// release, `JOIN`, or the end of the hold period; `stats` counts it).
+const LIVE_ONLY: &[&str] = &["held"];
+
 fn exercise(conn: &Connection) {
     let t = 1_700_000_000_000;
     let m = "356938035643809";
@@ -248,7 +253,10 @@ fn every_statement_uses_an_index() {
                 continue;
             };
             let name = table.split_whitespace().next().unwrap_or("");
-            if SMALL.contains(&name) || table.contains("USING") && is_partial(table) {
+            if SMALL.contains(&name)
+                || LIVE_ONLY.contains(&name)
+                || table.contains("USING") && is_partial(table)
+            {
                 continue;
             }
             bad.push(format!("{step}\n    in: {sql}"));
