@@ -27,6 +27,9 @@
 //! * [`udev`]: the udev rules generated from the profiles (stable links
 //!   under `/dev/smsgate/`, ModemManager kept away).
 
+// Every public item is documented; `clippy -D warnings` keeps it so.
+#![warn(missing_docs)]
+
 pub mod at;
 pub mod atomic;
 pub mod bus;

@@ -22,6 +22,7 @@ pub struct ConsentArgs {
     /// One JSON object per record and line, instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// `--socket PATH` (or `SMSGATE_SOCKET`): where the daemon listens.
     #[command(flatten)]
     pub socket: SocketArg,
 }

@@ -32,6 +32,7 @@ const AT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Arguments of `smsgate doctor`.
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
+    /// `--socket PATH` (or `SMSGATE_SOCKET`): where the daemon listens.
     #[command(flatten)]
     pub socket: SocketArg,
     /// Check these ports [default: the links in --discovery-dir, /dev/ttyUSB*, /dev/ttyACM*, and the daemon's modems].

@@ -14,6 +14,7 @@ use super::client::{Client, SocketArg};
 pub struct ForgetArgs {
     /// A phone number (any format the daemon accepts) or an `sms:` handle.
     pub who: String,
+    /// `--socket PATH` (or `SMSGATE_SOCKET`): where the daemon listens.
     #[command(flatten)]
     pub socket: SocketArg,
 }

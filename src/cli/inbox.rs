@@ -18,6 +18,7 @@ const BACKLOG_QUIET: Duration = Duration::from_secs(2);
 /// Arguments of `smsgate inbox`.
 #[derive(Debug, Args)]
 pub struct InboxArgs {
+    /// `--socket PATH` (or `SMSGATE_SOCKET`): where the daemon listens.
     #[command(flatten)]
     pub socket: SocketArg,
     /// One JSON object per message (id, from, text, time, modem, parts, partial, ...).

@@ -10,6 +10,7 @@ use super::client::{cell, print_table, Client, ClientError, SocketArg};
 /// Arguments of `smsgate modems`.
 #[derive(Debug, Args)]
 pub struct ModemsArgs {
+    /// `--socket PATH` (or `SMSGATE_SOCKET`): where the daemon listens.
     #[command(flatten)]
     pub socket: SocketArg,
     /// A JSON array of the modems (every field the daemon knows).

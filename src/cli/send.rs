@@ -30,6 +30,7 @@ const EMPTY_TEXT: &str = "error: empty text; give it with --text or on stdin, \
 /// Arguments of `smsgate send`.
 #[derive(Debug, Args)]
 pub struct SendArgs {
+    /// `--socket PATH` (or `SMSGATE_SOCKET`): where the daemon listens.
     #[command(flatten)]
     pub socket: SocketArg,
     /// Recipient in international format (+4930...); repeat for several, one message each.

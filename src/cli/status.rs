@@ -11,6 +11,7 @@ use super::client::{cell, printable, strip_envelope, Client, ClientError, Socket
 /// Arguments of `smsgate status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    /// `--socket PATH` (or `SMSGATE_SOCKET`): where the daemon listens.
     #[command(flatten)]
     pub socket: SocketArg,
     /// An outbound message id (as `smsgate send` printed); none: the daemon's counters.
