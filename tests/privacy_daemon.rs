@@ -90,11 +90,10 @@ fn opt_in_hold_join_release_stop_start_help_handle_and_forget() {
     inject(&sim, OUTSIDE, "second words");
     // Held messages wait for consent, not for a client: counted apart, so
     // `smsgate inbox` knows its backlog is empty and shows nothing.
-    wait_for("both messages held", || {
+    let s = wait_for("both messages held", || {
         let s = c.request(json!({"op": "stats"}));
         (s["stats"]["inbound_held"] == 2).then_some(s)
     });
-    let s = c.request(json!({"op": "stats"}));
     assert_eq!(s["stats"]["inbound_unacked"], 0, "{s}");
     let out = cli(&gate, &["inbox", "--json"]);
     assert!(out.status.success(), "{out:?}");

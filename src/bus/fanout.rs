@@ -181,7 +181,7 @@ async fn pause(stop: &mut watch::Receiver<bool>) -> bool {
 /// behind.
 pub(super) async fn subscription<B: Backend>(
     backend: B,
-    tx: Outbox,
+    out: Outbox,
     mut feed: broadcast::Receiver<Arc<Item>>,
     catch_ups: Arc<AtomicU64>,
     mask: EventMask,
@@ -190,7 +190,7 @@ pub(super) async fn subscription<B: Backend>(
 ) {
     let mut sub = Subscriber {
         backend,
-        tx,
+        out,
         mask,
         see,
         replayed: HashSet::new(),
@@ -230,7 +230,7 @@ pub(super) async fn subscription<B: Backend>(
             }
         }
         if let Some(out) = sub.pick(&item.line) {
-            if sub.tx.event(out).await.is_err() {
+            if sub.out.event(out).await.is_err() {
                 return;
             }
         }
@@ -243,7 +243,7 @@ struct Gone;
 
 struct Subscriber<B: Backend> {
     backend: B,
-    tx: Outbox,
+    out: Outbox,
     mask: EventMask,
     /// This peer sees numbers (else `sms:` handles).
     see: bool,
@@ -289,7 +289,12 @@ impl<B: Backend> Subscriber<B> {
                 };
                 let line = inbound_line(&self.backend, start, &shown, self.see);
                 self.replayed.insert(m.id);
-                if self.tx.event(Out::Inbound(line, m.id, None)).await.is_err() {
+                if self
+                    .out
+                    .event(Out::Inbound(line, m.id, None))
+                    .await
+                    .is_err()
+                {
                     return Err(Gone);
                 }
             }
@@ -338,7 +343,7 @@ impl<B: Backend> Subscriber<B> {
                     }
                 };
                 if let Some(out) = line.and_then(|l| self.pick(&l)) {
-                    if self.tx.event(out).await.is_err() {
+                    if self.out.event(out).await.is_err() {
                         return Err(Gone);
                     }
                 }

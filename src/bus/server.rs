@@ -387,11 +387,13 @@ pub(super) enum Out {
     Inbound(Arc<str>, InboundId, Option<Arc<AtomicBool>>),
 }
 
-/// A subscription's way to its connection's writer. Events wait for the
-/// connection's turn, so the reply to a request is queued before any event
-/// that request caused (a `send`'s reply before its `queued` status): a
-/// client reading by hand, or one that matches replies by order, is never
-/// shown the consequence before the answer.
+/// A connection's way to its writer. The request loop holds the turn from
+/// reading a request until its reply is queued, and events wait for the
+/// turn, so the reply to a request is queued before any event that request
+/// caused (a `send`'s reply before its `queued` status): a client reading
+/// by hand, or one that matches replies by order, is never shown the
+/// consequence before the answer.
+#[derive(Clone)]
 pub(super) struct Outbox {
     tx: mpsc::Sender<Out>,
     turn: Arc<Mutex<()>>,
@@ -561,8 +563,10 @@ async fn connection<B: Backend>(
     let mut conn = Conn {
         backend,
         shared: Arc::clone(&shared),
-        tx,
-        turn: Arc::new(Mutex::new(())),
+        out: Outbox {
+            tx,
+            turn: Arc::new(Mutex::new(())),
+        },
         peer,
         see,
         client: None,
@@ -578,6 +582,9 @@ async fn connection<B: Backend>(
             _ = stop.changed() => break,
             r = read_line(&mut reader, &mut line, max) => r,
         };
+        // Held until the reply is queued: events the request causes (or
+        // that arrive meanwhile) follow the reply.
+        let _turn = Arc::clone(&conn.out.turn).lock_owned().await;
         let reply = match read {
             Ok(Read::Eof) => {
                 eof = true;
@@ -593,20 +600,9 @@ async fn connection<B: Backend>(
                 error_reply(None, None, "line_too_long", &msg)
             }
             Ok(Read::Line) if line.iter().all(u8::is_ascii_whitespace) => continue,
-            Ok(Read::Line) => {
-                // Held until the reply is queued: events the request
-                // causes (or that arrive meanwhile) follow the reply.
-                let turn = Arc::clone(&conn.turn);
-                let _turn = turn.lock().await;
-                let reply = conn.handle(&line).await;
-                if conn.tx.send(Out::Line(reply)).await.is_err() {
-                    break;
-                }
-                conn.start_pending();
-                continue;
-            }
+            Ok(Read::Line) => conn.handle(&line).await,
         };
-        if conn.tx.send(Out::Line(reply)).await.is_err() || too_long {
+        if conn.out.tx.send(Out::Line(reply)).await.is_err() || too_long {
             break;
         }
         conn.start_pending();
@@ -651,9 +647,7 @@ async fn connection<B: Backend>(
 struct Conn<B: Backend> {
     backend: B,
     shared: Arc<Shared>,
-    tx: mpsc::Sender<Out>,
-    /// Taken while a request is served and its reply queued; see [`Outbox`].
-    turn: Arc<Mutex<()>>,
+    out: Outbox,
     peer: Peer,
     /// This peer sees phone numbers (else `sms:` handles).
     see: bool,
@@ -819,10 +813,7 @@ impl<B: Backend> Conn<B> {
             }
             self.subscription = Some(tokio::spawn(subscription(
                 self.backend.clone(),
-                Outbox {
-                    tx: self.tx.clone(),
-                    turn: Arc::clone(&self.turn),
-                },
+                self.out.clone(),
                 self.shared.feed.subscribe(),
                 Arc::clone(&self.shared.catch_ups),
                 mask,
